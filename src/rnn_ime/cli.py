@@ -1,0 +1,269 @@
+"""The `rnn-ime` command: prepare, train, evaluate, predict, explain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .errors import RnnImeError
+
+EXIT_USER_ERROR = 2
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- prepare
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="corpus files → a data dir (vocabulary, token arrays)")
+    p.add_argument("--corpus", nargs="+", action="extend", metavar="PATH",
+                   help="corpus files, or embedded / embedded:NAME (default: embedded:reviews)")
+    p.add_argument("--format", default="auto",
+                   choices=["auto", "dialogue", "jsonl", "text", "pku"],
+                   help="format of the corpus files (default: detected per file)")
+    p.add_argument("--out", default="data/default", help="the data dir to write")
+    p.add_argument("--min-count", type=int, default=3, help="keep words seen this often")
+    p.add_argument("--max-vocab", type=int, default=None, help="at most this many ids")
+    p.add_argument("--seed", type=int, default=0, help="seed of the document split")
+    p.add_argument("--strict", action="store_true", help="fail on the first malformed line")
+    p.add_argument("--list-corpora", action="store_true", help="list the embedded corpora")
+    p.set_defaults(func=run_prepare)
+
+
+def run_prepare(args) -> None:
+    from .corpus import EMBEDDED_SOURCES
+    from .prepare import DEFAULT_CORPUS, PrepareConfig, prepare
+
+    if args.list_corpora:
+        for name, spec in EMBEDDED_SOURCES.items():
+            print(f"embedded:{name:<10}{spec.description}")
+        print(f"embedded         every embedded corpus   (default: {' '.join(DEFAULT_CORPUS)})")
+        return
+    config = PrepareConfig(corpus=args.corpus or list(DEFAULT_CORPUS), out=args.out,
+                           format=args.format, min_count=args.min_count,
+                           max_vocab=args.max_vocab, seed=args.seed, strict=args.strict,
+                           progress=sys.stderr.isatty())
+    manifest = prepare(config, log=_stderr)
+    splits = manifest["splits"]
+    print(f"wrote {args.out}: vocabulary {manifest['vocab']['size']:,} · words "
+          + " / ".join(f"{s} {splits[s]['words']:,}" for s in splits)
+          + f" · unknown in test {splits['test']['unknown_words'] / max(1, splits['test']['words']):.1%}")
+
+
+# ---------------------------------------------------------------- train
+def add_train(sub) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model on a data dir")
+    p.add_argument("--data", default=d.data, help="a prepared data dir")
+    p.add_argument("--out", default=d.out, help="the model dir to write")
+    p.add_argument("--objective", default=d.objective, choices=["lm", "window"],
+                   help="lm: every position predicts the next word; window: the course's "
+                        "fixed window of --seq-len words")
+    p.add_argument("--cell", default=d.cell, help="rnn, gru or lstm")
+    p.add_argument("--nonlinearity", default=d.nonlinearity, choices=["tanh", "relu"])
+    p.add_argument("--layers", type=int, default=d.layers)
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--embed", type=int, default=d.embed)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--bidirectional", action="store_true", help="window objective only")
+    p.add_argument("--tie-weights", action="store_true",
+                   help="share the embedding and output matrices (needs --softmax full)")
+    p.add_argument("--softmax", default=d.softmax, choices=["auto", "full", "adaptive"],
+                   help="auto: adaptive over large vocabularies, else full")
+    p.add_argument("--seq-len", type=int, default=d.seq_len, help="window length (window)")
+    p.add_argument("--bptt", type=int, default=d.bptt, help="truncated BPTT length (lm)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop after this much training time (then validate and save)")
+    p.add_argument("--clip", type=float, default=d.clip, help="gradient norm clipping")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="early stopping: validations without improvement")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="validate every N steps (0: at the end of each epoch)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="save the resumable state every N steps")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="go on from --out's last checkpoint")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> None:
+    from .train import TrainConfig, train
+
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names},
+                         progress=sys.stderr.isatty())
+    try:
+        summary = train(config, log=_stderr)
+    except KeyboardInterrupt:
+        _stderr(f"stopped; resume with: rnn-ime train --data {args.data} --out {args.out} "
+                "--resume")
+        raise SystemExit(130) from None
+    print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s "
+          f"({summary['target_words_per_second']:,} target words/s; stopped: "
+          f"{summary['stopped']}); best validation loss {summary['best_valid_loss']:.3f}")
+
+
+# ---------------------------------------------------------------- evaluate
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="loss, perplexity and top-k accuracy on a test split")
+    p.add_argument("--model", required=True, help="a model dir")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--data", help="a data dir with the model's vocabulary (default: the one "
+                                      "the model was trained on)")
+    group.add_argument("--corpus", nargs="+", metavar="PATH",
+                       help="score any text with the model's tokenizer and vocabulary")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--format", default="auto", help="format of --corpus files")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args) -> None:
+    from . import modeldir
+    from .data import DataDir
+    from .errors import DataDirError
+    from .fsutil import read_json, write_json
+    from .metrics import evaluate, format_table
+    from .prepare import encode_corpus
+    from .scoring import NeuralScorer
+
+    model, vocab, config = modeldir.load(args.model)
+    if args.corpus:
+        split, names = encode_corpus(args.corpus, vocab, args.format, log=_stderr)
+        where = ", ".join(args.corpus)
+    else:
+        data_path = args.data or config["train"]["data"]
+        data = DataDir(data_path)
+        if data.vocab.sha256 != vocab.sha256:
+            raise DataDirError(f"{data_path}: its vocabulary differs from the model's; "
+                               "evaluate with --corpus to re-encode text for this model")
+        split, names = data.split(args.split), data.source_names
+        where = f"{data_path} ({args.split})"
+    result = evaluate(NeuralScorer(model, vocab), split, names)
+    result["evaluated_on"] = where
+    if not args.corpus and args.split == "test":
+        metrics_path = Path(args.model) / "metrics.json"
+        record = read_json(metrics_path) if metrics_path.is_file() else {}
+        record["test"] = result
+        write_json(metrics_path, record)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    rows = {"all": result, **result.get("by_source", {})}
+    print(format_table(rows, f"{args.model} on {where}"))
+    print(format_table({f"{k} words": v for k, v in result["by_context"].items()},
+                       "\nby words of context before the predicted word"))
+
+
+# ---------------------------------------------------------------- predict
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="the next words after a text (interactive without text)")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("-k", type=int, default=5, help="how many suggestions")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("text", nargs="?", help="the text typed so far")
+    p.set_defaults(func=run_predict)
+
+
+def _answer(predictor, text: str, k: int, as_json: bool) -> str:
+    suggestions = predictor.suggest(text, k)
+    if as_json:
+        return json.dumps({"text": text, "suggestions": [s.as_dict() for s in suggestions]},
+                          ensure_ascii=False)
+    return "  ".join(f"{i}.{s.word} {s.probability:.1%}" for i, s in enumerate(suggestions, 1))
+
+
+def run_predict(args) -> None:
+    from .predict import Predictor, check_k
+
+    check_k(args.k)
+    predictor = Predictor.from_dir(args.model)
+    if args.text is not None:
+        print(_answer(predictor, args.text, args.k, args.json))
+    elif sys.stdin.isatty():
+        interactive(predictor, args.k)
+    else:
+        for line in sys.stdin:
+            print(_answer(predictor, line.rstrip("\n"), args.k, args.json), flush=True)
+
+
+def interactive(predictor, k: int) -> None:
+    print("Type Chinese text and press Enter for the next words; quit, exit or Ctrl-D to leave.")
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if text.strip() in {"quit", "exit"}:
+            return
+        print("  " + _answer(predictor, text, k, False))
+
+
+# ---------------------------------------------------------------- explain
+def add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="an RNN's shapes, parameters and per-step states")
+    p.add_argument("--input-size", type=int, default=8)
+    p.add_argument("--hidden-size", type=int, default=4)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--nonlinearity", default="tanh", choices=["tanh", "relu"])
+    p.add_argument("--batch-first", action="store_true")
+    p.add_argument("--seq-len", type=int, default=4, help="steps of random input (no TEXT)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="show a trained model's states over TEXT instead")
+    p.add_argument("text", nargs="?", help="a sentence: one step per word")
+    p.set_defaults(func=run_explain)
+
+
+def run_explain(args) -> None:
+    from .explain import ExplainConfig, explain_config, explain_model
+
+    if args.model:
+        from .predict import Predictor
+
+        print(explain_model(Predictor.from_dir(args.model), args.text or ""))
+        return
+    words = None
+    if args.text:
+        from .text import get_tokenizer
+
+        words = get_tokenizer().tokenize(args.text) or None
+    print(explain_config(ExplainConfig(args.input_size, args.hidden_size, args.layers,
+                                       args.bidirectional, args.nonlinearity, args.batch_first,
+                                       args.seq_len, args.seed), words))
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RnnImeError as exc:
+        _stderr(f"rnn-ime: error: {exc}")
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except BrokenPipeError:
+        raise SystemExit(0) from None
+
+
+if __name__ == "__main__":
+    main()

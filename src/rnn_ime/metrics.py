@@ -1,0 +1,96 @@
+"""Metrics shared by every scorer: cross-entropy, perplexity, top-k accuracy.
+
+Every word of the evaluated passages counts; a word outside the vocabulary is always a miss,
+since <unk> (like <pad> and <s>) is never suggested.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data import Split
+from .scoring import Scorer
+
+KS = (1, 3, 5)
+CONTEXT_BUCKETS = ((0, 0, "0"), (1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 9, "5-9"),
+                   (10, None, "10+"))
+
+
+@dataclass
+class Tally:
+    words: int = 0
+    nll: float = 0.0
+    hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
+
+    def add(self, nll: torch.Tensor, hits: torch.Tensor, where: np.ndarray | None = None) -> None:
+        if where is not None:
+            selector = torch.from_numpy(where)
+            nll, hits = nll[selector], hits[selector]
+        self.words += int(nll.numel())
+        self.nll += float(nll.double().sum())
+        for column, k in enumerate(KS):
+            self.hits[k] += int(hits[:, column].sum())
+
+    def summary(self) -> dict[str, float]:
+        if self.words == 0:
+            return {"words": 0}
+        loss = self.nll / self.words
+        return {"words": self.words, "loss": round(loss, 4),
+                "perplexity": round(math.exp(min(loss, 50.0)), 2),
+                **{f"top{k}": round(self.hits[k] / self.words, 4) for k in KS}}
+
+
+def context_lengths(split: Split, offsets: np.ndarray) -> np.ndarray:
+    """How many words of the same passage precede each target offset."""
+    passage = np.searchsorted(split.starts, offsets, side="right") - 1
+    return offsets - split.starts[passage] - 1
+
+
+def evaluate(scorer: Scorer, split: Split, source_names: list[str] | None = None,
+             max_words: int | None = None) -> dict:
+    """Score every word of `split` (or the first `max_words` chunks' worth) with `scorer`."""
+    never = torch.from_numpy(~scorer.vocab.suggestable_mask())
+    overall = Tally()
+    by_source = {name: Tally() for name in (source_names or [])}
+    by_context = {label: Tally() for _, _, label in CONTEXT_BUCKETS}
+    for log_probs, targets, offsets in scorer.split_log_probs(split):
+        log_probs = log_probs.float().cpu()
+        nll = -log_probs.gather(1, targets[:, None])[:, 0]
+        top = log_probs.masked_fill(never, float("-inf")).topk(max(KS), dim=1).indices
+        found = (top == targets[:, None]).cumsum(dim=1) > 0
+        hits = torch.stack([found[:, k - 1] for k in KS], dim=1)
+        overall.add(nll, hits)
+        if len(by_source) > 1:
+            passage = np.searchsorted(split.starts, offsets, side="right") - 1
+            sources = split.passages[passage, 1]
+            for index, name in enumerate(source_names or []):
+                by_source[name].add(nll, hits, sources == index)
+        history = context_lengths(split, offsets)
+        for low, high, label in CONTEXT_BUCKETS:
+            inside = (history >= low) & (history <= (high if high is not None else history.max()))
+            by_context[label].add(nll, hits, inside)
+        if max_words is not None and overall.words >= max_words:
+            break
+    result = overall.summary()
+    if len(by_source) > 1:
+        result["by_source"] = {name: t.summary() for name, t in by_source.items()}
+    result["by_context"] = {label: t.summary() for label, t in by_context.items()}
+    return result
+
+
+def format_table(rows: dict[str, dict], title: str = "") -> str:
+    """A plain-text table: one row per named result."""
+    header = f"{'':<14}{'words':>9}{'loss':>8}{'ppl':>9}{'top-1':>8}{'top-3':>8}{'top-5':>8}"
+    lines = [title] if title else []
+    lines.append(header)
+    for name, r in rows.items():
+        if not r.get("words"):
+            lines.append(f"{name:<14}{0:>9}")
+            continue
+        lines.append(f"{name:<14}{r['words']:>9}{r['loss']:>8.3f}{r['perplexity']:>9.1f}"
+                     f"{r['top1']:>8.1%}{r['top3']:>8.1%}{r['top5']:>8.1%}")
+    return "\n".join(lines)

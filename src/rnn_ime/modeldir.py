@@ -1,0 +1,76 @@
+"""A model dir: config.json, vocab.txt, best/last weights (safetensors), metrics.json, logs/.
+
+Loading never unpickles code: weights are safetensors, configs are JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from .errors import ModelError
+from .fsutil import read_json, write_json, write_with
+from .model import ModelConfig, NextWordModel
+from .vocab import Vocab
+
+WEIGHTS = ("best.safetensors", "last.safetensors")
+
+
+def save_config(out: Path, model_config: ModelConfig, extra: dict[str, Any]) -> None:
+    write_json(out / "config.json", {"model": vars(model_config), **extra})
+
+
+def save_weights(model: NextWordModel, path: Path) -> None:
+    write_with(path, lambda tmp: save_model(model, str(tmp)))
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a model dir (no config.json); train one with "
+                         "`rnn-ime train --data DIR --out DIR`")
+    return read_json(path / "config.json")
+
+
+def load(path: str | Path, weights: str = "best", device: str = "cpu"
+         ) -> tuple[NextWordModel, Vocab, dict[str, Any]]:
+    """Load a trained model, refusing a vocabulary whose hash differs from the one trained on."""
+    path = Path(path)
+    config = load_config(path)
+    vocab = Vocab.load(path / "vocab.txt") if (path / "vocab.txt").is_file() else None
+    if vocab is None:
+        raise ModelError(f"{path}: no vocab.txt")
+    if vocab.sha256 != config.get("vocab_sha256"):
+        raise ModelError(f"{path}: vocab.txt does not match the vocabulary the model was "
+                         "trained with (hash differs)")
+    model_config = ModelConfig.from_dict(config["model"])
+    if model_config.vocab_size != len(vocab):
+        raise ModelError(f"{path}: the model has {model_config.vocab_size} outputs but "
+                         f"vocab.txt has {len(vocab)} words")
+    candidates = [path / f"{weights}.safetensors"] + [path / w for w in WEIGHTS]
+    weight_file = next((c for c in candidates if c.is_file()), None)
+    if weight_file is None:
+        raise ModelError(f"{path}: no weights (best.safetensors or last.safetensors); "
+                         "train the model first")
+    model = NextWordModel(model_config)
+    try:
+        missing, unexpected = load_model(model, str(weight_file), strict=False, device=device)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise ModelError(f"{weight_file}: cannot load weights ({str(exc).splitlines()[0]})"
+                         ) from None
+    if missing or unexpected:
+        raise ModelError(f"{weight_file}: weights do not fit config.json "
+                         f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+    model.to(device).eval()
+    return model, vocab, config
+
+
+def torch_load_state(path: Path) -> dict[str, Any]:
+    """Training state for --resume: tensors and plain containers only (weights_only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise ModelError(f"{path}: cannot read the training state ({exc})") from None

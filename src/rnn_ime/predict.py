@@ -1,0 +1,97 @@
+"""Prediction: top-k next words for typed text, and a typing session that carries state.
+
+A session costs one recurrent step per committed word; re-reading the whole text is never
+needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import modeldir
+from .errors import RnnImeError
+from .scoring import NeuralScorer, Scorer
+from .text import get_tokenizer
+from .vocab import BOS_ID, UNK_ID, Vocab
+
+MAX_K = 100
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    word: str
+    probability: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"word": self.word, "probability": round(self.probability, 6)}
+
+
+def top_k(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[Suggestion]:
+    """The k most likely suggestable words (never <pad>, <unk> or <s>)."""
+    never = torch.from_numpy(~vocab.suggestable_mask())
+    masked = log_probs.float().cpu().masked_fill(never, float("-inf"))
+    values, ids = masked.topk(min(k, int((~never).sum())))
+    return [Suggestion(vocab.word(int(i)), float(v.exp())) for v, i in zip(values, ids, strict=True)]
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise RnnImeError(f"-k must be between 1 and {MAX_K}")
+    return k
+
+
+class Predictor:
+    def __init__(self, scorer: Scorer, tokenizer_name: str = "jieba", model_name: str = "") -> None:
+        self.scorer = scorer
+        self.vocab = scorer.vocab
+        self.tokenizer = get_tokenizer(tokenizer_name)
+        self.model_name = model_name
+
+    @classmethod
+    def from_dir(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        model, vocab, config = modeldir.load(path, device=device)
+        tokenizer = config.get("tokenizer", {}).get("name", "jieba")
+        return cls(NeuralScorer(model, vocab), tokenizer, Path(path).name)
+
+    def encode(self, text: str) -> tuple[list[str], list[int]]:
+        words = self.tokenizer.tokenize(text)
+        return words, self.vocab.encode(words)
+
+    def suggest(self, text: str, k: int = 5) -> list[Suggestion]:
+        """The k most likely next words after `text` (the empty text: a passage's first word)."""
+        _, ids = self.encode(text)
+        return top_k(self.scorer.log_probs([ids])[0], self.vocab, check_k(k))
+
+    def session(self) -> TypingSession:
+        return TypingSession(self)
+
+
+class TypingSession:
+    """Commit words one at a time; each commit costs one step of the scorer."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.words: list[str] = []
+        scorer = predictor.scorer
+        self.state, self._log_probs = scorer.step(scorer.start(), BOS_ID)
+
+    def commit_text(self, text: str) -> None:
+        """Segment `text` and commit its words."""
+        for word in self.predictor.tokenizer.tokenize(text):
+            self.commit(word)
+
+    def commit(self, word: str) -> None:
+        word_id = self.predictor.vocab.id(word)
+        self.state, self._log_probs = self.predictor.scorer.step(self.state, word_id)
+        self.words.append(word)
+
+    def suggestions(self, k: int = 5) -> list[Suggestion]:
+        return top_k(self._log_probs, self.predictor.vocab, check_k(k))
+
+    @property
+    def unknown_words(self) -> list[str]:
+        return [w for w in self.words if self.predictor.vocab.id(w) == UNK_ID]

@@ -1,0 +1,145 @@
+"""The one interface every scorer answers (neural model, n-gram baseline, ONNX runtime).
+
+- `log_probs(contexts)`: next-word log-probabilities for each context (a list of word ids,
+  not counting the leading <s>), shape (batch, vocab);
+- `start()` / `step(state, word_id)`: the stateful form for typing, one step per word
+  (a session begins with `step(start(), BOS_ID)`);
+- `split_log_probs(split)`: every word of a prepared split scored in context, in chunks of
+  (log_probs (N, V), target ids (N,), target offsets (N,)), for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .data import Split, target_positions, windows
+from .model import NextWordModel, State
+from .vocab import BOS_ID, PAD_ID, Vocab
+
+Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
+
+
+class Scorer(Protocol):
+    vocab: Vocab
+    name: str
+
+    def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor: ...
+
+    def start(self) -> Any: ...
+
+    def step(self, state: Any, word_id: int) -> tuple[Any, torch.Tensor]: ...
+
+    def split_log_probs(self, split: Split) -> Iterator[Chunk]: ...
+
+
+def length_batches(lengths: np.ndarray, max_tokens: int) -> Iterator[np.ndarray]:
+    """Groups of passage indices, sorted by length, each padded batch ≤ max_tokens tokens."""
+    order = np.argsort(lengths, kind="stable")
+    batch: list[int] = []
+    for index in order:
+        if batch and (len(batch) + 1) * lengths[index] > max_tokens:
+            yield np.asarray(batch)
+            batch = []
+        batch.append(int(index))
+    if batch:
+        yield np.asarray(batch)
+
+
+@dataclass
+class RecurrentState:
+    """What a typing session carries: the recurrent state and, for window models, the window."""
+    hidden: State
+    window: tuple[int, ...]
+    features: torch.Tensor | None = None
+
+
+class NeuralScorer:
+    def __init__(self, model: NextWordModel, vocab: Vocab, name: str = "rnn",
+                 max_tokens: int = 16384, logit_rows: int = 2048) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.name = name
+        self.max_tokens = max_tokens
+        self.logit_rows = logit_rows  # rows of (rows, vocab) log-probabilities held at once
+        self.device = next(model.parameters()).device
+
+    @property
+    def seq_len(self) -> int:
+        return self.model.config.seq_len
+
+    def _window_ids(self, context: Sequence[int]) -> list[int]:
+        ids = [BOS_ID, *context][-self.seq_len:]
+        return [PAD_ID] * (self.seq_len - len(ids)) + ids
+
+    @torch.inference_mode()
+    def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
+        if self.model.config.objective == "window":
+            ids = torch.tensor([self._window_ids(c) for c in contexts], device=self.device)
+            features, _ = self.model(ids)
+            return self.model.log_probs(features)
+        out = []
+        for context in contexts:  # contexts differ in length; each runs from a zero state
+            ids = torch.tensor([[BOS_ID, *context]], device=self.device)
+            features, _ = self.model(ids)
+            out.append(self.model.log_probs(features[:, -1]))
+        return torch.cat(out)
+
+    def start(self) -> RecurrentState:
+        """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
+        return RecurrentState(hidden=None, window=())
+
+    @torch.inference_mode()
+    def step(self, state: RecurrentState, word_id: int) -> tuple[RecurrentState, torch.Tensor]:
+        """Commit one word: one recurrent step (lm) or one window run, then the projection."""
+        if self.model.config.objective == "window":
+            window = (*state.window, word_id)[-self.seq_len:]
+            padded = (PAD_ID,) * (self.seq_len - len(window)) + window
+            features, _ = self.model(torch.tensor([padded], device=self.device))
+            new = RecurrentState(None, window, features)
+        else:
+            features, hidden = self.model(torch.tensor([[word_id]], device=self.device),
+                                          state.hidden)
+            new = RecurrentState(hidden, (), features[:, -1])
+        return new, self.model.log_probs(new.features)[0]
+
+    def _passage_lengths(self, split: Split) -> np.ndarray:
+        return split.ends - split.starts
+
+    @torch.inference_mode()
+    def split_log_probs(self, split: Split) -> Iterator[Chunk]:
+        if self.model.config.objective == "window":
+            positions = target_positions(split)
+            tokens = np.asarray(split.tokens)
+            step = self.logit_rows
+            for begin in range(0, len(positions), step):
+                chosen = positions[begin:begin + step]
+                ids = torch.from_numpy(windows(split, chosen, self.seq_len)).to(self.device)
+                features, _ = self.model(ids)
+                yield (self.model.log_probs(features),
+                       torch.from_numpy(tokens[chosen].astype(np.int64)), chosen)
+            return
+        # lm: each passage is read from its <s> with a zero state, as a typing session is.
+        tokens = np.asarray(split.tokens)
+        lengths = self._passage_lengths(split)  # <s> + words
+        for group in length_batches(lengths, self.max_tokens):
+            width = int(lengths[group].max())
+            ids = np.full((len(group), width), PAD_ID, dtype=np.int64)
+            for row, index in enumerate(group):
+                start = split.starts[index]
+                ids[row, :lengths[index]] = tokens[start:start + lengths[index]]
+            features, _ = self.model(torch.from_numpy(ids).to(self.device))
+            # position t predicts token t+1 of the same passage, when that is a word
+            rows, cols = np.nonzero(np.arange(width - 1)[None, :] < (lengths[group] - 1)[:, None])
+            if len(rows) == 0:
+                continue
+            selected = features[torch.from_numpy(rows), torch.from_numpy(cols)]
+            offsets = split.starts[group][rows] + cols + 1
+            for begin in range(0, len(offsets), self.logit_rows):
+                part = slice(begin, begin + self.logit_rows)
+                yield (self.model.log_probs(selected[part]),
+                       torch.from_numpy(tokens[offsets[part]].astype(np.int64)), offsets[part])

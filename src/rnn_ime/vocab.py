@@ -1,0 +1,98 @@
+"""Vocabulary: special tokens first, then words by descending count (ties by the word itself).
+
+The frequency order matters: the adaptive softmax puts the most frequent ids in its head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataDirError
+from .fsutil import write_text
+
+PAD, UNK, BOS = "<pad>", "<unk>", "<s>"
+SPECIALS = (PAD, UNK, BOS)
+PAD_ID, UNK_ID, BOS_ID = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Vocab:
+    words: tuple[str, ...]
+    counts: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.words)})
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def id(self, word: str) -> int:
+        return self._index.get(word, UNK_ID)  # type: ignore[attr-defined]
+
+    def encode(self, words: Iterable[str]) -> list[int]:
+        index = self._index  # type: ignore[attr-defined]
+        return [index.get(w, UNK_ID) for w in words]
+
+    def word(self, word_id: int) -> str:
+        return self.words[word_id]
+
+    def __contains__(self, word: str) -> bool:
+        return word in self._index  # type: ignore[attr-defined]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()
+
+    def to_text(self) -> str:
+        return "".join(f"{w}\t{c}\n" for w, c in zip(self.words, self.counts, strict=True))
+
+    def save(self, path: str | Path) -> None:
+        write_text(path, self.to_text())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        path = Path(path)
+        if not path.is_file():
+            raise DataDirError(f"{path}: no vocabulary file")
+        words, counts = [], []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            word, tab, count = line.rpartition("\t")
+            if not tab or not count.isdigit():
+                raise DataDirError(f"{path}:{number}: expected 'word<TAB>count'")
+            words.append(word)
+            counts.append(int(count))
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise DataDirError(f"{path}: must start with {', '.join(SPECIALS)}")
+        return cls(tuple(words), tuple(counts))
+
+    def suggestable_mask(self) -> np.ndarray:
+        """True for ids that may be shown to a user (never <pad>, <unk> or <s>)."""
+        mask = np.ones(len(self.words), dtype=bool)
+        mask[: len(SPECIALS)] = False
+        return mask
+
+
+def build_vocab(token_lists: Iterable[Sequence[str]], min_count: int = 1,
+                max_size: int | None = None) -> Vocab:
+    """Vocabulary of the words seen at least `min_count` times, at most `max_size` ids in all."""
+    counter: Counter[str] = Counter()
+    for tokens in token_lists:
+        counter.update(tokens)
+    unknown = 0
+    kept = sorted(((w, c) for w, c in counter.items() if w not in SPECIALS),
+                  key=lambda wc: (-wc[1], wc[0]))
+    limit = None if max_size is None else max(0, max_size - len(SPECIALS))
+    for position, (_, count) in enumerate(kept):
+        if count < min_count or (limit is not None and position >= limit):
+            unknown += count
+    kept = [(w, c) for i, (w, c) in enumerate(kept)
+            if c >= min_count and (limit is None or i < limit)]
+    words = SPECIALS + tuple(w for w, _ in kept)
+    counts = (0, unknown, 0) + tuple(c for _, c in kept)
+    return Vocab(words, counts)
