@@ -51,7 +51,8 @@ def run_prepare(args) -> None:
     splits = manifest["splits"]
     print(f"wrote {args.out}: vocabulary {manifest['vocab']['size']:,} · words "
           + " / ".join(f"{s} {splits[s]['words']:,}" for s in splits)
-          + f" · unknown in test {splits['test']['unknown_words'] / max(1, splits['test']['words']):.1%}")
+          + f" · unknown in test "
+          f"{splits['test']['unknown_words'] / max(1, splits['test']['words']):.1%}")
 
 
 # ---------------------------------------------------------------- train

@@ -100,8 +100,8 @@ def explain_model(predictor, text: str, k: int = 3) -> str:
     words, ids = predictor.encode(text)
     lines = [f"model: {config.cell} × {config.layers}, embed {config.embed}, hidden "
              f"{config.hidden}, vocabulary {config.vocab_size}, objective {config.objective}",
-             "shapes: ids (1, 1) → embedding (1, 1, %d) → %s output (1, 1, %d) → log-probs "
-             "(1, %d)" % (config.embed, config.cell, config.feature_size, config.vocab_size),
+             f"shapes: ids (1, 1) → embedding (1, 1, {config.embed}) → {config.cell} output "
+             f"(1, 1, {config.feature_size}) → log-probs (1, {config.vocab_size})",
              ""]
     from .predict import top_k
     from .vocab import BOS

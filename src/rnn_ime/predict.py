@@ -35,7 +35,8 @@ def top_k(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[Suggestion]:
     never = torch.from_numpy(~vocab.suggestable_mask())
     masked = log_probs.float().cpu().masked_fill(never, float("-inf"))
     values, ids = masked.topk(min(k, int((~never).sum())))
-    return [Suggestion(vocab.word(int(i)), float(v.exp())) for v, i in zip(values, ids, strict=True)]
+    return [Suggestion(vocab.word(int(i)), float(v.exp()))
+            for v, i in zip(values, ids, strict=True)]
 
 
 def check_k(k: int) -> int:

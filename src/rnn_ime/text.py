@@ -40,7 +40,8 @@ class TokenizerInfo:
     dictionary_sha256: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "dictionary_sha256": self.dictionary_sha256}
+        return {"name": self.name, "version": self.version,
+                "dictionary_sha256": self.dictionary_sha256}
 
 
 class JiebaTokenizer:

@@ -8,7 +8,6 @@ as a run that was never interrupted.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import random
@@ -22,8 +21,15 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .data import (DataDir, lm_batches, lm_steps_per_epoch, lm_streams, passage_order_stream,
-                   shuffled_positions, window_batches)
+from .data import (
+    DataDir,
+    lm_batches,
+    lm_steps_per_epoch,
+    lm_streams,
+    passage_order_stream,
+    shuffled_positions,
+    window_batches,
+)
 from .errors import ConfigError, ModelError
 from .fsutil import write_json, write_with
 from .metrics import evaluate
@@ -156,6 +162,8 @@ class Trainer:
         path = self.out / STATE_FILE
         if not path.is_file():
             raise ModelError(f"{self.out}: nothing to resume (no {STATE_FILE})")
+        for stale in self.out.glob(".*.tmp"):  # left by a write that a kill cut short
+            stale.unlink()
         state = torch_load_state(path)
         if state["model_config"] != vars(self.model_config):
             raise ConfigError(f"{self.out}: --resume with other model options than the run "
@@ -239,6 +247,8 @@ class Trainer:
             return "max-steps"
         if c.time_budget is not None and p.train_seconds >= c.time_budget:
             return "time budget"
+        if p.bad_evals >= c.patience:
+            return "early stopping"
         return ""
 
     def after_validation(self, result: dict, writer: SummaryWriter) -> bool:
@@ -247,7 +257,8 @@ class Trainer:
         step = p.global_step
         for key in ("loss", "perplexity", "top1", "top5"):
             writer.add_scalar(f"valid/{key}", result[key], step)
-        p.evals.append({"step": step, "epoch": p.epoch + 1, "train_seconds": round(p.train_seconds, 1),
+        p.evals.append({"step": step, "epoch": p.epoch + 1,
+                        "train_seconds": round(p.train_seconds, 1),
                         **{k: result[k] for k in ("loss", "perplexity", "top1", "top5")}})
         self.scheduler.step(result["loss"])
         improved = result["loss"] < p.best_valid_loss - 1e-4
@@ -274,6 +285,7 @@ class Trainer:
                  f"{n_params:,} parameters, on {self.device}")
         writer = SummaryWriter(log_dir=str(self.out / "logs"), purge_step=p.global_step or None)
         interrupted = False
+        p.stopped = self.should_stop()  # a resumed run may have nothing left to do
         try:
             while p.epoch < c.epochs and not p.stopped:
                 p.stopped = self._run_epoch(writer)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job: set up .venv, prepare the embedded corpus, train the default model (about ten
+# minutes on 2 CPU cores), evaluate it on the test split and show next-word predictions.
+# Environment: TIME_BUDGET (training seconds, default 480), DATA, MODEL (dirs), RETRAIN=1.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/setup-venv.sh
+ime=.venv/bin/rnn-ime
+data="${DATA:-data/default}"
+model="${MODEL:-models/default}"
+budget="${TIME_BUDGET:-480}"
+
+[ "${RETRAIN:-0}" = "1" ] && rm -rf "$model"
+[ -f "$data/manifest.json" ] || $ime prepare --out "$data"
+resume=()
+[ -f "$model/train_state.pt" ] && resume=(--resume)  # go on with (or reuse) an earlier run
+$ime train --data "$data" --out "$model" --time-budget "$budget" "${resume[@]}"
+$ime evaluate --model "$model"
+echo
+for prefix in "这家酒店" "我今天" "房间很" "服务员" "这本书"; do
+    printf '%s → ' "$prefix"
+    $ime predict --model "$model" "$prefix"
+done
+if [ -t 0 ] && [ -t 1 ]; then
+    echo
+    $ime predict --model "$model"
+fi

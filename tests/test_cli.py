@@ -1,0 +1,128 @@
+"""The command line as a user meets it: outputs, JSON, and one-line errors with exit code 2."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rnn_ime.cli import main
+
+
+def run(capsys, *argv):
+    main([str(a) for a in argv])
+    return capsys.readouterr()
+
+
+def fails(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("rnn-ime: error: ") and "Traceback" not in err
+    return err
+
+
+def test_end_to_end_prepare_train_evaluate_predict(tmp_path, capsys, small_corpus):
+    data, model = tmp_path / "data", tmp_path / "model"
+    out = run(capsys, "prepare", "--corpus", small_corpus, "--out", data, "--min-count", "1")
+    assert "vocabulary" in out.out
+    out = run(capsys, "train", "--data", data, "--out", model, "--hidden", "32", "--embed", "32",
+              "--batch-size", "16", "--bptt", "16", "--lr", "0.01", "--max-steps", "200",
+              "--eval-every", "50", "--dropout", "0")
+    assert "target words/s" in out.out
+    history = json.loads((model / "metrics.json").read_text())["training"]["validation"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    out = run(capsys, "evaluate", "--model", model, "--json")
+    result = json.loads(out.out)
+    assert result["words"] > 0 and 0 <= result["top1"] <= result["top3"] <= result["top5"] <= 1
+    assert result["perplexity"] < 30  # the template corpus is very predictable
+    assert "test" in json.loads((model / "metrics.json").read_text())
+    table = run(capsys, "evaluate", "--model", model).out
+    assert "top-1" in table and "by words of context" in table
+    out = run(capsys, "predict", "--model", model, "--json", "我今天")
+    answer = json.loads(out.out)
+    assert answer["text"] == "我今天" and len(answer["suggestions"]) == 5
+    out = run(capsys, "predict", "--model", model, "-k", "3", "我们明天")
+    assert out.out.startswith("1.") and "3." in out.out
+
+
+def test_evaluate_on_any_corpus_with_the_models_vocabulary(tmp_path, capsys, small_model):
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"text": "我今天去北京玩。"}\n{"text": "没见过的句子也可以评估"}\n',
+                     encoding="utf-8")
+    result = json.loads(run(capsys, "evaluate", "--model", small_model, "--corpus", other,
+                            "--json").out)
+    assert result["words"] > 5 and result["evaluated_on"] == str(other)
+
+
+def test_predict_reads_lines_from_a_pipe(small_model):
+    process = subprocess.run(
+        [sys.executable, "-m", "rnn_ime", "predict", "--model", str(small_model), "--json"],
+        input="我今天\n\n他明天去\n", capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr
+    answers = [json.loads(line) for line in process.stdout.splitlines()]
+    assert [a["text"] for a in answers] == ["我今天", "", "他明天去"]
+
+
+def test_explain_prints_shapes_parameters_and_steps(capsys):
+    out = run(capsys, "explain", "--input-size", "3", "--hidden-size", "2", "--layers", "2",
+              "--batch-first", "我今天很好").out
+    assert "input   (1, 4, 3)" in out and "h_n     (2, 1, 2)" in out
+    assert "weight_hh_l1" in out and "total" in out and "t=2 很" in out
+    assert "max |reference − torch.nn.RNN|" in out
+
+
+def test_explain_a_trained_model(capsys, small_model):
+    out = run(capsys, "explain", "--model", small_model, "我今天").out
+    assert "今天" in out and "‖h‖" in out and "next:" in out
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys, small_data, small_model):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    assert "distinct" in fails(capsys, "prepare", "--corpus", empty, "--out", tmp_path / "d")
+    assert "no such corpus file" in fails(capsys, "prepare", "--corpus", tmp_path / "none.txt",
+                                          "--out", tmp_path / "d")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    assert "not UTF-8" in fails(capsys, "prepare", "--corpus", bad, "--out", tmp_path / "d")
+    assert "unknown cell" in fails(capsys, "train", "--data", small_data, "--out",
+                                   tmp_path / "m", "--cell", "transformer")
+    assert "--bidirectional needs" in fails(capsys, "train", "--data", small_data, "--out",
+                                            tmp_path / "m", "--bidirectional")
+    assert "not a prepared data dir" in fails(capsys, "train", "--data", tmp_path, "--out",
+                                              tmp_path / "m")
+    assert "not a model dir" in fails(capsys, "predict", "--model", tmp_path, "你好")
+    assert "-k must be" in fails(capsys, "predict", "--model", small_model, "-k", "0", "你好")
+
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(small_model, no_weights)
+    for weights in no_weights.glob("*.safetensors"):
+        weights.unlink()
+    assert "no weights" in fails(capsys, "predict", "--model", no_weights, "你好")
+
+    other_vocab = tmp_path / "other_vocab"
+    shutil.copytree(small_model, other_vocab)
+    with open(other_vocab / "vocab.txt", "a", encoding="utf-8") as handle:
+        handle.write("多余\t1\n")
+    assert "does not match" in fails(capsys, "predict", "--model", other_vocab, "你好")
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(small_model, corrupt)
+    (corrupt / "best.safetensors").write_bytes(b"not a safetensors file")
+    assert "cannot load weights" in fails(capsys, "predict", "--model", corrupt, "你好")
+
+
+def test_evaluate_refuses_a_data_dir_with_another_vocabulary(tmp_path, capsys, small_model):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"另一个语料第{i}句" for i in range(30)), encoding="utf-8")
+    run(capsys, "prepare", "--corpus", corpus, "--out", tmp_path / "d", "--min-count", "1")
+    assert "vocabulary differs" in fails(capsys, "evaluate", "--model", small_model, "--data",
+                                         tmp_path / "d")
+
+
+def test_list_corpora(capsys):
+    out = run(capsys, "prepare", "--list-corpora").out
+    assert "embedded:reviews" in out and "embedded:news" in out

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from rnn_ime.errors import ConfigError
+from rnn_ime.model import ModelConfig, NextWordModel
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("objective", ["lm", "window"])
+def test_shapes_for_each_cell_and_objective(cell, objective):
+    model = NextWordModel(ModelConfig(vocab_size=50, cell=cell, objective=objective, layers=2,
+                                      embed=8, hidden=6, dropout=0.1))
+    features, state = model(torch.randint(0, 50, (3, 5)))
+    assert features.shape == ((3, 5, 6) if objective == "lm" else (3, 6))
+    assert model.log_probs(features).shape == features.shape[:-1] + (50,)
+    assert model.loss(features, torch.randint(0, 50, features.shape[:-1])).ndim == 0
+
+
+def test_bidirectional_window_model_uses_both_directions():
+    model = NextWordModel(ModelConfig(vocab_size=30, objective="window", bidirectional=True,
+                                      embed=4, hidden=5))
+    features, _ = model(torch.randint(0, 30, (2, 4)))
+    assert features.shape == (2, 10)
+
+
+def test_bidirectional_lm_is_refused_with_a_reason():
+    with pytest.raises(ConfigError, match="would read the words it must predict"):
+        NextWordModel(ModelConfig(vocab_size=30, objective="lm", bidirectional=True))
+
+
+def test_unknown_cell_is_refused():
+    with pytest.raises(ConfigError, match="unknown cell 'transformer'"):
+        NextWordModel(ModelConfig(vocab_size=30, cell="transformer"))
+
+
+def test_relu_rnn_and_nonlinearity_only_for_rnn():
+    NextWordModel(ModelConfig(vocab_size=30, cell="rnn", nonlinearity="relu"))
+    with pytest.raises(ConfigError):
+        NextWordModel(ModelConfig(vocab_size=30, cell="lstm", nonlinearity="relu"))
+
+
+def test_tied_weights_share_one_matrix():
+    model = NextWordModel(ModelConfig(vocab_size=40, embed=8, hidden=8, tie_weights=True))
+    assert model.decoder.weight is model.embedding.weight
+    with pytest.raises(ConfigError, match="--embed"):
+        NextWordModel(ModelConfig(vocab_size=40, embed=8, hidden=6, tie_weights=True))
+
+
+def test_adaptive_softmax_gives_exact_normalised_probabilities():
+    config = ModelConfig(vocab_size=6000, embed=8, hidden=8)
+    model = NextWordModel(config)
+    assert model.config.softmax == "adaptive" and model.config.cutoffs == [2000]
+    features, _ = model(torch.randint(0, 6000, (2, 3)))
+    probs = model.log_probs(features).exp().sum(-1)
+    assert torch.allclose(probs, torch.ones_like(probs), atol=1e-4)
+    targets = torch.randint(0, 6000, (2, 3))
+    by_log_probs = -model.log_probs(features).gather(-1, targets[..., None]).mean()
+    assert torch.allclose(model.loss(features, targets), by_log_probs, atol=1e-4)
+
+
+def test_small_vocabularies_use_the_full_softmax():
+    assert NextWordModel(ModelConfig(vocab_size=100)).config.softmax == "full"

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from conftest import write_lines
+from rnn_ime.corpus import Document
+from rnn_ime.data import DataDir
+from rnn_ime.errors import CorpusError
+from rnn_ime.prepare import PrepareConfig, deduplicate, prepare, split_documents
+from rnn_ime.vocab import BOS_ID
+
+
+def _prepare(corpus, out, **kw):
+    return prepare(PrepareConfig(corpus=[str(c) for c in corpus], out=str(out), progress=False,
+                                 **{"min_count": 1, **kw}), log=lambda *_: None)
+
+
+def test_preparing_twice_gives_byte_identical_files(tmp_path, small_corpus):
+    _prepare([small_corpus], tmp_path / "a")
+    _prepare([small_corpus], tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert "manifest.json" in names and "train.npy" in names
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_deduplicate_keeps_the_first_copy_and_counts_per_source():
+    docs = [Document("a", ("x",)), Document("b", ("x",)), Document("a", ("y",))]
+    unique, dropped = deduplicate(docs)
+    assert unique == [docs[0], docs[2]] and dropped == {"b": 1}
+
+
+def test_split_is_by_document_seeded_and_complete():
+    parts = split_documents(100, seed=3, valid_ratio=0.1, test_ratio=0.1)
+    assert [len(parts[s]) for s in ("train", "valid", "test")] == [80, 10, 10]
+    assert sorted(np.concatenate(list(parts.values()))) == list(range(100))
+    assert all((split_documents(100, 3, 0.1, 0.1)[s] == parts[s]).all() for s in parts)
+    assert any((split_documents(100, 4, 0.1, 0.1)[s] != parts[s]).any() for s in ("test",))
+
+
+def test_no_test_passage_is_seen_in_training(tmp_path):
+    corpus = write_lines(tmp_path / "c.txt", [f"第{i}句话很好" for i in range(50)] * 2)
+    manifest = _prepare([corpus], tmp_path / "d")
+    assert manifest["sources"][0]["duplicates_dropped"] == 50
+    data = DataDir(tmp_path / "d")
+    seen = {tuple(data.split(s).passage_tokens(i)) for s in ("train",)
+            for i in range(len(data.split(s).passages))}
+    test = data.split("test")
+    assert all(tuple(test.passage_tokens(i)) not in seen for i in range(len(test.passages)))
+
+
+def test_token_arrays_start_each_passage_with_a_marker(tmp_path, small_corpus):
+    _prepare([small_corpus], tmp_path / "d")
+    split = DataDir(tmp_path / "d").split("train")
+    assert split.tokens.dtype == np.int32
+    assert (np.asarray(split.tokens)[split.starts] == BOS_ID).all()
+    assert split.tokens[-1] == BOS_ID
+
+
+def test_vocabulary_comes_from_the_training_split_only(tmp_path, small_corpus):
+    manifest = _prepare([small_corpus], tmp_path / "d")
+    data = DataDir(tmp_path / "d")
+    train_ids = set(np.asarray(data.split("train").tokens).tolist())
+    assert set(range(len(data.vocab))) - train_ids <= {0, 1}  # every word occurs in train
+    assert manifest["tokenizer"]["name"] == "jieba"
+    assert manifest["sources"][0]["sha256"]
+
+
+def test_empty_corpus_is_an_error(tmp_path):
+    corpus = write_lines(tmp_path / "empty.txt", ["", "   "])
+    with pytest.raises(CorpusError, match="0 distinct"):
+        _prepare([corpus], tmp_path / "d")
+
+
+def test_two_sources_are_split_separately_and_named(tmp_path):
+    a = write_lines(tmp_path / "a.txt", [f"酒店第{i}条评论不错" for i in range(40)])
+    b = write_lines(tmp_path / "b.txt", [f"新闻第{i}条报道发布" for i in range(40)])
+    manifest = _prepare([a, b], tmp_path / "d")
+    assert [s["name"] for s in manifest["sources"]] == [str(a), str(b)]
+    test = DataDir(tmp_path / "d").split("test")
+    assert sorted(set(test.passages[:, 1].tolist())) == [0, 1]

@@ -1,0 +1,128 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import cycle_passages, tiny_train_config, write_lines
+from rnn_ime.data import DataDir
+from rnn_ime.errors import ConfigError, ModelError
+from rnn_ime.metrics import evaluate
+from rnn_ime.modeldir import load
+from rnn_ime.prepare import PrepareConfig, prepare
+from rnn_ime.scoring import NeuralScorer
+from rnn_ime.train import STATE_FILE, Trainer, train
+
+QUIET = dict(log=lambda *_: None)
+
+
+def _weights(model_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / f"{name}.safetensors"))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=1e-6), key
+
+
+def test_training_lowers_the_validation_loss(tmp_path, small_data):
+    summary = train(tiny_train_config(small_data, tmp_path / "m", max_steps=120, eval_every=30),
+                    **QUIET)
+    losses = [e["loss"] for e in summary["validation"]]
+    assert len(losses) >= 4 and losses[-1] < losses[0] - 0.5
+    for name in ("config.json", "vocab.txt", "best.safetensors", "last.safetensors",
+                 "metrics.json", STATE_FILE):
+        assert (tmp_path / "m" / name).is_file(), name
+    assert any((tmp_path / "m" / "logs").iterdir())
+
+
+@pytest.mark.parametrize("objective", ["lm", "window"])
+def test_a_deterministic_pattern_is_learned_to_90_percent_top1(tmp_path, objective):
+    corpus = write_lines(tmp_path / "cycle.txt", cycle_passages(300))
+    prepare(PrepareConfig(corpus=[str(corpus)], out=str(tmp_path / "d"), min_count=1,
+                          progress=False), **QUIET)
+    config = tiny_train_config(tmp_path / "d", tmp_path / "m", objective=objective,
+                               max_steps=250, seq_len=3, batch_size=32)
+    train(config, **QUIET)
+    model, vocab, _ = load(tmp_path / "m")
+    result = evaluate(NeuralScorer(model, vocab), DataDir(tmp_path / "d").split("test"))
+    assert result["top1"] >= 0.9, result
+
+
+def test_ctrl_c_saves_and_resume_gives_the_same_weights(tmp_path, small_data, monkeypatch):
+    train(tiny_train_config(small_data, tmp_path / "full", max_steps=100), **QUIET)
+
+    original_step = Trainer.train_step
+    calls = {"n": 0}
+
+    def interrupted_step(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 37:  # mid-epoch, between checkpoints
+            raise KeyboardInterrupt
+        return original_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_train_config(small_data, tmp_path / "part", max_steps=100), **QUIET)
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    state = torch.load(tmp_path / "part" / STATE_FILE, weights_only=True)
+    assert state["progress"]["global_step"] == 36
+    train(tiny_train_config(small_data, tmp_path / "part", max_steps=100, resume=True), **QUIET)
+    _assert_same_weights(tmp_path / "full", tmp_path / "part")
+
+
+def test_resume_after_sigkill_loses_only_the_steps_since_the_checkpoint(tmp_path, small_data):
+    reference = tmp_path / "reference"
+    train(tiny_train_config(small_data, reference, max_steps=400, checkpoint_every=20), **QUIET)
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "rnn_ime", "train", "--data", str(small_data), "--out",
+               str(killed), "--cell", "lstm", "--hidden", "32", "--embed", "32", "--dropout", "0",
+               "--batch-size", "16", "--bptt", "16", "--lr", "0.01", "--epochs", "50",
+               "--max-steps", "400", "--checkpoint-every", "20", "--seed", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONHASHSEED": "0"})
+    state_file = killed / STATE_FILE
+    deadline = time.monotonic() + 120
+    step = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if state_file.exists():
+            step = torch.load(state_file, weights_only=True)["progress"]["global_step"]
+            if step >= 100:
+                break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 100 <= step < 400, "the run was not killed mid-training"
+    torch.load(state_file, weights_only=True)  # a complete, readable checkpoint
+    train(tiny_train_config(small_data, killed, max_steps=400, checkpoint_every=20,
+                            resume=True), **QUIET)
+    _assert_same_weights(reference, killed)
+    assert not [p for p in killed.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_second_run_into_the_same_dir_needs_resume(tmp_path, small_data):
+    train(tiny_train_config(small_data, tmp_path / "m", max_steps=5), **QUIET)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_train_config(small_data, tmp_path / "m", max_steps=5), **QUIET)
+    with pytest.raises(ConfigError, match="other model options"):
+        train(tiny_train_config(small_data, tmp_path / "m", max_steps=10, hidden=16,
+                                resume=True), **QUIET)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, small_data):
+    with pytest.raises(ModelError, match="nothing to resume"):
+        train(tiny_train_config(small_data, tmp_path / "m", resume=True), **QUIET)
+
+
+def test_same_seed_gives_the_same_weights(tmp_path, small_data):
+    train(tiny_train_config(small_data, tmp_path / "a", max_steps=30), **QUIET)
+    train(tiny_train_config(small_data, tmp_path / "b", max_steps=30), **QUIET)
+    _assert_same_weights(tmp_path / "a", tmp_path / "b")
