@@ -6,6 +6,7 @@ object per sample.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -142,14 +143,28 @@ def windows(split: Split, positions: np.ndarray, seq_len: int) -> np.ndarray:
 
 
 def window_batches(split: Split, positions: np.ndarray, seq_len: int, batch_size: int,
-                   start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                   start_step: int = 0, rank: int = 0, world_size: int = 1,
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of (window, target); with several ranks, each takes its slice of every global
+    batch of `batch_size × world_size` positions (an incomplete last one is dropped)."""
     tokens = np.asarray(split.tokens)
-    for step, begin in enumerate(range(0, len(positions), batch_size)):
+    global_batch = batch_size * world_size
+    for step, begin in enumerate(range(0, len(positions), global_batch)):
         if step < start_step:
             continue
-        chosen = positions[begin:begin + batch_size]
+        chosen = positions[begin:begin + global_batch]
+        if world_size > 1:
+            if len(chosen) < global_batch:
+                return
+            chosen = chosen[rank * batch_size:(rank + 1) * batch_size]
         yield (torch.from_numpy(windows(split, chosen, seq_len)),
                torch.from_numpy(tokens[chosen].astype(np.int64)))
+
+
+def window_steps_per_epoch(n_positions: int, batch_size: int, world_size: int = 1) -> int:
+    if world_size > 1:
+        return n_positions // (batch_size * world_size)
+    return math.ceil(n_positions / batch_size)
 
 
 def shuffled_positions(split: Split, seed: int, epoch: int) -> np.ndarray:

@@ -9,8 +9,8 @@ as a run that was never interrupted.
 from __future__ import annotations
 
 import math
-import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from . import distributed
 from .data import (
     DataDir,
     lm_batches,
@@ -29,11 +32,12 @@ from .data import (
     passage_order_stream,
     shuffled_positions,
     window_batches,
+    window_steps_per_epoch,
 )
 from .errors import ConfigError, ModelError
 from .fsutil import write_json, write_with
 from .metrics import evaluate
-from .model import ModelConfig, NextWordModel, count_parameters, detach_state
+from .model import ModelConfig, NextWordModel, State, count_parameters, detach_state
 from .modeldir import save_config, save_weights, torch_load_state
 from .scoring import NeuralScorer
 
@@ -99,9 +103,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """CUDA when present (one GPU per local rank), else the CPU; `--device` overrides."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here")
     try:
@@ -118,14 +123,34 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+class LossOfBatch(nn.Module):
+    """The training forward pass as one module, so DistributedDataParallel sees all of it:
+    (ids (B, T), targets, state) → (mean loss, new state)."""
+
+    def __init__(self, model: NextWordModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor, state: State = None
+                ) -> tuple[torch.Tensor, State]:
+        features, state = self.model(ids, state)
+        return self.model.loss(features, targets), state
+
+
+def _quiet(*_args) -> None:
+    pass
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, log=print) -> None:
         self.config = config
-        self.log = log
+        self.group = distributed.from_environment()
+        self.log = log if self.group.is_main else _quiet
         self.data = DataDir(config.data)
         self.vocab = self.data.vocab
         self.out = Path(config.out)
-        self.device = pick_device(config.device)
+        self.device = pick_device(config.device, self.group.local_rank)
+        distributed.initialise(self.group, self.device)
         if config.batch_size < 1 or config.bptt < 1:
             raise ConfigError("--batch-size and --bptt must be at least 1")
         if config.clip <= 0:
@@ -133,6 +158,11 @@ class Trainer:
         seed_everything(config.seed)
         self.model_config = config.model_config(len(self.vocab)).resolved()
         self.model = NextWordModel(self.model_config).to(self.device)
+        self.loss_of_batch: nn.Module = LossOfBatch(self.model)
+        if self.group.active:
+            # a batch may leave an adaptive-softmax tail cluster without any target
+            self.loss_of_batch = DistributedDataParallel(
+                self.loss_of_batch, find_unused_parameters=self.model.adaptive is not None)
         self.optimizer = make_optimizer(self.model, config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=0)
@@ -175,26 +205,26 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress(**{**state["progress"], "stopped": ""})
-        hidden = state.get("hidden")
-        self.hidden = tuple(hidden) if isinstance(hidden, list) else hidden
-        if self.hidden is not None:
-            self.hidden = (tuple(h.to(self.device) for h in self.hidden)
-                           if isinstance(self.hidden, tuple) else self.hidden.to(self.device))
+        self.hidden = _unpack_state(state["hidden_by_rank"][self.group.rank], self.device)
         torch.set_rng_state(state["torch_rng"])
         self.log(f"resumed at epoch {self.progress.epoch + 1}, step {self.progress.global_step}")
 
     def save_checkpoint(self) -> None:
-        hidden = self.hidden
-        if isinstance(hidden, tuple):
-            hidden = [h.cpu() for h in hidden]
-        elif hidden is not None:
-            hidden = hidden.cpu()
+        """Every rank calls this (the carried states are gathered); rank 0 writes."""
+        hidden = _pack_state(self.hidden)
+        if self.group.active:
+            hidden = (distributed.gather_tensors(hidden, self.group) if hidden
+                      else [[] for _ in range(self.group.world_size)])
+        else:
+            hidden = [hidden]
+        if not self.group.is_main:
+            return
         state = {
             "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "progress": asdict(self.progress),
-            "hidden": hidden,
+            "hidden_by_rank": [[h.cpu() for h in rank_state] for rank_state in hidden],
             "torch_rng": torch.get_rng_state(),
             "model_config": vars(self.model_config),
             "vocab_sha256": self.vocab.sha256,
@@ -211,21 +241,21 @@ class Trainer:
             return lm_steps_per_epoch(rows.shape[1], c.bptt), lm_batches(rows, c.bptt, start_step)
         positions = shuffled_positions(self.train_split, c.seed, epoch)
         rank, world = self.rank_world()
-        positions = positions[rank::world]
-        steps = math.ceil(len(positions) / c.batch_size)
+        steps = window_steps_per_epoch(len(positions), c.batch_size, world)
         return steps, window_batches(self.train_split, positions, c.seq_len, c.batch_size,
-                                     start_step)
+                                     start_step, rank, world)
 
     def rank_world(self) -> tuple[int, int]:
-        return 0, 1
+        return self.group.rank, self.group.world_size
 
     # ------------------------------------------------------------------ steps
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
         self.model.train()
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         hidden = self.hidden if self.model_config.objective == "lm" else None
-        features, hidden = self.model(inputs, hidden)
-        loss = self.model.loss(features, targets)
+        # bf16 autocast on CUDA only: this project's CPUs have no bf16 units (35× slower)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            loss, hidden = self.loss_of_batch(inputs, targets, hidden)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
@@ -265,7 +295,8 @@ class Trainer:
         if improved:
             p.best_valid_loss = result["loss"]
             p.bad_evals = 0
-            save_weights(self.model, self.out / "best.safetensors")
+            if self.group.is_main:
+                save_weights(self.model, self.out / "best.safetensors")
         else:
             p.bad_evals += 1
         self.log(f"valid after {step} steps: loss {result['loss']:.3f} · ppl "
@@ -275,15 +306,18 @@ class Trainer:
 
     def run(self) -> dict:
         c, p = self.config, self.progress
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.vocab.save(self.out / "vocab.txt")
-        save_config(self.out, self.model_config, self._config_record())
+        if self.group.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.vocab.save(self.out / "vocab.txt")
+            save_config(self.out, self.model_config, self._config_record())
         n_params = count_parameters(self.model)
         self.log(f"model: {self.model_config.cell} × {self.model_config.layers}, embed "
                  f"{self.model_config.embed}, hidden {self.model_config.hidden}, "
                  f"{self.model_config.softmax} softmax over {len(self.vocab)} words, "
-                 f"{n_params:,} parameters, on {self.device}")
-        writer = SummaryWriter(log_dir=str(self.out / "logs"), purge_step=p.global_step or None)
+                 f"{n_params:,} parameters, on {self.device}"
+                 + (f" × {self.group.world_size} processes" if self.group.active else ""))
+        writer = (SummaryWriter(log_dir=str(self.out / "logs"), purge_step=p.global_step or None)
+                  if self.group.is_main else NullWriter())
         interrupted = False
         p.stopped = self.should_stop()  # a resumed run may have nothing left to do
         try:
@@ -294,7 +328,8 @@ class Trainer:
             p.stopped = "interrupted"
             self.log("interrupted: saving the last checkpoint")
         finally:
-            self.save_checkpoint()
+            if interrupted:
+                self.save_checkpoint()
             writer.close()
         summary = {
             "stopped": p.stopped or "epochs done",
@@ -307,7 +342,9 @@ class Trainer:
             "parameters": n_params,
             "validation": p.evals,
         }
-        write_json(self.out / "metrics.json", {"training": summary})
+        if self.group.is_main:
+            write_json(self.out / "metrics.json", {"training": summary})
+        distributed.shutdown(self.group)
         if interrupted:
             raise KeyboardInterrupt
         return summary
@@ -318,7 +355,8 @@ class Trainer:
         if p.step_in_epoch == 0:
             self.hidden = None
         bar = tqdm(total=steps, initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{c.epochs}",
-                   unit="step", disable=not c.progress, dynamic_ncols=True, leave=False)
+                   unit="step", disable=not (c.progress and self.group.is_main),
+                   dynamic_ncols=True, leave=False)
         window_words, window_time = 0, 0.0
         stop = ""
         try:
@@ -344,6 +382,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss:.3f}", words_s=f"{speed:,.0f}")
                     window_words, window_time = 0, 0.0
                 stop = self.should_stop()
+                if c.time_budget is not None and self.group.active:  # stop all ranks together
+                    stop = "time budget" if distributed.any_rank(bool(stop), self.group,
+                                                                 self.device) else ""
                 if c.eval_every and p.global_step % c.eval_every == 0 and p.step_in_epoch < steps:
                     if self.after_validation(self.validate(), writer):
                         stop = stop or "early stopping"
@@ -362,6 +403,29 @@ class Trainer:
         return stop
 
 
+class NullWriter:
+    """Stands in for the TensorBoard writer on ranks other than 0."""
+
+    def add_scalar(self, *_args, **_kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _pack_state(state: State) -> list[torch.Tensor]:
+    if state is None:
+        return []
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _unpack_state(tensors: list[torch.Tensor], device: torch.device) -> State:
+    if not tensors:
+        return None
+    moved = [t.to(device) for t in tensors]
+    return tuple(moved) if len(moved) == 2 else moved[0]
+
+
 def train(config: TrainConfig, log=print) -> dict:
     return Trainer(config, log).run()
 
@@ -370,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m rnn_ime.train …`: the same options as `rnn-ime train` (used by torchrun)."""
     from .cli import main as cli_main
 
-    cli_main(["train", *(argv if argv is not None else os.sys.argv[1:])])
+    cli_main(["train", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":
