@@ -93,7 +93,9 @@ def add_train(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="save the resumable state every N steps")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--plain-adam", action="store_true",
+                   help="the unfused Adam step (the fused one is the default where available)")
     p.add_argument("--resume", action="store_true", help="go on from --out's last checkpoint")
     p.set_defaults(func=run_train)
 
