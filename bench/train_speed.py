@@ -16,6 +16,7 @@ import multiprocessing
 import resource
 import sys
 import tempfile
+from queue import Empty
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ CONFIGS = {
 def flops_per_target_word(trainer: Trainer) -> float:
     """Forward + backward FLOPs of one real training batch, per target word."""
     _, batches = trainer.epoch_batches(0, 0)
-    inputs, targets = next(iter(batches))
+    inputs, targets = (t.to(trainer.device) for t in next(iter(batches)))
     counter = FlopCounterMode(display=False)
     with counter:
         loss, _ = trainer.loss_of_batch(inputs, targets, None)
@@ -82,6 +83,17 @@ def run_config(name: str, options: dict, data: str, seconds: float, threads: int
         })
 
 
+def _result_of(process, queue) -> dict:
+    """Wait for the child's result; fail (instead of hanging) when it died."""
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except Empty:
+            if not process.is_alive():
+                raise SystemExit(f"the benchmark process failed (exit code {process.exitcode})"
+                                 ) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="a prepared data dir (default: the embedded corpora "
@@ -104,7 +116,7 @@ def main() -> None:
         process = context.Process(target=run_config, args=(name, CONFIGS[name], data,
                                                             args.seconds, args.threads, queue))
         process.start()
-        rows.append(queue.get())
+        rows.append(_result_of(process, queue))
         process.join()
     for row in rows:
         row["matmul_fraction"] = (row["mflop_per_target_word"] * 1e6

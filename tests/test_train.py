@@ -126,3 +126,11 @@ def test_same_seed_gives_the_same_weights(tmp_path, small_data):
     train(tiny_train_config(small_data, tmp_path / "a", max_steps=30), **QUIET)
     train(tiny_train_config(small_data, tmp_path / "b", max_steps=30), **QUIET)
     _assert_same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_tied_weights_are_saved_once_and_load_back(tmp_path, small_data):
+    train(tiny_train_config(small_data, tmp_path / "m", max_steps=5, tie_weights=True),
+          **QUIET)
+    assert "decoder.weight" not in _weights(tmp_path / "m")
+    model, _, _ = load(tmp_path / "m")
+    assert model.decoder.weight is model.embedding.weight

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 
 from .errors import ModelError
 from .fsutil import read_json, write_json, write_with
@@ -24,8 +24,18 @@ def save_config(out: Path, model_config: ModelConfig, extra: dict[str, Any]) -> 
     write_json(out / "config.json", {"model": vars(model_config), **extra})
 
 
+def weight_tensors(model: NextWordModel) -> dict[str, torch.Tensor]:
+    """Each parameter as its own contiguous CPU tensor (cuDNN keeps an RNN's weights in one
+    shared buffer); a tied output matrix is stored once, as the embedding."""
+    tied = model.config.tie_weights
+    return {name: tensor.detach().to("cpu").contiguous().clone()
+            for name, tensor in model.state_dict().items()
+            if not (tied and name == "decoder.weight")}
+
+
 def save_weights(model: NextWordModel, path: Path) -> None:
-    write_with(path, lambda tmp: save_model(model, str(tmp)))
+    tensors = weight_tensors(model)
+    write_with(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -57,10 +67,13 @@ def load(path: str | Path, weights: str = "best", device: str = "cpu"
                          "train the model first")
     model = NextWordModel(model_config)
     try:
-        missing, unexpected = load_model(model, str(weight_file), strict=False, device=device)
+        tensors = load_file(str(weight_file))
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ModelError(f"{weight_file}: cannot load weights ({str(exc).splitlines()[0]})"
                          ) from None
+    if model_config.tie_weights:
+        missing = [name for name in missing if name != "decoder.weight"]
     if missing or unexpected:
         raise ModelError(f"{weight_file}: weights do not fit config.json "
                          f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
