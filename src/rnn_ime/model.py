@@ -154,7 +154,9 @@ class NextWordModel(nn.Module):
         flat = features.reshape(-1, features.shape[-1])
         targets = targets.reshape(-1)
         if self.adaptive is not None:
-            return self.adaptive(flat, targets).loss
+            # the adaptive softmax mixes dtypes under autocast (index_copy_ fails): keep it fp32
+            with torch.autocast(flat.device.type, enabled=False):
+                return self.adaptive(flat.float(), targets).loss
         return F.cross_entropy(self.decoder(flat), targets)
 
     def log_probs(self, features: torch.Tensor) -> torch.Tensor:
