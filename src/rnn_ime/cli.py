@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -127,6 +128,11 @@ def add_evaluate(sub) -> None:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--format", default="auto", help="format of --corpus files")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--baseline", choices=["ngram"],
+                   help="also score a Kneser-Ney n-gram trained on the model's training split, "
+                        "and print both side by side")
+    p.add_argument("--order", type=int, default=None,
+                   help="order of the --baseline n-gram, 2 to 5 (default 4)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -139,6 +145,7 @@ def run_evaluate(args) -> None:
     from .prepare import encode_corpus
     from .scoring import NeuralScorer
 
+    _check_baseline_options(args)
     model, vocab, config = modeldir.load(args.model)
     if args.corpus:
         split, names = encode_corpus(args.corpus, vocab, args.format, log=_stderr)
@@ -158,6 +165,10 @@ def run_evaluate(args) -> None:
         record = read_json(metrics_path) if metrics_path.is_file() else {}
         record["test"] = result
         write_json(metrics_path, record)
+    if args.baseline:
+        _print_with_baseline(args, result, _baseline_result(args, config, vocab, split, names),
+                             where)
+        return
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return
@@ -165,6 +176,52 @@ def run_evaluate(args) -> None:
     print(format_table(rows, f"{args.model} on {where}"))
     print(format_table({f"{k} words": v for k, v in result["by_context"].items()},
                        "\nby words of context before the predicted word"))
+
+
+def _check_baseline_options(args) -> None:
+    from .errors import ConfigError
+    from .ngram import DEFAULT_ORDER, check_order
+
+    if args.order is not None and not args.baseline:
+        raise ConfigError("--order needs --baseline ngram")
+    args.order = check_order(DEFAULT_ORDER if args.order is None else args.order)
+
+
+def _baseline_result(args, config, vocab, split, names) -> dict:
+    """Train the n-gram on the training split of the model's own data dir and score `split`."""
+    from .data import DataDir
+    from .errors import DataDirError
+    from .metrics import evaluate
+    from .ngram import NgramScorer
+
+    data_path = config["train"]["data"]
+    data = DataDir(data_path)
+    if data.vocab.sha256 != vocab.sha256:
+        raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "
+                           "now; the n-gram baseline needs the one the model was trained with")
+    scorer = NgramScorer.train(data.split("train"), vocab, args.order)
+    began = time.perf_counter()
+    result = evaluate(scorer, split, names)
+    return {"name": scorer.name, "order": scorer.order, "trained_on": f"{data_path} (train)",
+            "train_seconds": round(scorer.train_seconds, 3),
+            "evaluate_seconds": round(time.perf_counter() - began, 3), **result}
+
+
+def _print_with_baseline(args, result: dict, baseline: dict, where: str) -> None:
+    from .metrics import format_comparison
+
+    if args.json:
+        print(json.dumps({**result, "baseline": baseline}, ensure_ascii=False, indent=2))
+        return
+    name = Path(args.model).name or "model"
+    rows = {name: result, baseline["name"]: baseline}
+    for source in result.get("by_source", {}):
+        rows[f"{name} {source}"] = result["by_source"][source]
+        rows[f"{baseline['name']} {source}"] = baseline["by_source"][source]
+    print(format_comparison(rows, f"{args.model} vs {baseline['name']} on {where}"))
+    print(f"\n{baseline['name']}: interpolated modified Kneser-Ney, trained on "
+          f"{baseline['trained_on']} in {baseline['train_seconds']:.1f} s, "
+          f"scored in {baseline['evaluate_seconds']:.1f} s")
 
 
 # ---------------------------------------------------------------- predict
