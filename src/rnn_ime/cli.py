@@ -230,11 +230,49 @@ def add_predict(sub) -> None:
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("-k", type=int, default=5, help="how many suggestions")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--beam", type=int, default=None, metavar="B",
+                   help="beam search: the B most likely continuations of --length words")
+    p.add_argument("--length", type=int, default=None, metavar="L",
+                   help="words per --beam continuation (default 3)")
+    p.add_argument("--may-end", action="store_true",
+                   help="a --beam continuation may end the passage before --length words")
     p.add_argument("text", nargs="?", help="the text typed so far")
     p.set_defaults(func=run_predict)
 
 
-def _answer(predictor, text: str, k: int, as_json: bool) -> str:
+def _beam_option(args) -> tuple[int, int, bool] | None:
+    """(beam, length, may_end) of --beam, or None."""
+    from .beam import check_beam
+    from .errors import ConfigError
+
+    if args.beam is None:
+        if args.length is not None or args.may_end:
+            raise ConfigError("--length and --may-end need --beam")
+        return None
+    length = 3 if args.length is None else args.length
+    check_beam(args.beam, length)
+    return args.beam, length, args.may_end
+
+
+def _beam_answer(predictor, text: str, beam: tuple[int, int, bool], as_json: bool) -> str:
+    from .beam import beam_search
+
+    _, ids = predictor.encode(text)
+    found = beam_search(predictor.scorer, ids, *beam)
+    if as_json:
+        return json.dumps({"text": text, "beam": beam[0], "length": beam[1], "may_end": beam[2],
+                           "continuations": [c.as_dict(predictor.vocab) for c in found]},
+                          ensure_ascii=False)
+    return "\n".join(
+        f"{i}. {' '.join(predictor.vocab.word(w) for w in c.word_ids)}"
+        f"{' ⏎' if c.ends_passage else ''}  log p {c.log_prob:.2f}"
+        for i, c in enumerate(found, 1))
+
+
+def _answer(predictor, text: str, k: int, as_json: bool,
+            beam: tuple[int, int, bool] | None = None) -> str:
+    if beam is not None:
+        return _beam_answer(predictor, text, beam, as_json)
     suggestions = predictor.suggest(text, k)
     if as_json:
         return json.dumps({"text": text, "suggestions": [s.as_dict() for s in suggestions]},
@@ -246,17 +284,18 @@ def run_predict(args) -> None:
     from .predict import Predictor, check_k
 
     check_k(args.k)
+    beam = _beam_option(args)
     predictor = Predictor.from_dir(args.model)
     if args.text is not None:
-        print(_answer(predictor, args.text, args.k, args.json))
+        print(_answer(predictor, args.text, args.k, args.json, beam))
     elif sys.stdin.isatty():
-        interactive(predictor, args.k)
+        interactive(predictor, args.k, beam)
     else:
         for line in sys.stdin:
-            print(_answer(predictor, line.rstrip("\n"), args.k, args.json), flush=True)
+            print(_answer(predictor, line.rstrip("\n"), args.k, args.json, beam), flush=True)
 
 
-def interactive(predictor, k: int) -> None:
+def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None) -> None:
     print("Type Chinese text and press Enter for the next words; quit, exit or Ctrl-D to leave.")
     while True:
         try:
@@ -266,7 +305,7 @@ def interactive(predictor, k: int) -> None:
             return
         if text.strip() in {"quit", "exit"}:
             return
-        print("  " + _answer(predictor, text, k, False))
+        print("  " + _answer(predictor, text, k, False, beam).replace("\n", "\n  "))
 
 
 # ---------------------------------------------------------------- explain
