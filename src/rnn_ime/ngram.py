@@ -70,7 +70,7 @@ class OrderTable:
 
 # ---------------------------------------------------------------- counting
 
-def passage_of_history(starts: np.ndarray, length: int) -> np.ndarray:
+def history_lengths(starts: np.ndarray, length: int) -> np.ndarray:
     """For each position t ≥ 1, how many tokens of its passage precede it (0 at position 0).
 
     Target t belongs to the passage holding t − 1, so a final <s> closes the passage before it.
@@ -97,7 +97,7 @@ def count_ngrams(tokens: np.ndarray, starts: np.ndarray, order: int, vocab_size:
     ids[j][t] is the id (in table j) of the j-gram ending at position t, where it exists.
     """
     tokens = np.asarray(tokens, dtype=np.int64)
-    available = passage_of_history(starts, len(tokens))
+    available = history_lengths(starts, len(tokens))
     unigram_counts = np.bincount(tokens[1:], minlength=vocab_size)
     everything = np.arange(vocab_size, dtype=np.int64)
     tables = [RawCounts(everything, unigram_counts, np.zeros(vocab_size, np.int64), everything)]
