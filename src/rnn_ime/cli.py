@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -129,6 +130,11 @@ def add_evaluate(sub) -> None:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--format", default="auto", help="format of --corpus files")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--baseline", choices=["ngram"],
+                   help="also score a Kneser-Ney n-gram trained on the model's training split, "
+                        "and print both side by side")
+    p.add_argument("--order", type=int, default=None,
+                   help="order of the --baseline n-gram, 2 to 5 (default 4)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -141,6 +147,7 @@ def run_evaluate(args) -> None:
     from .prepare import encode_corpus
     from .scoring import NeuralScorer
 
+    _check_baseline_options(args)
     model, vocab, config = modeldir.load(args.model)
     if args.corpus:
         split, names = encode_corpus(args.corpus, vocab, args.format, log=_stderr)
@@ -160,6 +167,10 @@ def run_evaluate(args) -> None:
         record = read_json(metrics_path) if metrics_path.is_file() else {}
         record["test"] = result
         write_json(metrics_path, record)
+    if args.baseline:
+        _print_with_baseline(args, result, _baseline_result(args, config, vocab, split, names),
+                             where)
+        return
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return
@@ -169,17 +180,101 @@ def run_evaluate(args) -> None:
                        "\nby words of context before the predicted word"))
 
 
+def _check_baseline_options(args) -> None:
+    from .errors import ConfigError
+    from .ngram import DEFAULT_ORDER, check_order
+
+    if args.order is not None and not args.baseline:
+        raise ConfigError("--order needs --baseline ngram")
+    args.order = check_order(DEFAULT_ORDER if args.order is None else args.order)
+
+
+def _baseline_result(args, config, vocab, split, names) -> dict:
+    """Train the n-gram on the training split of the model's own data dir and score `split`."""
+    from .data import DataDir
+    from .errors import DataDirError
+    from .metrics import evaluate
+    from .ngram import NgramScorer
+
+    data_path = config["train"]["data"]
+    data = DataDir(data_path)
+    if data.vocab.sha256 != vocab.sha256:
+        raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "
+                           "now; the n-gram baseline needs the one the model was trained with")
+    scorer = NgramScorer.train(data.split("train"), vocab, args.order)
+    began = time.perf_counter()
+    result = evaluate(scorer, split, names)
+    return {"name": scorer.name, "order": scorer.order, "trained_on": f"{data_path} (train)",
+            "train_seconds": round(scorer.train_seconds, 3),
+            "evaluate_seconds": round(time.perf_counter() - began, 3), **result}
+
+
+def _print_with_baseline(args, result: dict, baseline: dict, where: str) -> None:
+    from .metrics import format_comparison
+
+    if args.json:
+        print(json.dumps({**result, "baseline": baseline}, ensure_ascii=False, indent=2))
+        return
+    name = Path(args.model).name or "model"
+    rows = {name: result, baseline["name"]: baseline}
+    for source in result.get("by_source", {}):
+        rows[f"{name} {source}"] = result["by_source"][source]
+        rows[f"{baseline['name']} {source}"] = baseline["by_source"][source]
+    print(format_comparison(rows, f"{args.model} vs {baseline['name']} on {where}"))
+    print(f"\n{baseline['name']}: interpolated modified Kneser-Ney, trained on "
+          f"{baseline['trained_on']} in {baseline['train_seconds']:.1f} s, "
+          f"scored in {baseline['evaluate_seconds']:.1f} s")
+
+
 # ---------------------------------------------------------------- predict
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="the next words after a text (interactive without text)")
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("-k", type=int, default=5, help="how many suggestions")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--beam", type=int, default=None, metavar="B",
+                   help="beam search: the B most likely continuations of --length words")
+    p.add_argument("--length", type=int, default=None, metavar="L",
+                   help="words per --beam continuation (default 3)")
+    p.add_argument("--may-end", action="store_true",
+                   help="a --beam continuation may end the passage before --length words")
     p.add_argument("text", nargs="?", help="the text typed so far")
     p.set_defaults(func=run_predict)
 
 
-def _answer(predictor, text: str, k: int, as_json: bool) -> str:
+def _beam_option(args) -> tuple[int, int, bool] | None:
+    """(beam, length, may_end) of --beam, or None."""
+    from .beam import check_beam
+    from .errors import ConfigError
+
+    if args.beam is None:
+        if args.length is not None or args.may_end:
+            raise ConfigError("--length and --may-end need --beam")
+        return None
+    length = 3 if args.length is None else args.length
+    check_beam(args.beam, length)
+    return args.beam, length, args.may_end
+
+
+def _beam_answer(predictor, text: str, beam: tuple[int, int, bool], as_json: bool) -> str:
+    from .beam import beam_search
+
+    _, ids = predictor.encode(text)
+    found = beam_search(predictor.scorer, ids, *beam)
+    if as_json:
+        return json.dumps({"text": text, "beam": beam[0], "length": beam[1], "may_end": beam[2],
+                           "continuations": [c.as_dict(predictor.vocab) for c in found]},
+                          ensure_ascii=False)
+    return "\n".join(
+        f"{i}. {' '.join(predictor.vocab.word(w) for w in c.word_ids)}"
+        f"{' ⏎' if c.ends_passage else ''}  log p {c.log_prob:.2f}"
+        for i, c in enumerate(found, 1))
+
+
+def _answer(predictor, text: str, k: int, as_json: bool,
+            beam: tuple[int, int, bool] | None = None) -> str:
+    if beam is not None:
+        return _beam_answer(predictor, text, beam, as_json)
     suggestions = predictor.suggest(text, k)
     if as_json:
         return json.dumps({"text": text, "suggestions": [s.as_dict() for s in suggestions]},
@@ -191,17 +286,18 @@ def run_predict(args) -> None:
     from .predict import Predictor, check_k
 
     check_k(args.k)
+    beam = _beam_option(args)
     predictor = Predictor.from_dir(args.model)
     if args.text is not None:
-        print(_answer(predictor, args.text, args.k, args.json))
+        print(_answer(predictor, args.text, args.k, args.json, beam))
     elif sys.stdin.isatty():
-        interactive(predictor, args.k)
+        interactive(predictor, args.k, beam)
     else:
         for line in sys.stdin:
-            print(_answer(predictor, line.rstrip("\n"), args.k, args.json), flush=True)
+            print(_answer(predictor, line.rstrip("\n"), args.k, args.json, beam), flush=True)
 
 
-def interactive(predictor, k: int) -> None:
+def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None) -> None:
     print("Type Chinese text and press Enter for the next words; quit, exit or Ctrl-D to leave.")
     while True:
         try:
@@ -211,7 +307,7 @@ def interactive(predictor, k: int) -> None:
             return
         if text.strip() in {"quit", "exit"}:
             return
-        print("  " + _answer(predictor, text, k, False))
+        print("  " + _answer(predictor, text, k, False, beam).replace("\n", "\n  "))
 
 
 # ---------------------------------------------------------------- explain
