@@ -152,6 +152,17 @@ def test_a_body_that_is_not_json_gets_a_400(client):
     assert error_of(client.post("/api/suggest")).startswith("body: missing")
 
 
+def test_a_body_that_is_not_utf8_gets_a_400(client):
+    response = client.post("/api/suggest", content=b'{"text": "\xff\xfe"}',
+                           headers={"content-type": "application/json"})
+    assert error_of(response, 400) == "the request body is not valid JSON"
+
+
+def test_unknown_paths_and_methods_answer_in_the_same_shape(client):
+    assert error_of(client.get("/api/nope"), 404) == "Not Found"
+    assert error_of(client.get("/api/suggest"), 405) == "Method Not Allowed"
+
+
 def test_errors_never_echo_the_input(client):
     # a lone surrogate cannot be encoded as UTF-8: echoing it back would be a 500
     response = client.post("/api/suggest", content=b'{"text": "\\ud800", "k": "\\ud800"}',

@@ -19,14 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .completion import find_search
 from .errors import ConfigError, RnnImeError
@@ -45,6 +46,16 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- request and response bodies
+def _whole_number(value: Any) -> Any:
+    """JSON's 5 and 5.0 are the same integer; "5", true and 5.5 are not integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field("", max_length=MAX_TEXT, strict=True,
@@ -52,13 +63,13 @@ class _Request(BaseModel):
 
 
 class SuggestRequest(_Request):
-    k: int = Field(5, ge=1, le=MAX_K, strict=True, description="how many next words")
+    k: WholeNumber = Field(5, ge=1, le=MAX_K, strict=True, description="how many next words")
 
 
 class CompleteRequest(_Request):
-    beam: int = Field(4, ge=1, le=MAX_BEAM, strict=True,
+    beam: WholeNumber = Field(4, ge=1, le=MAX_BEAM, strict=True,
                       description="beam width, and the most continuations returned")
-    length: int = Field(4, ge=1, le=MAX_LENGTH, strict=True,
+    length: WholeNumber = Field(4, ge=1, le=MAX_LENGTH, strict=True,
                         description="words per continuation")
 
 
@@ -155,13 +166,25 @@ def _field_error(error: dict[str, Any]) -> FieldError:
     return FieldError(field="body", message="must be a JSON object, like {\"text\": \"我今天\"}")
 
 
+NOT_JSON = "the request body is not valid JSON"
+
+
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        body = ErrorResponse(error="the request body is not valid JSON")
-        return JSONResponse(body.model_dump(), status_code=400)
+        return JSONResponse(ErrorResponse(error=NOT_JSON).model_dump(), status_code=400)
     errors = [_field_error(e) for e in exc.errors()]
     line = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
     return JSONResponse(ErrorResponse(error=line, errors=errors).model_dump(), status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """404, 405, and FastAPI's 400 for a body it cannot even decode (bytes that are not UTF-8)."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = str(exc.detail)
+    if exc.status_code == 400 and message.startswith("There was an error parsing the body"):
+        message = NOT_JSON
+    return JSONResponse(ErrorResponse(error=message).model_dump(), status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 async def _user_error(_: Request, exc: Exception) -> JSONResponse:
@@ -184,6 +207,7 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
     app = FastAPI(title="rnn-ime", version="1", docs_url=None, redoc_url=None,
                   description="Next-word suggestions from a recurrent neural network.")
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RnnImeError, _user_error)
 
     @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)

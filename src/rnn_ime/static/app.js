@@ -96,7 +96,8 @@
   }
 
   function percent(p) {
-    return p >= 0.1 ? `${Math.round(p * 100)}%` : `${(p * 100).toFixed(1)}%`;
+    if (p >= 0.1) return `${Math.round(p * 100)}%`;
+    return p >= 0.001 ? `${(p * 100).toFixed(1)}%` : "<0.1%";
   }
 
   function render(suggestions, text) {
@@ -188,6 +189,7 @@
     if (/^(Arrow|Home|End|Page)/.test(event.key)) schedule();
   });
 
+  continueButton.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus
   continueButton.addEventListener("click", complete);
 
   async function loadHealth() {
