@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rnn_ime.cli import main
-from rnn_ime.completion import fallback_beam_search
 from rnn_ime.predict import Predictor
 from rnn_ime.server import STATIC, create_app, listen
 
@@ -79,28 +78,6 @@ def test_complete_returns_ranked_continuations(client):
     assert all(len(c["words"]) == 4 and c["text"] == "".join(c["words"]) for c in found)
     probabilities = [c["probability"] for c in found]
     assert probabilities == sorted(probabilities, reverse=True)
-
-
-def test_fallback_with_beam_one_is_greedy(predictor):
-    session = predictor.session()
-    session.commit_text("我今天")
-    greedy = []
-    for _ in range(3):
-        best = session.suggestions(1)[0].word
-        greedy.append(best)
-        session.commit(best)
-    _, ids = predictor.encode("我今天")
-    [(word_ids, log_prob)] = fallback_beam_search(predictor.scorer, ids, beam=1, length=3)
-    assert [predictor.vocab.word(i) for i in word_ids] == greedy
-    assert log_prob < 0
-
-
-def test_a_wider_beam_finds_a_continuation_at_least_as_likely(predictor):
-    _, ids = predictor.encode("我")
-    greedy = fallback_beam_search(predictor.scorer, ids, beam=1, length=4)[0][1]
-    wide = fallback_beam_search(predictor.scorer, ids, beam=4, length=4)
-    assert wide[0][1] >= greedy - 1e-6
-    assert [lp for _, lp in wide] == sorted((lp for _, lp in wide), reverse=True)
 
 
 def test_complete_uses_rnn_ime_beam_when_it_exists(predictor, monkeypatch):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .scoring import Scorer
+from .scoring import NeuralScorer, RecurrentState, Scorer
 from .vocab import BOS_ID
 
 Search = Callable[[Scorer, Sequence[int], int, int], list[tuple[list[int], float]]]
@@ -34,9 +34,24 @@ class _Hypothesis:
     next_log_probs: torch.Tensor | None  # None once the last word is chosen (no step needed)
 
 
-def _state_after(scorer: Scorer, context_ids: Sequence[int]) -> tuple[Any, torch.Tensor]:
-    state, log_probs = scorer.step(scorer.start(), BOS_ID)
-    for word_id in context_ids:
+def state_after(scorer: Scorer, context_ids: Sequence[int]) -> tuple[Any, torch.Tensor]:
+    """The scorer's state and next-word log-probabilities after <s> and the context.
+
+    Stepping word by word costs one model call per word (seconds for a 2,000-character text),
+    so the neural scorer reads the context in one pass: an lm model runs the whole sequence at
+    once; a window model needs only its last seq_len words.
+    """
+    ids = [BOS_ID, *context_ids]
+    if isinstance(scorer, NeuralScorer):
+        if scorer.model.config.objective == "lm":
+            with torch.inference_mode():
+                features, hidden = scorer.model(torch.tensor([ids], device=scorer.device))
+                state = RecurrentState(hidden, (), features[:, -1])
+                return state, scorer.model.log_probs(state.features)[0]
+        before_last = tuple(ids[:-1][max(0, len(ids) - scorer.seq_len):])
+        return scorer.step(RecurrentState(None, before_last), ids[-1])
+    state = scorer.start()
+    for word_id in ids:
         state, log_probs = scorer.step(state, word_id)
     return state, log_probs
 
@@ -49,7 +64,7 @@ def fallback_beam_search(scorer: Scorer, context_ids: Sequence[int], beam: int,
     """
     never = torch.from_numpy(~scorer.vocab.suggestable_mask())
     width = min(beam, int((~never).sum()))
-    state, log_probs = _state_after(scorer, context_ids)
+    state, log_probs = state_after(scorer, context_ids)
     beams = [_Hypothesis((), 0.0, state, log_probs)]
     for position in range(length):
         candidates: list[tuple[float, _Hypothesis, int]] = []
