@@ -1,4 +1,4 @@
-"""The `rnn-ime` command: prepare, train, evaluate, predict, explain."""
+"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, serve."""
 
 from __future__ import annotations
 
@@ -344,11 +344,26 @@ def run_explain(args) -> None:
                                        args.seq_len, args.seed), words))
 
 
+# ---------------------------------------------------------------- serve
+def add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="an HTTP API and a web page that suggests as you type")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one)")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args) -> None:
+    from .server import serve
+
+    serve(args.model, args.host, args.port)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain):
+    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain, add_serve):
         add(sub)
     return parser
 

@@ -1,0 +1,297 @@
+"""`rnn-ime serve`: the HTTP API and the web page that suggests as you type (FastAPI, uvicorn).
+
+    POST /api/suggest   {text, k}             → the k most likely next words
+    POST /api/complete  {text, beam, length}  → multi-word continuations
+    GET  /api/health                          → model name, vocabulary size, config
+    GET  /openapi.json                        → the schema;  GET / → the page (static/)
+
+Inference runs in a worker thread (never on the event loop), one request at a time: one lock
+guards the shared model, so concurrent requests are safe and do not oversubscribe the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .completion import find_search
+from .errors import ConfigError, RnnImeError
+from .predict import Predictor
+
+MAX_TEXT = 2000
+MAX_K = 20
+MAX_BEAM = 8
+MAX_LENGTH = 8
+STATIC = Path(__file__).with_name("static")
+# The page loads nothing from elsewhere; say so to the browser too.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
+                "Cache-Control": "no-cache"}
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- request and response bodies
+def _whole_number(value: Any) -> Any:
+    """JSON's 5 and 5.0 are the same integer; "5", true and 5.5 are not integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field("", max_length=MAX_TEXT, strict=True,
+                      description="the text typed so far; empty asks for a passage's first word")
+
+
+class SuggestRequest(_Request):
+    k: WholeNumber = Field(5, ge=1, le=MAX_K, strict=True, description="how many next words")
+
+
+class CompleteRequest(_Request):
+    beam: WholeNumber = Field(4, ge=1, le=MAX_BEAM, strict=True,
+                      description="beam width, and the most continuations returned")
+    length: WholeNumber = Field(4, ge=1, le=MAX_LENGTH, strict=True,
+                        description="words per continuation")
+
+
+class Word(BaseModel):
+    word: str
+    probability: float
+
+
+class SuggestResponse(BaseModel):
+    model: str
+    suggestions: list[Word]
+    latency_ms: float = Field(description="time the model took, without queueing or HTTP")
+
+
+class Continuation(BaseModel):
+    words: list[str]
+    text: str
+    probability: float
+
+
+class CompleteResponse(BaseModel):
+    model: str
+    search: str = Field(description="which beam search answered: rnn_ime.beam or fallback")
+    continuations: list[Continuation]
+    latency_ms: float
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: str
+    vocab_size: int
+    config: dict[str, Any]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="one line saying what is wrong")
+    errors: list[FieldError] = []
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body is not JSON"},
+    422: {"model": ErrorResponse, "description": "A field is missing, of the wrong type or "
+                                                 "out of range"},
+}
+
+
+# ---------------------------------------------------------------- inference off the event loop
+class Engine:
+    """The predictor behind a lock; every call runs in a worker thread and is timed."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.search_name, self._search = find_search()
+        self._lock = threading.Lock()
+
+    def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
+        with self._lock:
+            start = time.perf_counter()
+            result = work()
+            return result, (time.perf_counter() - start) * 1000
+
+    async def run(self, work: Callable[[], T]) -> tuple[T, float]:
+        return await run_in_threadpool(self._timed, work)
+
+    def suggest(self, text: str, k: int) -> list[Word]:
+        return [Word(word=s.word, probability=round(s.probability, 6))
+                for s in self.predictor.suggest(text, k)]
+
+    def complete(self, text: str, beam: int, length: int) -> list[Continuation]:
+        _, ids = self.predictor.encode(text)
+        vocab = self.predictor.vocab
+        found = self._search(self.predictor.scorer, ids, beam, length)
+        out = []
+        for word_ids, log_prob in found[:beam]:
+            words = [vocab.word(i) for i in word_ids]
+            out.append(Continuation(words=words, text="".join(words),
+                                    probability=round(math.exp(log_prob), 6)))
+        return out
+
+
+# ---------------------------------------------------------------- errors: 4xx, one clear line
+def _field_error(error: dict[str, Any]) -> FieldError:
+    """One of pydantic's errors, without the offending input (never echoed back)."""
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    if where:
+        return FieldError(field=where, message=error.get("msg", ""))
+    if error.get("type") == "missing":
+        return FieldError(field="body", message="missing; send a JSON object")
+    return FieldError(field="body", message="must be a JSON object, like {\"text\": \"我今天\"}")
+
+
+NOT_JSON = "the request body is not valid JSON"
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return JSONResponse(ErrorResponse(error=NOT_JSON).model_dump(), status_code=400)
+    errors = [_field_error(e) for e in exc.errors()]
+    line = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
+    return JSONResponse(ErrorResponse(error=line, errors=errors).model_dump(), status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """404, 405, and FastAPI's 400 for a body it cannot even decode (bytes that are not UTF-8)."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = str(exc.detail)
+    if exc.status_code == 400 and message.startswith("There was an error parsing the body"):
+        message = NOT_JSON
+    return JSONResponse(ErrorResponse(error=message).model_dump(), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _user_error(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=str(exc)).model_dump(), status_code=400)
+
+
+# ---------------------------------------------------------------- the app
+def _jsonable_config(predictor: Predictor) -> dict[str, Any]:
+    model_config = getattr(getattr(predictor.scorer, "model", None), "config", None)
+    return {"model": asdict(model_config)} if is_dataclass(model_config) else {}
+
+
+def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
+    """The ASGI app around one predictor; `config` is the model dir's config.json for health."""
+    engine = Engine(predictor)
+    health = HealthResponse(status="ok", model=predictor.model_name or "model",
+                            vocab_size=len(predictor.vocab),
+                            config=config if config is not None else _jsonable_config(predictor))
+    # docs_url/redoc_url load their scripts from a CDN, which the page must never need.
+    app = FastAPI(title="rnn-ime", version="1", docs_url=None, redoc_url=None,
+                  description="Next-word suggestions from a recurrent neural network.")
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RnnImeError, _user_error)
+
+    @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
+    async def suggest(request: SuggestRequest) -> SuggestResponse:
+        """The k most likely next words after `text`, with their probabilities."""
+        words, ms = await engine.run(lambda: engine.suggest(request.text, request.k))
+        return SuggestResponse(model=health.model, suggestions=words, latency_ms=round(ms, 3))
+
+    @app.post("/api/complete", response_model=CompleteResponse, responses=ERROR_RESPONSES)
+    async def complete(request: CompleteRequest) -> CompleteResponse:
+        """Up to `beam` continuations of `length` words, most probable first (beam search)."""
+        found, ms = await engine.run(
+            lambda: engine.complete(request.text, request.beam, request.length))
+        return CompleteResponse(model=health.model, search=engine.search_name,
+                                continuations=found, latency_ms=round(ms, 3))
+
+    @app.get("/api/health", response_model=HealthResponse)
+    async def get_health() -> HealthResponse:
+        """The model's name, vocabulary size and configuration."""
+        return health
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+# ---------------------------------------------------------------- running it
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), or a one-line ConfigError."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, not {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+        # proto must say TCP: asyncio sets TCP_NODELAY only on sockets whose proto is TCP, and
+        # without it Nagle's algorithm adds ~40 ms to every keep-alive request.
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:  # socket.gaierror is an OSError too
+        raise _listen_error(host, port, exc) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise _listen_error(host, port, exc) from None
+    return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or exc
+    return ConfigError(f"cannot listen on {host}:{port} ({reason}); "
+                       "choose another --host or --port")
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
+          log: Callable[[str], None] = _say) -> None:
+    """Load the model, listen, and serve until Ctrl-C."""
+    import uvicorn
+
+    from .modeldir import load_config
+
+    predictor = Predictor.from_dir(model_dir)
+    app = create_app(predictor, load_config(Path(model_dir)))
+    predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
+    sock = listen(host, port)
+    log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")
+    if not host.startswith("127.") and host not in ("localhost", "::1"):
+        log("rnn-ime: note: the API has no authentication; anyone who can reach "
+            f"{host} can use it")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

@@ -1,0 +1,200 @@
+"""The HTTP API in process (FastAPI's TestClient): answers, validation, concurrency, the page."""
+
+import asyncio
+import math
+import socket
+import sys
+import types
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from rnn_ime.cli import main
+from rnn_ime.predict import Predictor
+from rnn_ime.server import STATIC, create_app, listen
+
+
+@pytest.fixture(scope="module")
+def predictor(small_model) -> Predictor:
+    return Predictor.from_dir(small_model)
+
+
+@pytest.fixture(scope="module")
+def client(predictor) -> TestClient:
+    return TestClient(create_app(predictor))
+
+
+def error_of(response, status: int = 422) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and "\n" not in body["error"]
+    return body["error"]
+
+
+# ---------------------------------------------------------------- answers
+def test_suggest_returns_the_predictors_top_k(client, predictor):
+    response = client.post("/api/suggest", json={"text": "我今天", "k": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "small" and body["latency_ms"] >= 0
+    expected = predictor.suggest("我今天", 5)
+    assert [s["word"] for s in body["suggestions"]] == [s.word for s in expected]
+    probabilities = [s["probability"] for s in body["suggestions"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
+
+
+def test_suggest_defaults_to_five_first_words(client):
+    body = client.post("/api/suggest", json={}).json()
+    assert len(body["suggestions"]) == 5
+    assert not {s["word"] for s in body["suggestions"]} & {"<pad>", "<unk>", "<s>"}
+
+
+def test_health_names_the_model_and_its_vocabulary(client, predictor):
+    body = client.get("/api/health").json()
+    assert body["status"] == "ok" and body["model"] == "small"
+    assert body["vocab_size"] == len(predictor.vocab)
+    assert body["config"]["model"]["cell"] == "lstm"
+
+
+def test_health_shows_the_config_it_is_given(predictor):
+    client = TestClient(create_app(predictor, {"model": {"cell": "gru"}, "train": {}}))
+    assert client.get("/api/health").json()["config"] == {"model": {"cell": "gru"}, "train": {}}
+
+
+def test_openapi_schema_lists_the_api(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/api/suggest", "/api/complete", "/api/health"} <= set(schema["paths"])
+
+
+# ---------------------------------------------------------------- complete
+def test_complete_returns_ranked_continuations(client):
+    response = client.post("/api/complete", json={"text": "我今天", "beam": 3, "length": 4})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["search"] == "fallback" and body["latency_ms"] >= 0
+    found = body["continuations"]
+    assert 1 <= len(found) <= 3
+    assert all(len(c["words"]) == 4 and c["text"] == "".join(c["words"]) for c in found)
+    probabilities = [c["probability"] for c in found]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_complete_uses_rnn_ime_beam_when_it_exists(predictor, monkeypatch):
+    calls = []
+
+    def beam_search(scorer, context_ids, beam, length):
+        calls.append((list(context_ids), beam, length))
+        return [([5, 6], math.log(0.5))]
+
+    monkeypatch.setitem(sys.modules, "rnn_ime.beam",
+                        types.SimpleNamespace(beam_search=beam_search))
+    client = TestClient(create_app(predictor))
+    body = client.post("/api/complete", json={"text": "我", "beam": 2, "length": 2}).json()
+    assert body["search"] == "rnn_ime.beam" and calls[0][1:] == (2, 2)
+    words = [predictor.vocab.word(5), predictor.vocab.word(6)]
+    assert body["continuations"] == [{"words": words, "text": "".join(words),
+                                      "probability": 0.5}]
+
+
+# ---------------------------------------------------------------- validation: 4xx, never 500
+@pytest.mark.parametrize("body, field", [
+    ({"text": "好" * 2001}, "text"),
+    ({"text": "x", "k": 0}, "k"),
+    ({"text": "x", "k": 21}, "k"),
+    ({"text": "x", "k": "5"}, "k"),
+    ({"text": 5}, "text"),
+    ({"text": "x", "kk": 5}, "kk"),
+    ([1, 2], "body"),
+])
+def test_bad_suggest_requests_get_a_422_naming_the_field(client, body, field):
+    assert error_of(client.post("/api/suggest", json=body)).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("body", [{"beam": 0}, {"beam": 9}, {"length": 0}, {"length": 9},
+                                  {"text": "好" * 2001}])
+def test_bad_complete_requests_get_a_422(client, body):
+    error_of(client.post("/api/complete", json=body))
+
+
+def test_the_longest_text_allowed_is_answered(client):
+    assert client.post("/api/suggest", json={"text": "好" * 2000, "k": 20}).status_code == 200
+
+
+def test_a_body_that_is_not_json_gets_a_400(client):
+    response = client.post("/api/suggest", content=b"{text: ",
+                           headers={"content-type": "application/json"})
+    assert error_of(response, 400) == "the request body is not valid JSON"
+    assert error_of(client.post("/api/suggest", content=b"text=x")).startswith("body: ")
+    assert error_of(client.post("/api/suggest")).startswith("body: missing")
+
+
+def test_a_body_that_is_not_utf8_gets_a_400(client):
+    response = client.post("/api/suggest", content=b'{"text": "\xff\xfe"}',
+                           headers={"content-type": "application/json"})
+    assert error_of(response, 400) == "the request body is not valid JSON"
+
+
+def test_unknown_paths_and_methods_answer_in_the_same_shape(client):
+    assert error_of(client.get("/api/nope"), 404) == "Not Found"
+    assert error_of(client.get("/api/suggest"), 405) == "Method Not Allowed"
+
+
+def test_errors_never_echo_the_input(client):
+    # a lone surrogate cannot be encoded as UTF-8: echoing it back would be a 500
+    response = client.post("/api/suggest", content=b'{"text": "\\ud800", "k": "\\ud800"}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "ud800" not in response.text
+
+
+# ---------------------------------------------------------------- concurrency
+def test_concurrent_requests_get_the_same_answers_as_sequential_ones(predictor):
+    app = create_app(predictor)
+    texts = ["我今天", "他明天去", "", "我们周末想去公园", "妈妈"] * 4
+
+    async def ask_all() -> list[list[str]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            responses = await asyncio.gather(*(
+                http.post("/api/suggest", json={"text": t, "k": 3}) for t in texts))
+        return [[s["word"] for s in r.json()["suggestions"]] for r in responses]
+
+    expected = [[s.word for s in predictor.suggest(t, 3)] for t in texts]
+    assert asyncio.run(ask_all()) == expected
+
+
+# ---------------------------------------------------------------- the page
+def test_the_page_and_its_files_are_served_without_outside_links(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert name in page.text
+        assert client.get(f"/static/{name}").status_code == 200
+    for path in STATIC.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text, path.name
+
+
+# ---------------------------------------------------------------- the command
+def test_serve_with_a_bad_model_dir_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--model", str(tmp_path / "missing")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("rnn-ime: error: ")
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(small_model, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exc:
+            main(["serve", "--model", str(small_model), "--port", str(port)])
+    assert exc.value.code == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_the_listening_socket_says_tcp_so_that_nagle_is_turned_off():
+    # asyncio sets TCP_NODELAY only when sock.proto is TCP; without it a keep-alive request
+    # waits ~40 ms for a delayed ACK
+    with listen("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP

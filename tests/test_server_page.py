@@ -1,0 +1,113 @@
+"""The web page in a real browser: Debian's Chromium, driven by Playwright, against a real server.
+
+Skips (with the reason) when the `playwright` package or /usr/bin/chromium is missing; Playwright's
+own browser downloads are never used.
+"""
+
+import queue
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+TIMEOUT_MS = 10_000
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="the playwright package is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _read_lines(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)  # the server exited
+
+
+@pytest.fixture(scope="module")
+def server_url(small_model):
+    """`rnn-ime serve` on a free loopback port; its URL comes from its first line."""
+    proc = subprocess.Popen([sys.executable, "-m", "rnn_ime", "serve", "--model", str(small_model),
+                             "--host", "127.0.0.1", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
+    seen, match = [], None
+    try:
+        while match is None:
+            try:
+                line = lines.get(timeout=60)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            seen.append(line)
+            match = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if not match:
+            pytest.fail("rnn-ime serve did not start:\n" + "".join(seen))
+        yield match.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_type_chinese_pick_a_suggestion_with_a_number_key(browser, server_url, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 900, "height": 620})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server_url)
+    bar, editor = page.locator("#bar"), page.locator("#editor")
+    expect(page.locator("#model")).to_contain_text("small")
+    expect(bar.locator(".chip")).to_have_count(5)  # a passage's first words
+
+    editor.click()
+    editor.press_sequentially("我今天")
+    expect(bar).to_have_attribute("data-for", "我今天")
+    expect(page.locator("#latency")).to_contain_text("ms")
+    first = bar.locator(".chip .word").first.inner_text()
+    page.keyboard.press("1")
+    expect(editor).to_have_value("我今天" + first)
+    expect(bar).to_have_attribute("data-for", "我今天" + first)
+
+    page.keyboard.press("Escape")
+    expect(bar).to_be_hidden()
+
+    # a native IME composing: the bar waits, and comes back when the word is committed
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "qu", "selectionStart": 2, "selectionEnd": 2})
+    page.wait_for_timeout(300)  # longer than the debounce: nothing may be asked meanwhile
+    expect(bar).to_be_hidden()
+    cdp.send("Input.insertText", {"text": "去"})
+    expect(editor).to_have_value("我今天" + first + "去")
+    expect(bar).to_have_attribute("data-for", "我今天" + first + "去")
+    expect(bar).to_be_visible()
+
+    page.get_by_role("button", name="续写").click()  # continuations from /api/complete
+    continuation = page.locator("#continuations .chip .word").first
+    expect(continuation).to_be_visible()
+    page.screenshot(path=tmp_path / "serve-page.png")
+    text = editor.input_value() + continuation.inner_text()
+    continuation.click()
+    expect(editor).to_have_value(text)
+
+    page.set_viewport_size({"width": 390, "height": 700})  # a phone
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=tmp_path / "serve-page-phone.png")
+    print(f"screenshots: {tmp_path}")
