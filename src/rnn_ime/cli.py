@@ -1,4 +1,4 @@
-"""The `rnn-ime` command: prepare, train, evaluate, predict, explain."""
+"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, export."""
 
 from __future__ import annotations
 
@@ -173,6 +173,9 @@ def add_predict(sub) -> None:
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("-k", type=int, default=5, help="how many suggestions")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: ONNX Runtime on the graph of `rnn-ime export`")
+    p.add_argument("--int8", action="store_true", help="--runtime onnx: the int8 graph")
     p.add_argument("text", nargs="?", help="the text typed so far")
     p.set_defaults(func=run_predict)
 
@@ -189,7 +192,7 @@ def run_predict(args) -> None:
     from .predict import Predictor, check_k
 
     check_k(args.k)
-    predictor = Predictor.from_dir(args.model)
+    predictor = Predictor.from_dir(args.model, runtime=args.runtime, int8=args.int8)
     if args.text is not None:
         print(_answer(predictor, args.text, args.k, args.json))
     elif sys.stdin.isatty():
@@ -210,6 +213,30 @@ def interactive(predictor, k: int) -> None:
         if text.strip() in {"quit", "exit"}:
             return
         print("  " + _answer(predictor, text, k, False))
+
+
+# ---------------------------------------------------------------- export
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="a trained model's step as an ONNX graph (fp32 or int8)")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format")
+    p.add_argument("--int8", action="store_true",
+                   help="dynamic int8 quantisation (onnxruntime quantize_dynamic)")
+    p.add_argument("--per-channel", action="store_true",
+                   help="--int8 with one scale per output column")
+    p.add_argument("--out", help="the file to write (default: MODEL/model.onnx or "
+                                 "MODEL/model.int8.onnx)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args) -> None:
+    from .onnx_export import ExportConfig, export_model
+
+    summary = export_model(ExportConfig(model=args.model, format=args.format, int8=args.int8,
+                                        out=args.out, per_channel=args.per_channel))
+    print(f"wrote {summary['path']}: {summary['format']} graph, {summary['precision']}, "
+          f"{summary['bytes'] / 1024:,.0f} KiB; max |log-prob difference| from torch "
+          f"{summary['max_abs_diff']:.2g}")
 
 
 # ---------------------------------------------------------------- explain
@@ -250,7 +277,8 @@ def run_explain(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain):
+    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain,
+                add_export):
         add(sub)
     return parser
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from . import modeldir
-from .errors import RnnImeError
+from .errors import ConfigError, RnnImeError
 from .scoring import NeuralScorer, Scorer
 from .text import get_tokenizer
 from .vocab import BOS_ID, UNK_ID, Vocab
@@ -53,10 +53,22 @@ class Predictor:
         self.model_name = model_name
 
     @classmethod
-    def from_dir(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        model, vocab, config = modeldir.load(path, device=device)
+    def from_dir(cls, path: str | Path, device: str = "cpu", runtime: str = "torch",
+                 int8: bool = False) -> Predictor:
+        """runtime "torch" (the weights), or "onnx" (the graph of `rnn-ime export`)."""
+        if runtime == "onnx":
+            from .onnx_runtime import OnnxScorer
+
+            scorer, config = OnnxScorer.from_dir(path, int8=int8)
+        elif runtime == "torch":
+            if int8:
+                raise ConfigError("--int8 needs --runtime onnx")
+            model, vocab, config = modeldir.load(path, device=device)
+            scorer = NeuralScorer(model, vocab)
+        else:
+            raise ConfigError(f"unknown runtime {runtime!r}; choose torch or onnx")
         tokenizer = config.get("tokenizer", {}).get("name", "jieba")
-        return cls(NeuralScorer(model, vocab), tokenizer, Path(path).name)
+        return cls(scorer, tokenizer, Path(path).name)
 
     def encode(self, text: str) -> tuple[list[str], list[int]]:
         words = self.tokenizer.tokenize(text)

@@ -1,0 +1,191 @@
+"""`rnn-ime export`: a trained model's step as an ONNX graph, fp32 or dynamic int8.
+
+What is exported is what a typing session runs for each committed word, with the recurrent
+state as explicit inputs and outputs (B batch, L layers, H hidden, V vocab, T = seq_len):
+
+    lm objective ("step" graph):
+        word_ids (B,) int64, h (L, B, H) [, c (L, B, H) for the LSTM]
+          → log_probs (B, V), h_out (L, B, H) [, c_out (L, B, H)]
+    window objective ("window" graph, no state: the window is the whole context):
+        window_ids (B, T) int64, <pad>-padded on the left as the predictor pads
+          → log_probs (B, V)
+
+`log_probs` are exact log-probabilities over the whole vocabulary, for either output layer
+(full softmax or adaptive softmax). The exporter is torch's TorchScript-based one
+(`dynamo=False`): in torch 2.13 it needs only `onnx`, gives a compact graph whose LSTM/GRU/RNN
+is a single ONNX op, and `quantize_dynamic` turns that op and every MatMul into int8 kernels
+(the dynamo exporter also works but needs `onnxscript`, and its LSTM is left in fp32).
+
+The file's metadata names the vocabulary and weights it was made from, so that a model that
+was retrained after the export is not run with a stale graph.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import modeldir
+from .errors import ConfigError, RnnImeError
+from .fsutil import sha256_file, write_with
+from .model import NextWordModel
+from .stepping import exact_log_probs
+
+FORMATS = ("onnx",)
+OPSET = 17
+FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+META = "rnn_ime."  # prefix of our metadata keys
+
+
+def default_path(model_dir: str | Path, int8: bool = False) -> Path:
+    return Path(model_dir) / (INT8_FILE if int8 else FP32_FILE)
+
+
+class StepGraph(nn.Module):
+    """The lm model's stateful step: (word_ids, h[, c]) → (log_probs, h_out[, c_out])."""
+
+    def __init__(self, model: NextWordModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, word_ids: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.model.embedding(word_ids)[:, None, :]  # (B, 1, E)
+        hidden = tuple(state) if len(state) == 2 else state[0]
+        output, hidden = self.model.rnn(x, hidden)  # output (B, 1, H)
+        new_state = hidden if isinstance(hidden, tuple) else (hidden,)
+        return (exact_log_probs(self.model, output[:, 0]), *new_state)
+
+
+class WindowGraph(nn.Module):
+    """The window model: window_ids (B, T) → log_probs (B, V)."""
+
+    def __init__(self, model: NextWordModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, window_ids: torch.Tensor) -> torch.Tensor:
+        features, _ = self.model(window_ids)  # (B, D·H)
+        return exact_log_probs(self.model, features)
+
+
+@dataclass
+class ExportConfig:
+    model: str
+    format: str = "onnx"
+    int8: bool = False
+    out: str | None = None
+    per_channel: bool = False  # int8: one scale per output column instead of per tensor
+
+
+@dataclass
+class GraphSpec:
+    graph: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    kind: str
+
+
+def graph_spec(model: NextWordModel) -> GraphSpec:
+    """The module to export, example inputs, and the names and batch axes of its tensors."""
+    config = model.config
+    if config.objective == "window":
+        ids = torch.full((1, config.seq_len), 2, dtype=torch.long)
+        return GraphSpec(WindowGraph(model).eval(), (ids,), ["window_ids"], ["log_probs"],
+                         {"window_ids": {0: "batch"}, "log_probs": {0: "batch"}}, "window")
+    names = ["h", "c"] if config.cell == "lstm" else ["h"]
+    state = tuple(torch.zeros(config.layers, 1, config.hidden) for _ in names)
+    axes = {"word_ids": {0: "batch"}, "log_probs": {0: "batch"}}
+    axes.update({n: {1: "batch"} for n in names})
+    axes.update({f"{n}_out": {1: "batch"} for n in names})
+    return GraphSpec(StepGraph(model).eval(), (torch.tensor([2]), *state),
+                     ["word_ids", *names], ["log_probs", *(f"{n}_out" for n in names)],
+                     axes, "step")
+
+
+def _torch_export(spec: GraphSpec, path: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and LSTM notes
+        torch.onnx.export(spec.graph, spec.inputs, str(path), input_names=spec.input_names,
+                          output_names=spec.output_names, dynamic_axes=spec.dynamic_axes,
+                          opset_version=OPSET, dynamo=False)
+
+
+def _quantize(source: Path, target: Path, per_channel: bool) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # its advice to pre-process, logged on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         per_channel=per_channel)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise RnnImeError(f"ONNX export needs the onnx and onnxruntime packages ({exc.name} "
+                          "is missing); run scripts/setup-venv.sh") from None
+
+
+def export_model(config: ExportConfig) -> dict[str, Any]:
+    """Export the model dir's step to ONNX (atomically); returns a summary of what was written."""
+    if config.format not in FORMATS:
+        raise ConfigError(f"unknown export format {config.format!r}; choose onnx")
+    _require_onnx()
+    import onnx
+
+    model_dir = Path(config.model)
+    model, vocab, model_json = modeldir.load(model_dir)
+    weights = modeldir.weights_file(model_dir)
+    spec = graph_spec(model)
+    out = Path(config.out) if config.out else default_path(model_dir, config.int8)
+    metadata = {"format": spec.kind, "precision": "int8" if config.int8 else "fp32",
+                "vocab_sha256": vocab.sha256, "weights": weights.name,
+                "weights_sha256": sha256_file(weights), "objective": model.config.objective,
+                "cell": model.config.cell, "layers": str(model.config.layers),
+                "hidden": str(model.config.hidden), "seq_len": str(model.config.seq_len),
+                "vocab_size": str(len(vocab)), "torch": torch.__version__}
+    with tempfile.TemporaryDirectory(prefix="rnn-ime-export-") as tmp:
+        fp32 = Path(tmp) / FP32_FILE
+        _torch_export(spec, fp32)
+        source = fp32
+        if config.int8:
+            source = Path(tmp) / INT8_FILE
+            _quantize(fp32, source, config.per_channel)
+        proto = onnx.load(str(source))
+        onnx.helper.set_model_props(proto, {META + k: v for k, v in metadata.items()})
+        write_with(out, lambda path: onnx.save(proto, str(path)))
+    return {"path": str(out), "bytes": out.stat().st_size, **metadata,
+            "max_abs_diff": check_against_torch(out, spec)}
+
+
+def check_against_torch(path: Path, spec: GraphSpec, batch: int = 3, seed: int = 0) -> float:
+    """Largest |log-prob difference| between ONNX Runtime on `path` and torch, random inputs."""
+    from .onnx_runtime import new_session
+
+    generator = torch.Generator().manual_seed(seed)
+    vocab_size = spec.graph.model.config.vocab_size
+    ids = torch.randint(3, vocab_size, (batch, *spec.inputs[0].shape[1:]), generator=generator)
+    state = [torch.randn(s.shape[0], batch, s.shape[2], generator=generator) * 0.5
+             for s in spec.inputs[1:]]
+    with torch.no_grad():
+        want = spec.graph(ids, *state)
+    want = want[0] if isinstance(want, tuple) else want
+    session = new_session(path)
+    feeds = {name: value.numpy() for name, value in zip(spec.input_names, [ids, *state],
+                                                         strict=True)}
+    got = session.run(["log_probs"], feeds)[0]
+    return float(np.abs(got - want.numpy()).max())
