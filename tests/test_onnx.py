@@ -16,7 +16,7 @@ from rnn_ime.data import DataDir
 from rnn_ime.errors import ConfigError, ModelError
 from rnn_ime.metrics import evaluate
 from rnn_ime.model import ModelConfig
-from rnn_ime.onnx_export import ExportConfig, export_model
+from rnn_ime.onnx_export import ExportConfig, export_model, reranked_log_softmax
 from rnn_ime.onnx_runtime import OnnxScorer
 from rnn_ime.predict import Predictor
 from rnn_ime.scoring import NeuralScorer
@@ -30,7 +30,7 @@ class AdaptiveTrainConfig(TrainConfig):
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         config = super().model_config(vocab_size)
-        config.softmax, config.cutoffs = "adaptive", [10, 20]
+        config.softmax, config.cutoffs = "adaptive", [20, 30]  # 20 frequent words in the head
         return config
 
 
@@ -58,7 +58,7 @@ def adaptive_model(small_data, tmp_path_factory) -> Path:
 def window_model(small_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "window"
     train(tiny_train_config(small_data, out, objective="window", bidirectional=True,
-                            max_steps=50), log=lambda *_: None)
+                            max_steps=30), log=lambda *_: None)
     return out
 
 
@@ -118,20 +118,47 @@ def test_evaluation_on_onnx_matches_torch(which, request, small_data):
         assert abs(got[k] - want[k]) < 0.005
 
 
-@pytest.mark.parametrize("which", ["full_model", "adaptive_model"])
-def test_int8_top5_mostly_agrees_with_fp32(which, request, small_data):
-    model_dir = request.getfixturevalue(which)
-    summary = export_model(ExportConfig(model=str(model_dir), int8=True))
-    assert Path(summary["path"]) == model_dir / "model.int8.onnx"
+def _int8_agreement(model_dir: Path, data: Path, **options) -> tuple[float, float]:
+    """(same top 5 in the same order, same set of 5) of int8 against fp32 torch."""
+    summary = export_model(ExportConfig(model=str(model_dir), int8=True, **options))
     assert summary["precision"] == "int8"
     model, vocab, _ = modeldir.load(model_dir)
-    contexts = _contexts(small_data, 100)
+    contexts = _contexts(data, 100)
     want = NeuralScorer(model, vocab).log_probs(contexts)
-    got = OnnxScorer.from_dir(model_dir, int8=True)[0].log_probs(contexts)
-    same = [set(_top5(a)) == set(_top5(b)) for a, b in zip(got, want, strict=True)]
-    print(f"{which}: int8 top-5 agreement {np.mean(same):.2f}")
-    assert np.mean(same) >= 0.85  # a 36-word vocabulary has near-ties that int8 may swap
+    got = OnnxScorer(summary["path"], vocab).log_probs(contexts)
     assert (got - want).abs().max() < 0.5
+    pairs = list(zip(got, want, strict=True))
+    return (float(np.mean([_top5(a) == _top5(b) for a, b in pairs])),
+            float(np.mean([set(_top5(a)) == set(_top5(b)) for a, b in pairs])))
+
+
+# The templates make near-ties (8 equally likely subjects, …). The decoder, or the adaptive
+# head, is re-scored in fp32, so its words keep their order; words of the adaptive tail
+# clusters are ranked in int8 within their cluster, and ties among them may swap.
+@pytest.mark.parametrize("which,ordered,same_set", [
+    ("full_model", 0.97, 0.97), ("window_model", 0.97, 0.97), ("adaptive_model", 0.75, 0.95)])
+def test_int8_top5_agrees_with_fp32(which, ordered, same_set, request, small_data):
+    model_dir = request.getfixturevalue(which)
+    agreement = _int8_agreement(model_dir, small_data)
+    assert agreement[0] >= ordered and agreement[1] >= same_set
+    assert (model_dir / "model.int8.onnx").is_file()
+
+
+def test_plain_int8_quantisation_still_mostly_agrees(full_model, small_data, tmp_path):
+    # every MatMul and the LSTM in int8, nothing re-scored: near-ties may swap
+    ordered, same_set = _int8_agreement(full_model, small_data, rerank=0, quantize_rnn=True,
+                                        out=str(tmp_path / "plain.onnx"))
+    assert ordered >= 0.7 and same_set >= 0.8
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_reranked_log_softmax_is_exact_in_fp32(bias):
+    torch.manual_seed(0)
+    layer, x = torch.nn.Linear(8, 40, bias=bias), torch.randn(3, 8)
+    with torch.no_grad():
+        want = torch.log_softmax(layer(x), dim=-1)
+        assert torch.allclose(reranked_log_softmax(layer, x, 5), want, atol=1e-5)
+        assert torch.allclose(reranked_log_softmax(layer, x, 100), want, atol=1e-5)
 
 
 def test_cli_export_and_predict_with_the_onnx_runtime(full_model, tmp_path, capsys):

@@ -224,6 +224,10 @@ def add_export(sub) -> None:
                    help="dynamic int8 quantisation (onnxruntime quantize_dynamic)")
     p.add_argument("--per-channel", action="store_true",
                    help="--int8 with one scale per output column")
+    p.add_argument("--rerank", type=int, default=32, metavar="N",
+                   help="--int8: re-score the top N words with fp32 weights (0: off)")
+    p.add_argument("--quantize-rnn", action="store_true",
+                   help="--int8: the recurrent cell too (faster, less exact)")
     p.add_argument("--out", help="the file to write (default: MODEL/model.onnx or "
                                  "MODEL/model.int8.onnx)")
     p.set_defaults(func=run_export)
@@ -233,7 +237,8 @@ def run_export(args) -> None:
     from .onnx_export import ExportConfig, export_model
 
     summary = export_model(ExportConfig(model=args.model, format=args.format, int8=args.int8,
-                                        out=args.out, per_channel=args.per_channel))
+                                        out=args.out, per_channel=args.per_channel,
+                                        rerank=args.rerank, quantize_rnn=args.quantize_rnn))
     print(f"wrote {summary['path']}: {summary['format']} graph, {summary['precision']}, "
           f"{summary['bytes'] / 1024:,.0f} KiB; max |log-prob difference| from torch "
           f"{summary['max_abs_diff']:.2g}")

@@ -34,7 +34,8 @@ def plain_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 def exact_log_probs(model: NextWordModel, features: torch.Tensor,
-                    linear: Linear = plain_linear) -> torch.Tensor:
+                    linear: Linear = plain_linear,
+                    top_layer: Linear | None = None) -> torch.Tensor:
     """Log-probabilities over the whole vocabulary, features (N, F) → (N, V).
 
     The same numbers as `model.log_probs`; the adaptive softmax is written with `torch.cat`
@@ -42,12 +43,20 @@ def exact_log_probs(model: NextWordModel, features: torch.Tensor,
 
         head log-probs (N, shortlist + clusters) ─▶ [ shortlist | cluster 1 | cluster 2 … ]
         cluster i: log_softmax(tail_i(x)) + head log-prob of "a word of cluster i"
+
+    `top_layer(layer, x)`, when given, replaces log_softmax(linear(layer, x)) for the layer
+    that ranks the frequent words: the decoder (full softmax) or the head (adaptive).
     """
+    def log_softmax_of(layer: nn.Linear) -> torch.Tensor:
+        if top_layer is not None:
+            return top_layer(layer, features)
+        return F.log_softmax(linear(layer, features), dim=-1)
+
     if model.adaptive is None:
-        return F.log_softmax(linear(model.decoder, features), dim=-1)
+        return log_softmax_of(model.decoder)
     adaptive = model.adaptive
     shortlist = adaptive.shortlist_size
-    head = F.log_softmax(linear(adaptive.head, features), dim=-1)
+    head = log_softmax_of(adaptive.head)
     parts = [head[:, :shortlist]]
     for index, (down, up) in enumerate(adaptive.tail):
         cluster = F.log_softmax(linear(up, linear(down, features)), dim=-1)
