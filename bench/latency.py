@@ -58,6 +58,7 @@ from rnn_ime.vocab import BOS_ID, Vocab
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 K = 5
+GOAL_P99_MS, GOAL_AGREEMENT = 1.0, 0.99  # the "Speed" issue's goal
 Request = Callable[[list[int]], list[str]]
 
 
@@ -270,10 +271,14 @@ def main() -> None:
           f"{model.config.cell}, hidden {model.config.hidden}, {model.config.softmax} softmax · "
           f"{args.requests:,} requests, top-{K} after {args.prefix} words · 1 thread")
     print_table(results)
+    goal = [name for name, row in results.items()
+            if row["p99_ms"] <= GOAL_P99_MS and row["top5_agreement"] >= GOAL_AGREEMENT]
+    print(f"goal (p99 ≤ {GOAL_P99_MS:g} ms, top-5 same as fp32 on ≥ {GOAL_AGREEMENT:.0%}): "
+          + (", ".join(goal) if goal else "met by none"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"setting": setting, "results": results}, ensure_ascii=False,
-                              indent=2) + "\n", encoding="utf-8")
+    out.write_text(json.dumps({"setting": setting, "results": results, "goal_met_by": goal},
+                              ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 
 
