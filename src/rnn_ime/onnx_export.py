@@ -225,7 +225,7 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
     import onnx
 
     model_dir = Path(config.model)
-    model, vocab, model_json = modeldir.load(model_dir)
+    model, vocab, _ = modeldir.load(model_dir)
     weights = modeldir.weights_file(model_dir)
     rerank = config.rerank if config.int8 else 0
     spec = graph_spec(model, projection(rerank))
