@@ -1,4 +1,4 @@
-"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, serve."""
+"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, export, serve."""
 
 from __future__ import annotations
 
@@ -238,6 +238,9 @@ def add_predict(sub) -> None:
                    help="words per --beam continuation (default 3)")
     p.add_argument("--may-end", action="store_true",
                    help="a --beam continuation may end the passage before --length words")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="onnx: ONNX Runtime on the graph of `rnn-ime export`")
+    p.add_argument("--int8", action="store_true", help="--runtime onnx: the int8 graph")
     p.add_argument("text", nargs="?", help="the text typed so far")
     p.set_defaults(func=run_predict)
 
@@ -287,7 +290,7 @@ def run_predict(args) -> None:
 
     check_k(args.k)
     beam = _beam_option(args)
-    predictor = Predictor.from_dir(args.model)
+    predictor = Predictor.from_dir(args.model, runtime=args.runtime, int8=args.int8)
     if args.text is not None:
         print(_answer(predictor, args.text, args.k, args.json, beam))
     elif sys.stdin.isatty():
@@ -308,6 +311,35 @@ def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None) ->
         if text.strip() in {"quit", "exit"}:
             return
         print("  " + _answer(predictor, text, k, False, beam).replace("\n", "\n  "))
+
+
+# ---------------------------------------------------------------- export
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="a trained model's step as an ONNX graph (fp32 or int8)")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format")
+    p.add_argument("--int8", action="store_true",
+                   help="dynamic int8 quantisation (onnxruntime quantize_dynamic)")
+    p.add_argument("--per-channel", action="store_true",
+                   help="--int8 with one scale per output column")
+    p.add_argument("--rerank", type=int, default=32, metavar="N",
+                   help="--int8: re-score the top N words with fp32 weights (0: off)")
+    p.add_argument("--quantize-rnn", action="store_true",
+                   help="--int8: the recurrent cell too (faster, less exact)")
+    p.add_argument("--out", help="the file to write (default: MODEL/model.onnx or "
+                                 "MODEL/model.int8.onnx)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args) -> None:
+    from .onnx_export import ExportConfig, export_model
+
+    summary = export_model(ExportConfig(model=args.model, format=args.format, int8=args.int8,
+                                        out=args.out, per_channel=args.per_channel,
+                                        rerank=args.rerank, quantize_rnn=args.quantize_rnn))
+    print(f"wrote {summary['path']}: {summary['format']} graph, {summary['precision']}, "
+          f"{summary['bytes'] / 1024:,.0f} KiB; max |log-prob difference| from torch "
+          f"{summary['max_abs_diff']:.2g}")
 
 
 # ---------------------------------------------------------------- explain
@@ -363,7 +395,8 @@ def run_serve(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain, add_serve):
+    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain, add_export,
+                add_serve):
         add(sub)
     return parser
 

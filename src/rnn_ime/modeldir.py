@@ -45,26 +45,39 @@ def load_config(path: Path) -> dict[str, Any]:
     return read_json(path / "config.json")
 
 
-def load(path: str | Path, weights: str = "best", device: str = "cpu"
-         ) -> tuple[NextWordModel, Vocab, dict[str, Any]]:
-    """Load a trained model, refusing a vocabulary whose hash differs from the one trained on."""
-    path = Path(path)
-    config = load_config(path)
+def load_vocab(path: Path, config: dict[str, Any]) -> Vocab:
+    """The model dir's vocabulary, checked against the hash and size the model was trained with."""
     vocab = Vocab.load(path / "vocab.txt") if (path / "vocab.txt").is_file() else None
     if vocab is None:
         raise ModelError(f"{path}: no vocab.txt")
     if vocab.sha256 != config.get("vocab_sha256"):
         raise ModelError(f"{path}: vocab.txt does not match the vocabulary the model was "
                          "trained with (hash differs)")
-    model_config = ModelConfig.from_dict(config["model"])
-    if model_config.vocab_size != len(vocab):
-        raise ModelError(f"{path}: the model has {model_config.vocab_size} outputs but "
+    vocab_size = ModelConfig.from_dict(config["model"]).vocab_size
+    if vocab_size != len(vocab):
+        raise ModelError(f"{path}: the model has {vocab_size} outputs but "
                          f"vocab.txt has {len(vocab)} words")
+    return vocab
+
+
+def weights_file(path: Path, weights: str = "best") -> Path:
+    """`weights`.safetensors, else the first of best/last that exists."""
     candidates = [path / f"{weights}.safetensors"] + [path / w for w in WEIGHTS]
-    weight_file = next((c for c in candidates if c.is_file()), None)
-    if weight_file is None:
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
         raise ModelError(f"{path}: no weights (best.safetensors or last.safetensors); "
                          "train the model first")
+    return found
+
+
+def load(path: str | Path, weights: str = "best", device: str = "cpu"
+         ) -> tuple[NextWordModel, Vocab, dict[str, Any]]:
+    """Load a trained model, refusing a vocabulary whose hash differs from the one trained on."""
+    path = Path(path)
+    config = load_config(path)
+    vocab = load_vocab(path, config)
+    model_config = ModelConfig.from_dict(config["model"])
+    weight_file = weights_file(path, weights)
     model = NextWordModel(model_config)
     try:
         tensors = load_file(str(weight_file))

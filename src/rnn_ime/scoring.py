@@ -19,6 +19,7 @@ import torch
 
 from .data import Split, target_positions, windows
 from .model import NextWordModel, State
+from .stepping import TransposedLinear, exact_log_probs, recurrent_step
 from .vocab import BOS_ID, PAD_ID, Vocab
 
 Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
@@ -67,6 +68,7 @@ class NeuralScorer:
         self.max_tokens = max_tokens
         self.logit_rows = logit_rows  # rows of (rows, vocab) log-probabilities held at once
         self.device = next(model.parameters()).device
+        self._step_linear = TransposedLinear()  # step(): projection weights kept (in, out)
 
     @property
     def seq_len(self) -> int:
@@ -95,17 +97,21 @@ class NeuralScorer:
 
     @torch.inference_mode()
     def step(self, state: RecurrentState, word_id: int) -> tuple[RecurrentState, torch.Tensor]:
-        """Commit one word: one recurrent step (lm) or one window run, then the projection."""
+        """Commit one word: one recurrent step (lm) or one window run, then the projection.
+
+        The lm step runs the cell functions rather than the whole nn.LSTM/GRU/RNN module, and
+        the projection reads transposed weights (see stepping.py): the same numbers, faster.
+        """
         if self.model.config.objective == "window":
             window = (*state.window, word_id)[-self.seq_len:]
             padded = (PAD_ID,) * (self.seq_len - len(window)) + window
             features, _ = self.model(torch.tensor([padded], device=self.device))
             new = RecurrentState(None, window, features)
         else:
-            features, hidden = self.model(torch.tensor([[word_id]], device=self.device),
-                                          state.hidden)
-            new = RecurrentState(hidden, (), features[:, -1])
-        return new, self.model.log_probs(new.features)[0]
+            x = self.model.embedding(torch.tensor([word_id], device=self.device))  # (1, E)
+            output, hidden = recurrent_step(self.model.rnn, x, state.hidden)  # (1, H)
+            new = RecurrentState(hidden, (), output)
+        return new, exact_log_probs(self.model, new.features, self._step_linear)[0]
 
     def _passage_lengths(self, split: Split) -> np.ndarray:
         return split.ends - split.starts

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from rnn_ime.model import ModelConfig, NextWordModel
+from rnn_ime.scoring import NeuralScorer
+from rnn_ime.stepping import TransposedLinear, exact_log_probs, recurrent_step
+from rnn_ime.vocab import BOS_ID, Vocab
+
+
+def _model(**options) -> NextWordModel:
+    torch.manual_seed(0)
+    options = {"vocab_size": 60, "embed": 12, "hidden": 16, **options}
+    return NextWordModel(ModelConfig(**options)).eval()
+
+
+@pytest.mark.parametrize("cell,nonlinearity,layers", [
+    ("lstm", "tanh", 1), ("lstm", "tanh", 2), ("gru", "tanh", 2), ("rnn", "tanh", 1),
+    ("rnn", "relu", 2)])
+def test_recurrent_step_matches_the_module(cell, nonlinearity, layers):
+    model = _model(cell=cell, nonlinearity=nonlinearity, layers=layers)
+    ids = torch.tensor([[2, 7, 9, 4], [2, 5, 5, 30]])
+    with torch.inference_mode():
+        expected, expected_state = model.rnn(model.embedding(ids))
+        state = None
+        for t in range(ids.shape[1]):
+            output, state = recurrent_step(model.rnn, model.embedding(ids[:, t]), state)
+            assert torch.allclose(output, expected[:, t], atol=1e-6)
+    pairs = zip(state, expected_state, strict=True) if cell == "lstm" \
+        else [(state, expected_state)]
+    for got, want in pairs:
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("softmax,cutoffs", [("full", []), ("adaptive", [10, 30])])
+def test_exact_log_probs_match_the_model(softmax, cutoffs):
+    model = _model(softmax=softmax, cutoffs=cutoffs)
+    features = torch.randn(3, 16)
+    with torch.inference_mode():
+        want = model.log_probs(features)
+        for linear in (None, TransposedLinear()):
+            got = exact_log_probs(model, features) if linear is None \
+                else exact_log_probs(model, features, linear)
+            assert got.shape == (3, 60) and torch.allclose(got, want, atol=1e-5)
+
+
+def test_transposed_linear_follows_weight_updates():
+    linear, fast = torch.nn.Linear(4, 3), TransposedLinear()
+    x = torch.randn(2, 4)
+    assert torch.allclose(fast(linear, x), linear(x), atol=1e-6)
+    with torch.no_grad():
+        linear.weight.mul_(2.0)  # an optimizer step changes the weight in place
+    assert torch.allclose(fast(linear, x), linear(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("cell,softmax", [("gru", "full"), ("lstm", "adaptive")])
+def test_neural_scorer_step_matches_rereading(cell, softmax):
+    model = _model(cell=cell, layers=2, softmax=softmax, cutoffs=[10, 30] * (softmax != "full"))
+    vocab = Vocab(("<pad>", "<unk>", "<s>", *[f"w{i}" for i in range(57)]), (0,) * 60)
+    scorer = NeuralScorer(model, vocab)
+    state, _ = scorer.step(scorer.start(), BOS_ID)
+    context = [5, 9, 44, 3]
+    for word_id in context:
+        state, log_probs = scorer.step(state, word_id)
+    assert torch.allclose(log_probs, scorer.log_probs([context])[0], atol=1e-5)
