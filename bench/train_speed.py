@@ -16,8 +16,8 @@ import multiprocessing
 import resource
 import sys
 import tempfile
-from queue import Empty
 from pathlib import Path
+from queue import Empty
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .errors import RnnImeError
-from .scoring import Scorer
+from .scoring import Scorer, read_context
 from .vocab import BOS_ID, Vocab
 
 MAX_BEAM = 100
@@ -69,10 +69,7 @@ def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: i
     check_beam(beam, length)
     allowed = torch.from_numpy(scorer.vocab.suggestable_mask())
     width = min(beam, int(allowed.sum()))
-    state, log_probs = scorer.step(scorer.start(), BOS_ID)
-    for word_id in context:
-        state, log_probs = scorer.step(state, word_id)
-    live = [_Live((), 0.0, state, log_probs)]
+    live = [_Live((), 0.0, *read_context(scorer, context))]
     finished: list[Continuation] = []
     for depth in range(1, length + 1):
         candidates: list[Continuation] = []  # live prefixes one word longer, parent in `owner`

@@ -38,6 +38,17 @@ class Scorer(Protocol):
     def split_log_probs(self, split: Split) -> Iterator[Chunk]: ...
 
 
+def read_context(scorer: Scorer, context: Sequence[int]) -> tuple[Any, torch.Tensor]:
+    """The scorer's state and log-probabilities after <s> and `context`: in one pass where the
+    scorer can (`read`), else one `step` per word."""
+    if hasattr(scorer, "read"):
+        return scorer.read(context)
+    state, log_probs = scorer.step(scorer.start(), BOS_ID)
+    for word_id in context:
+        state, log_probs = scorer.step(state, word_id)
+    return state, log_probs
+
+
 def length_batches(lengths: np.ndarray, max_tokens: int) -> Iterator[np.ndarray]:
     """Groups of passage indices, sorted by length, each padded batch ≤ max_tokens tokens."""
     order = np.argsort(lengths, kind="stable")
@@ -112,6 +123,18 @@ class NeuralScorer:
             output, hidden = recurrent_step(self.model.rnn, x, state.hidden)  # (1, H)
             new = RecurrentState(hidden, (), output)
         return new, exact_log_probs(self.model, new.features, self._step_linear)[0]
+
+    @torch.inference_mode()
+    def read(self, context: Sequence[int]) -> tuple[RecurrentState, torch.Tensor]:
+        """The state and next-word log-probabilities after <s> and `context`, in one pass
+        (stepping word by word costs one model call per word: seconds for a long text)."""
+        ids = [BOS_ID, *context]
+        if self.model.config.objective == "lm":
+            features, hidden = self.model(torch.tensor([ids], device=self.device))
+            state = RecurrentState(hidden, (), features[:, -1])
+            return state, exact_log_probs(self.model, state.features, self._step_linear)[0]
+        before_last = tuple(ids[:-1][max(0, len(ids) - self.seq_len):])
+        return self.step(RecurrentState(None, before_last), ids[-1])
 
     def _passage_lengths(self, split: Split) -> np.ndarray:
         return split.ends - split.starts

@@ -29,7 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .completion import find_search
+from .beam import beam_search
 from .errors import ConfigError, RnnImeError
 from .predict import Predictor
 
@@ -92,7 +92,6 @@ class Continuation(BaseModel):
 
 class CompleteResponse(BaseModel):
     model: str
-    search: str = Field(description="which beam search answered: rnn_ime.beam or fallback")
     continuations: list[Continuation]
     latency_ms: float
 
@@ -127,7 +126,6 @@ class Engine:
 
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
-        self.search_name, self._search = find_search()
         self._lock = threading.Lock()
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
@@ -146,12 +144,11 @@ class Engine:
     def complete(self, text: str, beam: int, length: int) -> list[Continuation]:
         _, ids = self.predictor.encode(text)
         vocab = self.predictor.vocab
-        found = self._search(self.predictor.scorer, ids, beam, length)
         out = []
-        for word_ids, log_prob in found[:beam]:
-            words = [vocab.word(i) for i in word_ids]
+        for found in beam_search(self.predictor.scorer, ids, beam, length):
+            words = [vocab.word(i) for i in found.word_ids]
             out.append(Continuation(words=words, text="".join(words),
-                                    probability=round(math.exp(log_prob), 6)))
+                                    probability=round(math.exp(found.log_prob), 6)))
         return out
 
 
@@ -221,7 +218,7 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
         """Up to `beam` continuations of `length` words, most probable first (beam search)."""
         found, ms = await engine.run(
             lambda: engine.complete(request.text, request.beam, request.length))
-        return CompleteResponse(model=health.model, search=engine.search_name,
+        return CompleteResponse(model=health.model,
                                 continuations=found, latency_ms=round(ms, 3))
 
     @app.get("/api/health", response_model=HealthResponse)
