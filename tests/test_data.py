@@ -40,3 +40,15 @@ def test_lm_streams_give_each_rank_its_own_rows():
     a = lm_streams(stream, batch_size=2, rank=0, world_size=2)
     b = lm_streams(stream, batch_size=2, rank=1, world_size=2)
     assert not set(a.ravel()) & set(b.ravel())
+
+
+def test_every_kth_passage_keeps_whole_passages_from_every_source():
+    from rnn_ime.data import every_kth_passage
+
+    tokens = np.array([BOS_ID, 5, 6, BOS_ID, 7, BOS_ID, 8, 9, 10, BOS_ID, 11, BOS_ID],
+                      dtype=np.int32)
+    split = Split(tokens, np.array([[0, 0], [3, 0], [5, 1], [9, 1]]))
+    assert every_kth_passage(split, None) is split
+    small = every_kth_passage(split, 4)
+    assert small.tokens.tolist() == [BOS_ID, 5, 6, BOS_ID, 8, 9, 10, BOS_ID]
+    assert small.passages.tolist() == [[0, 0], [3, 1]]

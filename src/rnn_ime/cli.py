@@ -22,7 +22,7 @@ def _stderr(message: str) -> None:
 def add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="corpus files → a data dir (vocabulary, token arrays)")
     p.add_argument("--corpus", nargs="+", action="extend", metavar="PATH",
-                   help="corpus files, or embedded / embedded:NAME (default: embedded:reviews)")
+                   help="corpus files, or embedded / embedded:NAME (default: embedded, i.e. all)")
     p.add_argument("--format", default="auto",
                    choices=["auto", "dialogue", "jsonl", "text", "pku"],
                    help="format of the corpus files (default: detected per file)")
@@ -91,6 +91,11 @@ def add_train(sub) -> None:
                    help="early stopping: validations without improvement")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="validate every N steps (0: at the end of each epoch)")
+    p.add_argument("--eval-every-seconds", type=float, default=d.eval_every_seconds,
+                   help="also validate every N seconds of training (0: off)")
+    p.add_argument("--valid-words", type=int, default=d.valid_words,
+                   help="validate on evenly spaced passages of the validation split with "
+                        "about this many words (0: all of it)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="save the resumable state every N steps")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -105,8 +110,9 @@ def run_train(args) -> None:
     from .train import TrainConfig, train
 
     names = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names},
-                         progress=sys.stderr.isatty())
+    options = {k: v for k, v in vars(args).items() if k in names}
+    options["valid_words"] = options.get("valid_words") or None
+    config = TrainConfig(**options, progress=sys.stderr.isatty())
     try:
         summary = train(config, log=_stderr)
     except KeyboardInterrupt:

@@ -73,6 +73,20 @@ class DataDir:
         return Split(tokens, passages)
 
 
+def every_kth_passage(split: Split, max_words: int | None) -> Split:
+    """A smaller split of evenly spaced passages (every source represented) with about
+    `max_words` words; the split itself when it is small enough or `max_words` is None."""
+    n_words = len(split.tokens) - len(split.starts) - 1
+    if max_words is None or n_words <= max_words:
+        return split
+    step = -(-n_words // max_words)
+    chosen = np.arange(0, len(split.starts), step)
+    pieces = [np.asarray(split.passage_tokens(i)) for i in chosen]
+    starts = np.cumsum([0] + [len(p) for p in pieces[:-1]])
+    tokens = np.concatenate([*pieces, np.asarray([BOS_ID], dtype=np.int32)])
+    return Split(tokens, np.stack([starts, split.passages[chosen, 1]], axis=1))
+
+
 # ---------------------------------------------------------------- lm objective (TBPTT)
 
 def passage_order_stream(split: Split, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .data import Split
 
 SPLITS = ("train", "valid", "test")
-DEFAULT_CORPUS = ("embedded:reviews",)
+DEFAULT_CORPUS = ("embedded",)
 FORMAT_VERSION = 1
 
 

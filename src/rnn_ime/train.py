@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import distributed
 from .data import (
     DataDir,
+    every_kth_passage,
     lm_batches,
     lm_steps_per_epoch,
     lm_streams,
@@ -71,6 +72,8 @@ class TrainConfig:
     patience: int = 3
     lr_factor: float = 0.5
     eval_every: int = 0
+    eval_every_seconds: float = 0.0
+    valid_words: int | None = 40_000
     checkpoint_every: int = 200
     device: str = "auto"
     plain_adam: bool = False
@@ -174,7 +177,7 @@ class Trainer:
         self.progress = Progress()
         self.hidden = None
         self.train_split = self.data.split("train")
-        self.valid_split = self.data.split("valid")
+        self.valid_split = every_kth_passage(self.data.split("valid"), config.valid_words)
         if config.resume:
             self._restore()
         elif (self.out / STATE_FILE).exists():
@@ -364,6 +367,7 @@ class Trainer:
                    unit="step", disable=not (c.progress and self.group.is_main),
                    dynamic_ncols=True, leave=False)
         window_words, window_time = 0, 0.0
+        next_eval_at = p.train_seconds + c.eval_every_seconds
         stop = ""
         try:
             fetch_started = time.perf_counter()
@@ -394,7 +398,10 @@ class Trainer:
                 if c.time_budget is not None and self.group.active:  # stop all ranks together
                     stop = "time budget" if distributed.any_rank(bool(stop), self.group,
                                                                  self.device) else ""
-                if c.eval_every and p.global_step % c.eval_every == 0 and p.step_in_epoch < steps:
+                due = (c.eval_every and p.global_step % c.eval_every == 0) or (
+                    c.eval_every_seconds and p.train_seconds >= next_eval_at)
+                if due and p.step_in_epoch < steps and not stop:
+                    next_eval_at = p.train_seconds + c.eval_every_seconds
                     if self.after_validation(self.validate(), writer):
                         stop = stop or "early stopping"
                 if p.global_step % c.checkpoint_every == 0:
