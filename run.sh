@@ -17,10 +17,11 @@ resume=()
 $ime train --data "$data" --out "$model" --time-budget "$budget" "${resume[@]}"
 $ime evaluate --model "$model"
 echo
-for prefix in "这家酒店" "我今天" "房间很" "服务员" "这本书"; do
+for prefix in "这家酒店" "我今天" "房间很" "中国人民" "经济"; do
     printf '%s → ' "$prefix"
     $ime predict --model "$model" "$prefix"
 done
+echo "(main job: $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 if [ -t 0 ] && [ -t 1 ]; then
     echo
     $ime predict --model "$model"
