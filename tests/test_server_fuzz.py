@@ -36,7 +36,7 @@ def operations(schema) -> list:
 
 def test_the_schema_has_every_operation(api_schema):
     assert {op.label for op in operations(api_schema)} == {
-        "POST /api/suggest", "POST /api/complete", "GET /api/health"}
+        "POST /api/suggest", "POST /api/complete", "POST /api/pinyin", "GET /api/health"}
 
 
 # schemathesis's own pytest plugin (schema.parametrize) does not run under pytest 9, so each
@@ -44,6 +44,7 @@ def test_the_schema_has_every_operation(api_schema):
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 CASES = [("POST /api/suggest", POSITIVE), ("POST /api/suggest", NEGATIVE),
          ("POST /api/complete", POSITIVE), ("POST /api/complete", NEGATIVE),
+         ("POST /api/pinyin", POSITIVE), ("POST /api/pinyin", NEGATIVE),
          ("GET /api/health", POSITIVE)]  # health has no input to get wrong
 
 

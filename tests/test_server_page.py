@@ -111,3 +111,52 @@ def test_type_chinese_pick_a_suggestion_with_a_number_key(browser, server_url, t
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=tmp_path / "serve-page-phone.png")
     print(f"screenshots: {tmp_path}")
+
+
+def test_pinyin_mode_types_and_commits_chinese(browser, server_url, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 900, "height": 620})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server_url)
+    editor, composition = page.locator("#editor"), page.locator("#composition")
+    candidates, bar = page.locator("#candidates"), page.locator("#bar")
+    expect(bar.locator(".chip")).to_have_count(5)
+    page.get_by_role("button", name="拼音").click()
+    expect(page.locator("#pinyin-mode")).to_have_attribute("aria-pressed", "true")
+
+    editor.click()
+    editor.press_sequentially("wojintian")
+    expect(composition).to_have_text("wojintian")
+    expect(candidates).to_have_attribute("data-for", "wojintian")
+    expect(candidates.locator(".chip .word").first).to_have_text("我今天")
+    expect(bar).to_be_hidden()  # number keys belong to the candidates
+    page.screenshot(path=tmp_path / "pinyin-page.png")
+    page.keyboard.press(" ")  # the first candidate
+    expect(editor).to_have_value("我今天")
+    expect(page.locator("#pinyin")).to_be_hidden()
+    expect(bar).to_have_attribute("data-for", "我今天")  # next words, as before
+
+    editor.press_sequentially("quxuexiaoo")
+    page.keyboard.press("Backspace")  # edits the composition, not the text
+    expect(composition).to_have_text("quxuexiao")
+    expect(candidates).to_have_attribute("data-for", "quxuexiao")
+    words = candidates.locator(".chip .word")
+    texts = words.all_inner_texts()
+    assert "去学校" in texts, texts
+    page.keyboard.press(str(texts.index("去学校") + 1))
+    expect(editor).to_have_value("我今天去学校")
+
+    editor.press_sequentially("qu")  # a first word only: the rest of the letters stay
+    expect(candidates).to_have_attribute("data-for", "qu")
+    editor.press_sequentially("kan")
+    expect(candidates).to_have_attribute("data-for", "qukan")
+    texts = words.all_inner_texts()
+    assert "去" in texts, texts
+    page.keyboard.press(str(texts.index("去") + 1))
+    expect(editor).to_have_value("我今天去学校去")
+    expect(composition).to_have_text("kan")
+    page.keyboard.press("Enter")  # the letters as typed
+    expect(editor).to_have_value("我今天去学校去kan")
+    page.screenshot(path=tmp_path / "pinyin-page-committed.png")
+    print(f"screenshots: {tmp_path}")

@@ -1,4 +1,4 @@
-"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, export, serve."""
+"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, export, serve, pinyin."""
 
 from __future__ import annotations
 
@@ -397,12 +397,44 @@ def run_serve(args) -> None:
     serve(args.model, args.host, args.port)
 
 
+# ---------------------------------------------------------------- pinyin
+def add_pinyin(sub) -> None:
+    from .pinyin import DEFAULT_BEAM
+
+    p = sub.add_parser("pinyin", help="typed pinyin → ranked Chinese candidates")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("--context", default="", help="the text already committed before it")
+    p.add_argument("-k", type=int, default=5, help="how many candidates of each kind")
+    p.add_argument("--beam", type=int, default=DEFAULT_BEAM,
+                   help="hypotheses kept per position of the lattice")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("letters", help="pinyin: full, with apostrophes (xi'an), a partial last "
+                                   "syllable, or initials (jt)")
+    p.set_defaults(func=run_pinyin)
+
+
+def run_pinyin(args) -> None:
+    from .pinyin import check_options, decode, normalize
+    from .predict import Predictor
+
+    check_options(args.k, args.beam)
+    normalize(args.letters)  # a bad input fails before the model loads
+    predictor = Predictor.from_dir(args.model)
+    _, context = predictor.encode(args.context)
+    found = decode(predictor.scorer, args.letters, context, k=args.k, beam=args.beam)
+    if args.json:
+        print(json.dumps({"context": args.context, **found.as_dict()}, ensure_ascii=False))
+        return
+    print("  ".join(f"{i}.{c.text}" for i, c in enumerate(found.phrases, 1)))
+    print("  ".join(f"{i}.{c.text}" for i, c in enumerate(found.first_words, 1)))
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain, add_export,
-                add_serve):
+                add_serve, add_pinyin):
         add(sub)
     return parser
 

@@ -2,6 +2,7 @@
 
     POST /api/suggest   {text, k}             → the k most likely next words
     POST /api/complete  {text, beam, length}  → multi-word continuations
+    POST /api/pinyin    {letters, context, k} → Chinese candidates for typed pinyin
     GET  /api/health                          → model name, vocabulary size, config
     GET  /openapi.json                        → the schema;  GET / → the page (static/)
 
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .beam import beam_search
 from .errors import ConfigError, RnnImeError
+from .pinyin import MAX_LETTERS, decode, lexicon_for
 from .predict import Predictor
 
 MAX_TEXT = 2000
@@ -71,6 +73,31 @@ class CompleteRequest(_Request):
                       description="beam width, and the most continuations returned")
     length: WholeNumber = Field(4, ge=1, le=MAX_LENGTH, strict=True,
                         description="words per continuation")
+
+
+class PinyinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    letters: str = Field(min_length=1, max_length=MAX_LETTERS, pattern=r"^[A-Za-z']+$",
+                         strict=True, description="typed pinyin: letters a-z and apostrophes")
+    context: str = Field("", max_length=MAX_TEXT, strict=True,
+                         description="the text already committed before it")
+    k: WholeNumber = Field(9, ge=1, le=MAX_K, strict=True, description="candidates of each kind")
+
+
+class PinyinCandidate(BaseModel):
+    text: str
+    words: list[str]
+    letters: int = Field(description="characters of `letters` it consumes")
+    log_prob: float
+    score: float
+
+
+class PinyinResponse(BaseModel):
+    model: str
+    letters: str
+    phrases: list[PinyinCandidate] = Field(description="for the whole input, best first")
+    first_words: list[PinyinCandidate] = Field(description="what the input can start with")
+    latency_ms: float
 
 
 class Word(BaseModel):
@@ -152,6 +179,11 @@ class Engine:
         return out
 
 
+    def pinyin(self, letters: str, context: str, k: int) -> dict[str, Any]:
+        _, ids = self.predictor.encode(context)
+        return decode(self.predictor.scorer, letters, ids, k=k).as_dict()
+
+
 # ---------------------------------------------------------------- errors: 4xx, one clear line
 def _field_error(error: dict[str, Any]) -> FieldError:
     """One of pydantic's errors, without the offending input (never echoed back)."""
@@ -221,6 +253,13 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
         return CompleteResponse(model=health.model,
                                 continuations=found, latency_ms=round(ms, 3))
 
+    @app.post("/api/pinyin", response_model=PinyinResponse, responses=ERROR_RESPONSES)
+    async def pinyin(request: PinyinRequest) -> PinyinResponse:
+        """Chinese candidates for typed pinyin after `context`, ranked by the model."""
+        found, ms = await engine.run(
+            lambda: engine.pinyin(request.letters, request.context, request.k))
+        return PinyinResponse(model=health.model, latency_ms=round(ms, 3), **found)
+
     @app.get("/api/health", response_model=HealthResponse)
     async def get_health() -> HealthResponse:
         """The model's name, vocabulary size and configuration."""
@@ -282,6 +321,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
     predictor = Predictor.from_dir(model_dir)
     app = create_app(predictor, load_config(Path(model_dir)))
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
+    lexicon_for(predictor.vocab)  # and the pinyin lexicon (about a second for 30k words)
     sock = listen(host, port)
     log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")
     if not host.startswith("127.") and host not in ("localhost", "::1"):

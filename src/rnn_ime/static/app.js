@@ -53,7 +53,7 @@
   // ------------------------------------------------------------ suggestions
   async function refresh() {
     clearTimeout(timer);
-    if (composing) return;
+    if (composing || pinyin.letters) return;
     const mine = ++sequence;
     if (inflight) inflight.abort();
     inflight = new AbortController();
@@ -146,6 +146,110 @@
       continueButton.disabled = false;
     }
   }
+
+  // ------------------------------------------------------------ pinyin mode
+  // Letters typed in the editor gather in a composition (shown as typed); /api/pinyin ranks
+  // Chinese candidates for it given the text before the caret. Space commits the first, 1–9
+  // that one (the letters it stands for leave the composition; the rest are decoded again),
+  // Backspace edits, Enter commits the letters as typed, Esc drops them.
+  const MAX_LETTERS = 64; // the API's limit on `letters`
+  const pinyin = { on: false, letters: "", shown: [], sequence: 0 };
+  const pinyinBox = document.getElementById("pinyin");
+  const compositionLine = document.getElementById("composition");
+  const candidateBar = document.getElementById("candidates");
+  const pinyinButton = document.getElementById("pinyin-mode");
+
+  function candidatesOf(data) {
+    // the best whole-input phrases first, then what the input can start with; 9 at most
+    const seen = new Set();
+    const out = [];
+    for (const c of [...data.phrases.slice(0, 3), ...data.first_words]) {
+      const key = `${c.text}/${c.letters}`;
+      if (!seen.has(key)) { seen.add(key); out.push(c); }
+    }
+    return out.slice(0, 9);
+  }
+
+  async function decodePinyin() {
+    const mine = ++pinyin.sequence;
+    const letters = pinyin.letters;
+    compositionLine.textContent = letters;
+    pinyinBox.hidden = letters === "";
+    if (!letters) { candidateBar.replaceChildren(); pinyin.shown = []; return; }
+    hideBar();
+    try {
+      const data = await post("/api/pinyin", { letters, context: contextText(), k: 9 });
+      if (mine !== pinyin.sequence) return;
+      pinyin.shown = candidatesOf(data);
+      candidateBar.dataset.for = letters;
+      candidateBar.replaceChildren(...pinyin.shown.map((c, i) =>
+        chip(c.text, 0, String(i + 1), () => commitCandidate(i))));
+      candidateBar.querySelectorAll(".prob, .meter").forEach((e) => e.remove());
+      showLatency(data);
+      showError(null);
+    } catch (error) {
+      if (mine === pinyin.sequence) showError(error);
+    }
+  }
+
+  function commitCandidate(index) {
+    const candidate = pinyin.shown[index];
+    if (!candidate || candidateBar.dataset.for !== pinyin.letters) return;
+    pinyin.letters = pinyin.letters.slice(candidate.letters);
+    commitPinyin(candidate.text);
+  }
+
+  function commitPinyin(text) {
+    if (!pinyin.letters) pinyinBox.hidden = true;
+    insert(text); // refresh() shows the next words once the composition is empty
+    decodePinyin();
+  }
+
+  function setPinyinMode(on) {
+    pinyin.on = on;
+    pinyinButton.setAttribute("aria-pressed", String(on));
+    if (!on && pinyin.letters) { pinyin.letters = ""; decodePinyin(); refresh(); }
+    editor.focus();
+  }
+
+  pinyinButton.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus
+  pinyinButton.addEventListener("click", () => setPinyinMode(!pinyin.on));
+
+  editor.addEventListener("keydown", (event) => {
+    if (!pinyin.on || composing || event.isComposing || event.keyCode === 229) return;
+    if (event.ctrlKey || event.altKey || event.metaKey) return;
+    const key = event.key;
+    const typing = pinyin.letters !== "";
+    let handled = true;
+    if (/^[a-zA-Z]$/.test(key) || (key === "'" && typing)) {
+      if (pinyin.letters.length < MAX_LETTERS) pinyin.letters += key.toLowerCase();
+      decodePinyin();
+    } else if (!typing) {
+      handled = false; // everything else types as usual
+    } else if (key === "Backspace") {
+      pinyin.letters = pinyin.letters.slice(0, -1);
+      decodePinyin();
+      if (!pinyin.letters) refresh();
+    } else if (key === " ") {
+      commitCandidate(0);
+    } else if (/^[1-9]$/.test(key)) {
+      commitCandidate(Number(key) - 1);
+    } else if (key === "Enter") {
+      const letters = pinyin.letters;
+      pinyin.letters = "";
+      commitPinyin(letters);
+    } else if (key === "Escape") {
+      pinyin.letters = "";
+      decodePinyin();
+      refresh();
+    } else {
+      handled = false;
+    }
+    if (handled) {
+      event.preventDefault();
+      event.stopImmediatePropagation(); // the next-word bar's keys wait
+    }
+  });
 
   // ------------------------------------------------------------ events
   editor.addEventListener("compositionstart", () => {
