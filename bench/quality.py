@@ -11,14 +11,14 @@ Writes docs/results.md (tables, with the command and date in its header), PNG pl
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import sys
-import time
 from pathlib import Path
 from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, ensure_data, machine, write_json  # noqa: E402
+from common import OUT, ROOT, ensure_data, machine, write_json  # noqa: E402
 
 from rnn_ime.data import DataDir  # noqa: E402
 from rnn_ime.metrics import CONTEXT_BUCKETS, evaluate  # noqa: E402
@@ -149,11 +149,10 @@ def plot(rows: list[dict], docs: Path) -> list[str]:
         if r["validation"]:
             ax.plot([v["train_seconds"] for v in r["validation"]],
                     [100 * v["top1"] for v in r["validation"]], marker="o", label=r["name"])
-    for r in rows:
-        if not r["validation"]:
-            ax.axhline(100 * r["top1"], linestyle="--", linewidth=1, color="grey")
-            ax.annotate(f"{r['name']} (test)", (0, 100 * r["top1"]), fontsize=7,
-                        color="grey", va="bottom")
+    for r, style in zip([r for r in rows if not r["validation"]], ["--", ":", "-."],
+                        strict=False):
+        ax.axhline(100 * r["top1"], linestyle=style, linewidth=1, color="grey",
+                   label=f"{r['name']} (test top-1)")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title("Validation top-1 against training time")
@@ -190,12 +189,18 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=None,
                         help=f"subset of: {', '.join([*NEURAL, *NGRAMS, REVIEWS_ONLY])}")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only --configs and keep the other rows of the last run "
+                             "(bench/out/quality.json)")
     args = parser.parse_args()
-    command = "python bench/quality.py " + " ".join(sys.argv[1:])
+    command = "python bench/quality.py " + " ".join(
+        f"'{a}'" if " " in a else a for a in sys.argv[1:])
+    previous = json.loads((OUT / "quality.json").read_text()) if args.update else None
+    if previous and previous["seconds"] != args.seconds:
+        raise SystemExit(f"--update needs the last run's --seconds {previous['seconds']}")
     data = str(ensure_data(Path(args.data), ["embedded"], 3, None))
     wanted = args.configs or [*NEURAL, *NGRAMS, REVIEWS_ONLY]
     rows = []
-    started = time.time()
     for name in wanted:
         print(f"… {name}", flush=True)
         if name in NGRAMS:
@@ -213,6 +218,11 @@ def main() -> None:
         r = rows[-1]
         print(f"  test ppl {r['perplexity']:.1f} · top-1 {r['top1']:.1%} · top-5 "
               f"{r['top5']:.1%} · KSR@5 {pct(r.get('ksr5'))}", flush=True)
+    commands = [command]
+    if previous:
+        commands = [*previous.get("commands", [previous["command"]]), command]
+        rerun = {r["name"]: r for r in rows}
+        rows = [rerun.pop(r["name"], r) for r in previous["results"]] + list(rerun.values())
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     figures = plot(rows, docs)
@@ -227,11 +237,12 @@ def main() -> None:
     lines = [
         "# Prediction quality: recurrent models against a Kneser-Ney baseline",
         "",
-        f"Produced by `{command}` on {m['date']} ({m['cpu_count']} CPU cores, "
-        f"{m['torch_threads']} torch threads, torch {m['torch']}); "
-        f"{(time.time() - started) / 60:.0f} minutes in all. Numbers are from that run; "
-        "rerunning gives the same within noise (training stops on wall time, so a busier machine "
-        "trains fewer steps).",
+        "Produced by " + ", then ".join(f"`{c}`" for c in commands)
+        + f" (the last on {m['date']}; {m['cpu_count']} CPU cores, "
+        f"{m['torch_threads']} torch threads, torch {m['torch']}). A `--update` run retrains "
+        "only the models it names and keeps the other rows. Rerunning gives the same within "
+        "noise, on a quiet machine: training stops on wall time, so a busier machine trains "
+        "fewer steps (the words/s column shows it).",
         "",
         f"Data: `{data}` — sources {', '.join(sources)}; vocabulary "
         f"{manifest['vocab']['size']:,} (training words seen ≥ {manifest['vocab']['min_count']} "
@@ -262,8 +273,8 @@ def main() -> None:
               "## Plots", ""]
     lines += [f"![{f}]({f})" for f in figures]
     (docs / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_json("quality.json", {"command": command, "machine": m, "seconds": args.seconds,
-                                "results": rows})
+    write_json("quality.json", {"command": command, "commands": commands, "machine": m,
+                                "seconds": args.seconds, "results": rows})
     print(f"wrote {docs / 'results.md'}")
 
 
