@@ -32,13 +32,13 @@ COURSE = dict(objective="window", seq_len=5, cell="rnn", batch_size=64, embed=12
 NEURAL = {
     "course (rnn, window 5)": COURSE,
     "lm-rnn": dict(cell="rnn"),
-    "lm-gru": dict(cell="gru"),
-    "lm-lstm (default)": dict(cell="lstm"),
+    "lm-gru (default)": dict(cell="gru"),
+    "lm-lstm": dict(cell="lstm"),
     "lm-lstm, 2 layers": dict(cell="lstm", layers=2),
     "lm-lstm, tied, full softmax": dict(cell="lstm", tie_weights=True, softmax="full"),
 }
 NGRAMS = {"kn 3-gram": 3, "kn 4-gram": 4}
-REVIEWS_ONLY = "lm-lstm (default), reviews only"
+REVIEWS_ONLY = "lm-lstm, reviews only"
 
 
 def train_and_score(name: str, options: dict, data: str, seconds: float, queue) -> None:
@@ -209,7 +209,7 @@ def main() -> None:
             rows.append(run_neural(name, NEURAL[name], data, args.seconds))
         elif name == REVIEWS_ONLY:
             reviews = str(ensure_data(Path(args.reviews_data), ["embedded:reviews"], 3, None))
-            row = run_neural(name, {}, reviews, args.seconds)
+            row = run_neural(name, {"cell": "lstm"}, reviews, args.seconds)
             row["by_source"] = {"reviews": {k: row[k] for k in ("words", "perplexity", "top1",
                                                                  "top5")}}
             rows.append(row)

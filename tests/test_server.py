@@ -178,3 +178,10 @@ def test_the_listening_socket_says_tcp_so_that_nagle_is_turned_off():
     # waits ~40 ms for a delayed ACK
     with listen("127.0.0.1", 0) as sock:
         assert sock.proto == socket.IPPROTO_TCP
+
+
+def test_an_oversized_body_is_refused_with_413(client):
+    response = client.post("/api/suggest", content=b'{"text": "' + b"a" * 70_000 + b'"}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]

@@ -226,6 +226,9 @@ def _jsonable_config(predictor: Predictor) -> dict[str, Any]:
     return {"model": asdict(model_config)} if is_dataclass(model_config) else {}
 
 
+MAX_BODY_BYTES = 64 * 1024
+
+
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json for health."""
     engine = Engine(predictor)
@@ -238,6 +241,15 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RnnImeError, _user_error)
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next):
+        """Refuse an oversized body before reading it (text is capped at 2,000 characters)."""
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            message = f"the request body is larger than {MAX_BODY_BYTES:,} bytes"
+            return JSONResponse(ErrorResponse(error=message).model_dump(), status_code=413)
+        return await call_next(request)
 
     @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
     async def suggest(request: SuggestRequest) -> SuggestResponse:
