@@ -95,12 +95,8 @@ class NeuralScorer:
             ids = torch.tensor([self._window_ids(c) for c in contexts], device=self.device)
             features, _ = self.model(ids)
             return self.model.log_probs(features)
-        out = []
-        for context in contexts:  # contexts differ in length; each runs from a zero state
-            ids = torch.tensor([[BOS_ID, *context]], device=self.device)
-            features, _ = self.model(ids)
-            out.append(self.model.log_probs(features[:, -1]))
-        return torch.cat(out)
+        # contexts differ in length; each is read from a zero state, as a typing session is
+        return torch.stack([self.read(context)[1] for context in contexts])
 
     def start(self) -> RecurrentState:
         """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
