@@ -7,7 +7,9 @@ One request = commit a word and ask for the top 5 after a 5-word prefix, 1 CPU t
     torch-step       NeuralScorer.step: the cell functions, transposed projection weights
     onnx-fp32        OnnxScorer.step on the exported graph (`rnn-ime export`)
     onnx-int8        the same on the dynamic int8 graph (`rnn-ime export --int8`): int8
-                     projection, fp32 cell, the top 32 words re-scored with fp32 weights
+                     projection, fp32 cell, the top 32 words of each int8 layer that ranks
+                     words re-scored with fp32 weights
+    onnx-int8-rnn    the same with the recurrent cell in int8 too (`--int8 --quantize-rnn`)
     onnx-int8-plain  onnxruntime's quantize_dynamic as it comes: every MatMul and the LSTM in
                      int8, no re-scoring (`--int8 --rerank 0 --quantize-rnn`)
 
@@ -17,7 +19,8 @@ how often a variant's top 5 (suggestable words) is the exact fp32 torch top 5 â€
 words in the same order, the same set, the same first word â€” on the same contexts.
 
 Model: `--model DIR` (contexts from the test split of its data dir), or by default a model of
-the default architecture (LSTM, embed 256, hidden 256, adaptive softmax) over a
+the default shape (embed 256, hidden 256, adaptive softmax) with an LSTM cell (`--cell`; the
+LSTM's step is the dearest of the three) over a
 50,000-word vocabulary prepared from the embedded corpora (`rnn-ime prepare --corpus embedded
 --min-count 1 --max-vocab 50000`, on first use), randomly initialised unless
 `--train-seconds` trains it first. Random weights are fine for timing, but their next-word
@@ -72,11 +75,12 @@ def ensure_data(path: Path, max_vocab: int) -> Path:
     return path
 
 
-def random_model_dir(data: Path, out: Path, softmax: str, seed: int = 0) -> Path:
-    """A model dir holding a randomly initialised model of the default architecture."""
+def random_model_dir(data: Path, out: Path, cell: str, softmax: str, seed: int = 0) -> Path:
+    """A model dir holding a randomly initialised model of the default shape."""
     data_dir = DataDir(data)
     torch.manual_seed(seed)
-    model = NextWordModel(ModelConfig(vocab_size=len(data_dir.vocab), softmax=softmax))
+    model = NextWordModel(ModelConfig(vocab_size=len(data_dir.vocab), cell=cell,
+                                      softmax=softmax))
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(data / "vocab.txt", out / "vocab.txt")
     modeldir.save_config(out, model.config, {
@@ -86,12 +90,13 @@ def random_model_dir(data: Path, out: Path, softmax: str, seed: int = 0) -> Path
     return out
 
 
-def trained_model_dir(data: Path, out: Path, softmax: str, seconds: float) -> Path:
+def trained_model_dir(data: Path, out: Path, cell: str, softmax: str, seconds: float) -> Path:
     from rnn_ime.train import TrainConfig, train  # only here: training needs tensorboard
 
     if not (out / "best.safetensors").is_file():
         train(TrainConfig(data=str(data), out=str(out), time_budget=seconds, epochs=10_000,
-                          softmax=softmax, progress=sys.stderr.isatty()), log=lambda *_: None)
+                          cell=cell, softmax=softmax, progress=sys.stderr.isatty()),
+              log=lambda *_: None)
     return out
 
 
@@ -214,6 +219,9 @@ def main() -> None:
     parser.add_argument("--max-vocab", type=int, default=50_000)
     parser.add_argument("--train-seconds", type=float, default=0,
                         help="without --model: train the model this long first (0: random)")
+    parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"],
+                        help="without --model: the recurrent cell (default: lstm, the dearest "
+                             "step)")
     parser.add_argument("--softmax", default="adaptive", choices=["adaptive", "full"],
                         help="without --model: the output layer (default: adaptive)")
     parser.add_argument("--requests", type=int, default=2000)
@@ -233,16 +241,18 @@ def main() -> None:
     else:
         data = ensure_data(Path(args.data or OUT / f"data-embedded-{args.max_vocab}"),
                            args.max_vocab)
-        model_dir = (trained_model_dir(data, work / f"trained-{args.softmax}-"
-                                       f"{args.train_seconds:g}s", args.softmax,
-                                       args.train_seconds) if args.train_seconds > 0
-                     else random_model_dir(data, work / f"random-{args.softmax}", args.softmax))
+        name = f"{args.cell}-{args.softmax}"
+        model_dir = (trained_model_dir(data, work / f"trained-{name}-{args.train_seconds:g}s",
+                                       args.cell, args.softmax, args.train_seconds)
+                     if args.train_seconds > 0
+                     else random_model_dir(data, work / f"random-{name}", args.cell,
+                                           args.softmax))
     model, vocab, _ = modeldir.load(model_dir)
     if DataDir(data).vocab.sha256 != vocab.sha256:
         raise SystemExit(f"{data}: its vocabulary differs from the model's")
     exports = {  # name: (int8, rerank, quantize_rnn)
         "onnx-fp32": (False, 0, False), "onnx-int8": (True, args.rerank, False),
-        "onnx-int8-plain": (True, 0, True)}
+        "onnx-int8-rnn": (True, args.rerank, True), "onnx-int8-plain": (True, 0, True)}
     torch_scorer = NeuralScorer(model, vocab)
     variants = {"torch-reread": reread(torch_scorer, vocab),
                 "torch-step-stock": stock_step(model, vocab),

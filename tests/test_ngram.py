@@ -15,6 +15,7 @@ from rnn_ime.data import DataDir, Split, target_positions
 from rnn_ime.errors import ConfigError
 from rnn_ime.metrics import evaluate
 from rnn_ime.ngram import NgramScorer, count_ngrams, discounts
+from rnn_ime.scoring import step_many
 from rnn_ime.vocab import BOS_ID, PAD_ID, UNK_ID, Vocab
 
 # ---------------------------------------------------------------- a plain-Python reference
@@ -172,6 +173,26 @@ def test_step_and_split_log_probs_agree_with_log_probs(small):
             assert torch.allclose(log_probs[row], stepped, atol=1e-5)
             assert torch.allclose(log_probs[row], scorer.log_probs([context])[0], atol=1e-5)
             state, stepped = scorer.step(state, int(tokens[offset]))
+
+
+def test_a_batched_step_is_each_step(small):
+    data, scorer = small
+    states = [scorer.start(), (BOS_ID,), (BOS_ID, 5, 6), (7, 8, 9)]
+    words = [BOS_ID, 4, 10, 11]
+    for (state, log_probs), before, word_id in zip(step_many(scorer, states, words), states,
+                                                    words, strict=True):
+        want_state, want = scorer.step(before, word_id)
+        assert state == want_state and torch.allclose(log_probs, want)
+
+
+def test_reading_a_context_is_stepping_through_it(small):
+    data, scorer = small
+    for context in ([], [5], [5, 6, 7, 8, 9, 10, 11]):
+        state, stepped = scorer.step(scorer.start(), BOS_ID)
+        for word_id in context:
+            state, stepped = scorer.step(state, word_id)
+        read_state, read = scorer.read(context)
+        assert read_state == state and torch.equal(read, stepped)
 
 
 def test_evaluates_like_any_scorer_and_learns_the_templates(small):

@@ -19,7 +19,7 @@ from rnn_ime.model import ModelConfig
 from rnn_ime.onnx_export import ExportConfig, export_model, reranked_log_softmax
 from rnn_ime.onnx_runtime import OnnxScorer
 from rnn_ime.predict import Predictor
-from rnn_ime.scoring import NeuralScorer
+from rnn_ime.scoring import NeuralScorer, step_many
 from rnn_ime.train import TrainConfig, train
 from rnn_ime.vocab import BOS_ID
 
@@ -208,3 +208,22 @@ def test_a_stale_export_is_refused(full_model, tmp_path):
     modeldir.save_weights(model, model_dir / "best.safetensors")
     with pytest.raises(ModelError, match="export"):
         OnnxScorer.from_dir(model_dir, path=tmp_path / "x.onnx")
+
+
+@pytest.mark.parametrize("which", ["full_model", "adaptive_model", "window_model"])
+def test_a_batched_onnx_step_is_each_step(which, request):
+    model_dir = request.getfixturevalue(which)
+    export_model(ExportConfig(model=str(model_dir)))
+    scorer, _ = OnnxScorer.from_dir(model_dir)
+    states, words = [scorer.start()], [BOS_ID]
+    for context in ([4], [6, 9, 3]):
+        state, _ = scorer.step(scorer.start(), BOS_ID)
+        for word_id in context:
+            state, _ = scorer.step(state, word_id)
+        states.append(state)
+        words.append(context[0] + 1)
+    for (state, log_probs), before, word_id in zip(step_many(scorer, states, words), states,
+                                                    words, strict=True):
+        want_state, want = scorer.step(before, word_id)
+        assert torch.allclose(log_probs, want, atol=1e-5)
+        assert torch.allclose(scorer.step(state, 5)[1], scorer.step(want_state, 5)[1], atol=1e-5)

@@ -28,6 +28,17 @@ def test_top_k_never_returns_unk_even_when_it_is_most_likely(small_model):
     assert top_k(log_probs, vocab, 1)[0].word == vocab.word(5)
 
 
+def test_top_k_is_the_best_suggestable_words_in_order(small_model):
+    _, vocab, _ = load(small_model)
+    log_probs = torch.randn(len(vocab), generator=torch.Generator().manual_seed(0))
+    log_probs[:3] = 10.0  # <pad>, <unk>, <s> above everything
+    expected = sorted(range(3, len(vocab)), key=lambda i: -float(log_probs[i]))[:7]
+    got = top_k(log_probs, vocab, 7)
+    assert [s.word for s in got] == [vocab.word(i) for i in expected]
+    assert [s.probability for s in got] == [float(log_probs[i].exp()) for i in expected]
+    assert len(top_k(log_probs, vocab, len(vocab))) == len(vocab) - 3
+
+
 def test_the_model_learned_the_templates(small_model):
     # after a subject and a time word the templates always continue with a verb
     words = [s.word for s in _predictor(small_model).suggest("我今天", k=3)]

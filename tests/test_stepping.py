@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rnn_ime.model import ModelConfig, NextWordModel
-from rnn_ime.scoring import NeuralScorer
+from rnn_ime.scoring import NeuralScorer, step_many
 from rnn_ime.stepping import TransposedLinear, exact_log_probs, recurrent_step
 from rnn_ime.vocab import BOS_ID, Vocab
 
@@ -62,3 +62,32 @@ def test_neural_scorer_step_matches_rereading(cell, softmax):
     for word_id in context:
         state, log_probs = scorer.step(state, word_id)
     assert torch.allclose(log_probs, scorer.log_probs([context])[0], atol=1e-5)
+
+
+def _states_after(scorer, contexts):
+    """The scorer's state after <s> + each context (the first one: nothing read yet)."""
+    states = [scorer.start()]
+    for context in contexts[1:]:
+        state, _ = scorer.step(scorer.start(), BOS_ID)
+        for word_id in context:
+            state, _ = scorer.step(state, word_id)
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("options", [
+    {"cell": "lstm", "layers": 2, "softmax": "adaptive", "cutoffs": [10, 30]},
+    {"cell": "gru"}, {"cell": "rnn", "objective": "window", "seq_len": 3}])
+def test_a_batched_step_is_each_step(options):
+    vocab = Vocab(("<pad>", "<unk>", "<s>", *[f"w{i}" for i in range(57)]), (0,) * 60)
+    scorer = NeuralScorer(_model(**options), vocab)
+    states = _states_after(scorer, [[], [5], [9, 44, 3], [7, 7]])
+    words = [BOS_ID, 12, 40, 3]
+    batched = step_many(scorer, states, words)
+    for (state, log_probs), before, word_id in zip(batched, states, words, strict=True):
+        want_state, want = scorer.step(before, word_id)
+        assert torch.allclose(log_probs, want, atol=1e-5)
+        _, next_want = scorer.step(want_state, 8)  # the state carries on alike
+        _, next_got = scorer.step(state, 8)
+        assert torch.allclose(next_got, next_want, atol=1e-5)
+    assert step_many(scorer, [], []) == []

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .errors import RnnImeError
-from .scoring import Scorer, read_context
+from .scoring import Scorer, read_context, step_many
 from .vocab import BOS_ID, Vocab
 
 MAX_BEAM = 100
@@ -89,6 +89,8 @@ def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: i
         kept = _best(candidates, beam)
         if depth == length or not kept:
             return _best(finished + kept, beam)
-        live = [_Live(c.word_ids, c.log_prob,
-                      *scorer.step(owner[c.word_ids].state, c.word_ids[-1])) for c in kept]
+        stepped = step_many(scorer, [owner[c.word_ids].state for c in kept],
+                            [c.word_ids[-1] for c in kept])  # one batched step
+        live = [_Live(c.word_ids, c.log_prob, *after)
+                for c, after in zip(kept, stepped, strict=True)]
     return _best(finished, beam)

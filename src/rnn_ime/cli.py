@@ -329,9 +329,10 @@ def add_export(sub) -> None:
     p.add_argument("--per-channel", action="store_true",
                    help="--int8 with one scale per output column")
     p.add_argument("--rerank", type=int, default=32, metavar="N",
-                   help="--int8: re-score the top N words with fp32 weights (0: off)")
+                   help="--int8: re-score the top N words of each int8 layer that ranks "
+                        "words with fp32 weights (0: off)")
     p.add_argument("--quantize-rnn", action="store_true",
-                   help="--int8: the recurrent cell too (faster, less exact)")
+                   help="--int8: an LSTM cell too (faster, less exact)")
     p.add_argument("--out", help="the file to write (default: MODEL/model.onnx or "
                                  "MODEL/model.int8.onnx)")
     p.set_defaults(func=run_export)

@@ -285,10 +285,26 @@ class NgramScorer:
     def start(self) -> tuple[int, ...]:
         return ()
 
-    def step(self, state: tuple[int, ...], word_id: int) -> tuple[tuple[int, ...], torch.Tensor]:
+    def _next_state(self, state: tuple[int, ...], word_id: int) -> tuple[int, ...]:
         """The state is the last order − 1 ids; <s> begins a new passage."""
-        state = (BOS_ID,) if word_id == BOS_ID else (*state, word_id)[-(self.order - 1):]
+        return (BOS_ID,) if word_id == BOS_ID else (*state, word_id)[-(self.order - 1):]
+
+    def step(self, state: tuple[int, ...], word_id: int) -> tuple[tuple[int, ...], torch.Tensor]:
+        state = self._next_state(state, word_id)
         return state, self._log_probs(self._histories([state]))[0]
+
+    def read(self, context: Sequence[int]) -> tuple[tuple[int, ...], torch.Tensor]:
+        """The state and log-probabilities after <s> and `context`, in one computation (as
+        stepping word by word would leave them; see scoring.read_context)."""
+        state = (BOS_ID, *context)[-(self.order - 1):]
+        return state, self._log_probs(self._histories([state]))[0]
+
+    def step_batch(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
+                   ) -> list[tuple[tuple[int, ...], torch.Tensor]]:
+        """`step` for several states, their distributions computed together."""
+        new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
+        log_probs = self._log_probs(self._histories(new))
+        return [(state, log_probs[i]) for i, state in enumerate(new)]
 
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:
         """Every word of the split, each passage read from its <s>, in chunks of rows."""

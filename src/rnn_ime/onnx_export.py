@@ -17,10 +17,10 @@ is a single ONNX op, and `quantize_dynamic` can turn that op and every MatMul in
 (the dynamo exporter also works but needs `onnxscript`, and its LSTM is left in fp32).
 
 int8 (`--int8`, onnxruntime's dynamic quantisation): the projection's MatMuls become int8
-(except narrow ones, where int8 is slower); the recurrent cell stays fp32 unless
-`quantize_rnn` (its error would build up in the state from word to word); and the top
-`rerank` words of the layer that ranks the frequent words (the decoder, or the adaptive head)
-are re-scored with their fp32 weight rows:
+(except narrow ones, where int8 is slower, and the adaptive softmax's small down-projections);
+the recurrent cell stays fp32 unless `quantize_rnn` (its error would build up in the state from
+word to word); and the top `rerank` words of each int8 layer that ranks words (the decoder, or
+the adaptive head and the clusters' up-projections) are re-scored with their fp32 weight rows:
 
     logits ≈ int8 MatMul(x) ─▶ log_softmax ─▶ top n ids ─▶ exact logits x·W[id] + b[id] (fp32)
     log_probs = the int8 log-probs, with the n candidates' replaced by exact logit − log-normaliser
@@ -35,6 +35,7 @@ was retrained after the export is not run with a stale graph.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -55,7 +56,7 @@ from .stepping import exact_log_probs
 
 FORMATS = ("onnx",)
 OPSET = 17
-MIN_INT8_INNER = 32  # see narrow_matmuls
+MIN_INT8_INNER = 32  # see fp32_matmuls
 FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 META = "rnn_ime."  # prefix of our metadata keys
 
@@ -85,13 +86,21 @@ def reranked_log_softmax(layer: nn.Linear, x: torch.Tensor, n: int) -> torch.Ten
 
 
 def projection(rerank: int) -> Projection:
-    """features (B, F) → log_probs (B, V): exact, or re-ranked for an int8 graph (rerank > 0)."""
+    """features (B, F) → log_probs (B, V): exact, or re-ranked for an int8 graph (rerank > 0).
+
+    Every layer that ranks words and is quantised (see fp32_matmuls) is re-ranked: the
+    decoder, or the adaptive head and each cluster's up-projection with ≥ MIN_INT8_INNER inputs.
+    """
     if rerank <= 0:
         return exact_log_probs
 
+    def ranking_layer(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        if layer.in_features < MIN_INT8_INNER:  # stays fp32: exact already
+            return F.log_softmax(layer(x), dim=-1)
+        return reranked_log_softmax(layer, x, rerank)
+
     def reranked(model: NextWordModel, features: torch.Tensor) -> torch.Tensor:
-        return exact_log_probs(model, features,
-                               top_layer=lambda layer, x: reranked_log_softmax(layer, x, rerank))
+        return exact_log_probs(model, features, top_layer=ranking_layer)
 
     return reranked
 
@@ -172,12 +181,16 @@ def _torch_export(spec: GraphSpec, path: Path) -> None:
                           opset_version=OPSET, dynamo=False)
 
 
-def narrow_matmuls(proto: Any) -> list[str]:
-    """MatMul/Gemm nodes whose constant weight sums fewer than MIN_INT8_INNER products.
+def fp32_matmuls(proto: Any) -> list[str]:
+    """MatMul/Gemm nodes that stay fp32 in an int8 graph: the narrow ones, and the adaptive
+    softmax's down-projections.
 
-    For those, int8 is slower than fp32 (onnxruntime 1.32, one thread: the adaptive softmax's
-    16 → 40,000 tail projection takes 0.12 ms in int8 against 0.10 ms in fp32), so they stay
-    fp32. A Gemm is renamed NAME_MatMul by the quantiser: both names are listed.
+    Narrow: a constant weight that sums fewer than MIN_INT8_INNER products. For those, int8 is
+    slower than fp32 (onnxruntime 1.32, one thread: the adaptive softmax's 16 → 40,000 tail
+    projection takes 0.12 ms in int8 against 0.10 ms in fp32). Down-projections (H → H/4ⁱ,
+    small and cheap): their output feeds a cluster's up-projection, whose top words are
+    re-scored exactly only if that input is exact. A Gemm is renamed NAME_MatMul by the
+    quantiser: both names are listed.
     """
     shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
     names = []
@@ -188,7 +201,8 @@ def narrow_matmuls(proto: Any) -> list[str]:
         dims = shapes[node.input[1]]
         transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i
                                                     for a in node.attribute)
-        if (dims[1] if transposed else dims[0]) < MIN_INT8_INNER:
+        down_projection = re.search(r"tail\.\d+\.0/", node.name) is not None
+        if (dims[1] if transposed else dims[0]) < MIN_INT8_INNER or down_projection:
             names += [node.name, f"{node.name}_MatMul"]
     return names
 
@@ -202,7 +216,7 @@ def _quantize(source: Path, target: Path, config: ExportConfig) -> None:
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                          per_channel=config.per_channel, op_types_to_quantize=ops,
-                         nodes_to_exclude=narrow_matmuls(onnx.load(str(source))),
+                         nodes_to_exclude=fp32_matmuls(onnx.load(str(source))),
                          extra_options={"MatMulConstBOnly": True})
     finally:
         logging.disable(logging.NOTSET)

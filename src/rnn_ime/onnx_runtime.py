@@ -131,6 +131,22 @@ class OnnxScorer:
         log_probs, hidden = self._run_step(np.asarray([word_id], dtype=np.int64), state.hidden)
         return RecurrentState(hidden, ()), torch.from_numpy(log_probs[0])
 
+    def step_batch(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
+                   ) -> list[tuple[RecurrentState, torch.Tensor]]:
+        """`step` for several states in one run of the graph (see scoring.step_many)."""
+        if self.kind == "window":
+            kept = [(*state.window, word_id)[-self.seq_len:]
+                    for state, word_id in zip(states, word_ids, strict=True)]
+            ids = np.asarray([(PAD_ID,) * (self.seq_len - len(w)) + w for w in kept], np.int64)
+            log_probs = torch.from_numpy(self._run_window(ids))
+            return [(RecurrentState(None, w, None), log_probs[i]) for i, w in enumerate(kept)]
+        stacked = tuple(np.concatenate([state.hidden[part] for state in states], axis=1)
+                        for part in range(len(self.state_names)))
+        log_probs, hidden = self._run_step(np.asarray(word_ids, dtype=np.int64), stacked)
+        scores = torch.from_numpy(log_probs)
+        return [(RecurrentState(tuple(part[:, i:i + 1] for part in hidden), ()), scores[i])
+                for i in range(len(states))]
+
     def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         if self.kind == "window":
             ids = np.asarray([self._window_ids(c) for c in contexts], dtype=np.int64)

@@ -21,8 +21,9 @@ Three steps:
    position with its score: the language model's log-probability of its words given the text
    before it (`read_context`, then one `step` per word), minus the penalties. At each position
    only the `beam` best hypotheses are extended (each costs one `step`, done lazily when it is
-   extended), and a position whose best hypothesis, plus an optimistic unigram estimate of the
-   rest, falls far behind the best seen is skipped. Works with any Scorer.
+   extended; a position's hypotheses are stepped together in one batched call), and a position
+   whose best hypothesis, plus an optimistic unigram estimate of the rest, falls far behind the
+   best seen is skipped. Works with any Scorer.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RnnImeError
-from .scoring import Scorer, read_context
+from .scoring import Scorer, read_context, step_many
 from .vocab import SPECIALS, UNK_ID, Vocab
 
 MAX_LETTERS = 64  # longest input, apostrophes included
@@ -318,11 +319,15 @@ class _Hyp:
     state: Any = None
     log_probs: np.ndarray | None = None
 
-    def expand(self, scorer: Scorer) -> np.ndarray:
-        if self.log_probs is None:
-            self.state, lp = scorer.step(self.parent, self.path[-1].word_id)
-            self.log_probs = lp.double().cpu().numpy()
-        return self.log_probs
+
+def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
+    """Step every hypothesis not yet stepped, in one batched call; returns how many."""
+    pending = [hyp for hyp in hyps if hyp.log_probs is None]
+    stepped = step_many(scorer, [hyp.parent for hyp in pending],
+                        [hyp.path[-1].word_id for hyp in pending])
+    for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
+        hyp.state, hyp.log_probs = state, log_probs.double().cpu().numpy()
+    return len(pending)
 
 
 @dataclass
@@ -400,11 +405,10 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (), k: int = 5,
         reference = max(reference, best)
         if best < reference - margin:
             continue
+        steps += _expand(hyps, scorer)
         for hyp in hyps:
-            steps += hyp.log_probs is None
-            lp = hyp.expand(scorer)
             for edges in lattice[s]:
-                _extend(hyp, edges, lp, s, width if edges.end == n else beam, at)
+                _extend(hyp, edges, hyp.log_probs, s, width if edges.end == n else beam, at)
     if not at.get(n) and margin != math.inf:  # pruned every way to the end: search again
         return decode(scorer, raw, context, k, beam, lexicon, (state, log_probs), math.inf)
     finals = sorted(at.get(n, []), key=lambda h: -h.score)

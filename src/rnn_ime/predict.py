@@ -16,7 +16,7 @@ from . import modeldir
 from .errors import ConfigError, RnnImeError
 from .scoring import NeuralScorer, Scorer
 from .text import get_tokenizer
-from .vocab import BOS_ID, UNK_ID, Vocab
+from .vocab import BOS_ID, SPECIALS, UNK_ID, Vocab
 
 MAX_K = 100
 
@@ -33,15 +33,14 @@ class Suggestion:
 def top_k(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[Suggestion]:
     """The k most likely suggestable words (never <pad>, <unk> or <s>).
 
-    The top k + (number of unsuggestable ids) are taken and the unsuggestable dropped: no
-    masked copy of the (V,) vector, which matters when a request must stay under 1 ms.
+    The unsuggestable ids are the vocabulary's first ones (vocab.SPECIALS), so the top k of the
+    view past them is the answer: no masked copy of the (V,) vector, which matters when a request
+    must stay under 1 ms.
     """
-    never = ~vocab.suggestable_mask()
-    scores = log_probs.float().cpu()
-    values, ids = scores.topk(min(k + int(never.sum()), scores.numel()))
-    keep = torch.from_numpy(~never[ids.numpy()])
-    values, ids = values[keep][:k], ids[keep][:k]
-    return [Suggestion(vocab.word(i), p)
+    first = len(SPECIALS)
+    scores = log_probs.float().cpu()[first:]
+    values, ids = scores.topk(min(k, scores.numel()))
+    return [Suggestion(vocab.word(i + first), p)
             for i, p in zip(ids.tolist(), values.exp().tolist(), strict=True)]
 
 

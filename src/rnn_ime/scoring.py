@@ -3,7 +3,8 @@
 - `log_probs(contexts)`: next-word log-probabilities for each context (a list of word ids,
   not counting the leading <s>), shape (batch, vocab);
 - `start()` / `step(state, word_id)`: the stateful form for typing, one step per word
-  (a session begins with `step(start(), BOS_ID)`);
+  (a session begins with `step(start(), BOS_ID)`); a scorer may also answer
+  `step_batch(states, word_ids)`, several steps in one call (see `step_many`);
 - `split_log_probs(split)`: every word of a prepared split scored in context, in chunks of
   (log_probs (N, V), target ids (N,), target offsets (N,)), for evaluation.
 """
@@ -47,6 +48,33 @@ def read_context(scorer: Scorer, context: Sequence[int]) -> tuple[Any, torch.Ten
     for word_id in context:
         state, log_probs = scorer.step(state, word_id)
     return state, log_probs
+
+
+def step_many(scorer: Scorer, states: Sequence[Any], word_ids: Sequence[int]
+              ) -> list[tuple[Any, torch.Tensor]]:
+    """`scorer.step` for each (state, word) pair: one batched call where the scorer can
+    (`step_batch`: a batch of B rows reads the weights once, so it costs little more than one
+    row), else one step after another."""
+    if len(states) != len(word_ids):
+        raise ValueError("step_many: one word per state")
+    if len(states) > 1 and hasattr(scorer, "step_batch"):
+        return scorer.step_batch(states, word_ids)
+    return [scorer.step(state, word_id) for state, word_id in zip(states, word_ids, strict=True)]
+
+
+def stack_states(states: Sequence[State], zeros: torch.Tensor) -> State:
+    """Recurrent states of batch 1 (h, or (h, c); None for zeros) → one state of batch B."""
+    if isinstance(next((s for s in states if s is not None), zeros), tuple):
+        pairs = [s if s is not None else (zeros, zeros) for s in states]
+        return torch.cat([h for h, _ in pairs], 1), torch.cat([c for _, c in pairs], 1)
+    return torch.cat([s if s is not None else zeros for s in states], 1)
+
+
+def state_row(state: State, row: int) -> State:
+    """Row `row` of a batched recurrent state, as a state of batch 1."""
+    if isinstance(state, tuple):
+        return tuple(part[:, row:row + 1] for part in state)
+    return state[:, row:row + 1]
 
 
 def length_batches(lengths: np.ndarray, max_tokens: int) -> Iterator[np.ndarray]:
@@ -119,6 +147,28 @@ class NeuralScorer:
             output, hidden = recurrent_step(self.model.rnn, x, state.hidden)  # (1, H)
             new = RecurrentState(hidden, (), output)
         return new, exact_log_probs(self.model, new.features, self._step_linear)[0]
+
+    @torch.inference_mode()
+    def step_batch(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
+                   ) -> list[tuple[RecurrentState, torch.Tensor]]:
+        """`step` for several states at once (see `step_many`); the same numbers to float
+        rounding."""
+        if self.model.config.objective == "window":
+            kept = [(*state.window, word_id)[-self.seq_len:]
+                    for state, word_id in zip(states, word_ids, strict=True)]
+            padded = [(PAD_ID,) * (self.seq_len - len(w)) + w for w in kept]
+            features, _ = self.model(torch.tensor(padded, device=self.device))
+            new = [RecurrentState(None, w, features[i:i + 1]) for i, w in enumerate(kept)]
+        else:
+            rnn = self.model.rnn
+            zeros = torch.zeros(rnn.num_layers, 1, rnn.hidden_size, device=self.device)
+            hidden = stack_states([state.hidden for state in states], zeros)
+            x = self.model.embedding(torch.tensor(list(word_ids), device=self.device))
+            features, hidden = recurrent_step(rnn, x, hidden)  # (B, H)
+            new = [RecurrentState(state_row(hidden, i), (), features[i:i + 1])
+                   for i in range(len(states))]
+        log_probs = exact_log_probs(self.model, features, self._step_linear)
+        return [(state, log_probs[i]) for i, state in enumerate(new)]
 
     @torch.inference_mode()
     def read(self, context: Sequence[int]) -> tuple[RecurrentState, torch.Tensor]:

@@ -42,24 +42,25 @@ def exact_log_probs(model: NextWordModel, features: torch.Tensor,
     instead of writes into slices of an empty tensor, so that it exports to ONNX as plain ops:
 
         head log-probs (N, shortlist + clusters) ─▶ [ shortlist | cluster 1 | cluster 2 … ]
-        cluster i: log_softmax(tail_i(x)) + head log-prob of "a word of cluster i"
+        cluster i: log_softmax(up_i(down_i(x))) + head log-prob of "a word of cluster i"
 
-    `top_layer(layer, x)`, when given, replaces log_softmax(linear(layer, x)) for the layer
-    that ranks the frequent words: the decoder (full softmax) or the head (adaptive).
+    `top_layer(layer, x)`, when given, replaces log_softmax(linear(layer, x)) for the layers
+    that rank words: the decoder (full softmax), or the head and each cluster's up-projection
+    (adaptive).
     """
-    def log_softmax_of(layer: nn.Linear) -> torch.Tensor:
+    def log_softmax_of(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         if top_layer is not None:
-            return top_layer(layer, features)
-        return F.log_softmax(linear(layer, features), dim=-1)
+            return top_layer(layer, x)
+        return F.log_softmax(linear(layer, x), dim=-1)
 
     if model.adaptive is None:
-        return log_softmax_of(model.decoder)
+        return log_softmax_of(model.decoder, features)
     adaptive = model.adaptive
     shortlist = adaptive.shortlist_size
-    head = log_softmax_of(adaptive.head)
+    head = log_softmax_of(adaptive.head, features)
     parts = [head[:, :shortlist]]
     for index, (down, up) in enumerate(adaptive.tail):
-        cluster = F.log_softmax(linear(up, linear(down, features)), dim=-1)
+        cluster = log_softmax_of(up, linear(down, features))
         parts.append(cluster + head[:, shortlist + index:shortlist + index + 1])
     return torch.cat(parts, dim=-1)
 
