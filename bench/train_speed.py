@@ -118,6 +118,12 @@ def main() -> None:
         process.start()
         rows.append(_result_of(process, queue))
         process.join()
+        row = rows[-1]  # as each config ends, so that a run cut short still leaves figures
+        print(f"{name}: {row['target_words_per_second']:,.0f} target words/s, validation "
+              f"top-1 {row['valid_top1']:.1%}", file=sys.stderr, flush=True)
+        write_json("train_speed.json", {"machine": machine(), "data": data,
+                                        "matmul_gflops": peak, "seconds": args.seconds,
+                                        "partial": True, "results": rows})
     for row in rows:
         row["matmul_fraction"] = (row["mflop_per_target_word"] * 1e6
                                   * row["target_words_per_second"] / (peak * 1e9))
