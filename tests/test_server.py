@@ -1,6 +1,7 @@
 """The HTTP API in process (FastAPI's TestClient): answers, validation, concurrency, the page."""
 
 import asyncio
+import json
 import socket
 
 import httpx
@@ -57,6 +58,15 @@ def test_health_names_the_model_and_its_vocabulary(client, predictor):
 def test_health_shows_the_config_it_is_given(predictor):
     client = TestClient(create_app(predictor, {"model": {"cell": "gru"}, "train": {}}))
     assert client.get("/api/health").json()["config"] == {"model": {"cell": "gru"}, "train": {}}
+
+
+def test_health_never_shows_local_paths(predictor):
+    config = {"model": {"cell": "gru"}, "train": {"data": "/home/me/corpus", "out": "/home/me/m",
+                                                  "lr": 0.002, "extra": {"note": "x"}},
+              "data_manifest": {"sources": [{"path": "/home/me/corpus/a.txt"}]}}
+    shown = TestClient(create_app(predictor, config)).get("/api/health").json()["config"]
+    assert "/home/me" not in json.dumps(shown)
+    assert shown == {"model": {"cell": "gru"}, "train": {"lr": 0.002}}
 
 
 def test_openapi_schema_lists_the_api(client):

@@ -3,7 +3,7 @@
     POST /api/suggest   {text, k}             → the k most likely next words
     POST /api/complete  {text, beam, length}  → multi-word continuations
     POST /api/pinyin    {letters, context, k} → Chinese candidates for typed pinyin
-    GET  /api/health                          → model name, vocabulary size, config
+    GET  /api/health                          → model name, vocabulary size, config (no paths)
     GET  /openapi.json                        → the schema;  GET / → the page (static/)
 
 Inference runs in a worker thread (never on the event loop), one request at a time: one lock
@@ -227,14 +227,27 @@ def _jsonable_config(predictor: Predictor) -> dict[str, Any]:
 
 
 MAX_BODY_BYTES = 64 * 1024
+PRIVATE_TRAIN_KEYS = ("data", "out", "extra")  # local paths and free-form notes
+
+
+def public_config(config: dict[str, Any]) -> dict[str, Any]:
+    """What /api/health shows of a model dir's config.json: the architecture, tokenizer and
+    training settings, never a local path (the data manifest and the data/out dirs)."""
+    out = {k: v for k, v in config.items() if k != "data_manifest"}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in PRIVATE_TRAIN_KEYS}
+    return out
+
 
 
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
-    """The ASGI app around one predictor; `config` is the model dir's config.json for health."""
+    """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
+    /api/health without its local paths (public_config)."""
     engine = Engine(predictor)
     health = HealthResponse(status="ok", model=predictor.model_name or "model",
                             vocab_size=len(predictor.vocab),
-                            config=config if config is not None else _jsonable_config(predictor))
+                            config=public_config(config) if config is not None
+                            else _jsonable_config(predictor))
     # docs_url/redoc_url load their scripts from a CDN, which the page must never need.
     app = FastAPI(title="rnn-ime", version="1", docs_url=None, redoc_url=None,
                   description="Next-word suggestions from a recurrent neural network.")
