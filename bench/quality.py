@@ -5,7 +5,7 @@ Writes docs/results.md (tables, with the command and date in its header), PNG pl
 (validation top-1 against training time; accuracy by context length) and bench/out/quality.json.
 
     .venv/bin/python bench/quality.py                  # 150 s of training per model
-    .venv/bin/python bench/quality.py --seconds 30 --configs lm-lstm ngram-4   # a quick look
+    .venv/bin/python bench/quality.py --seconds 30 --configs lm-lstm 'kn 4-gram'   # a quick look
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ NEURAL = {
     "lm-lstm, tied, full softmax": dict(cell="lstm", tie_weights=True, softmax="full"),
 }
 NGRAMS = {"kn 3-gram": 3, "kn 4-gram": 4}
-REVIEWS_ONLY = "lm-lstm, reviews only"
+REVIEWS_ONLY = "lm-gru (default), reviews only"
 
 
 def train_and_score(name: str, options: dict, data: str, seconds: float, queue) -> None:
@@ -209,7 +209,7 @@ def main() -> None:
             rows.append(run_neural(name, NEURAL[name], data, args.seconds))
         elif name == REVIEWS_ONLY:
             reviews = str(ensure_data(Path(args.reviews_data), ["embedded:reviews"], 3, None))
-            row = run_neural(name, {"cell": "lstm"}, reviews, args.seconds)
+            row = run_neural(name, NEURAL["lm-gru (default)"], reviews, args.seconds)
             row["by_source"] = {"reviews": {k: row[k] for k in ("words", "perplexity", "top1",
                                                                  "top5")}}
             rows.append(row)

@@ -41,7 +41,7 @@ def default_cutoffs(vocab_size: int) -> list[int]:
 class ModelConfig:
     vocab_size: int
     objective: str = "lm"
-    cell: str = "lstm"
+    cell: str = "gru"  # the product default, as TrainConfig.cell
     nonlinearity: str = "tanh"
     layers: int = 1
     embed: int = 256
