@@ -71,6 +71,18 @@ def test_bytes_that_are_not_utf8_name_the_file_and_offset(tmp_path):
         read_file(path)
 
 
+def test_a_gbk_file_gets_a_hint_to_convert_it(tmp_path):
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes("今天天气很好，我们去公园散步。".encode("gbk"))
+    with pytest.raises(CorpusError, match=r"not UTF-8 .*reads as GB18030/GBK: convert it with "
+                                          r"iconv -f GB18030 -t UTF-8$"):
+        read_file(gbk)
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff" * 10)
+    with pytest.raises(CorpusError, match=r"offset 0\)$"):
+        read_file(binary)
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(CorpusError, match="no such corpus file"):
         read_corpus(str(tmp_path / "nope.txt"))

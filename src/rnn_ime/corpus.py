@@ -71,13 +71,24 @@ EMBEDDED_SOURCES: dict[str, EmbeddedSource] = {
 
 
 def decode_utf8(data: bytes, name: str) -> str:
-    """Decode strictly; a byte that is not UTF-8 is an error naming the file and the offset."""
+    """Decode strictly; a byte that is not UTF-8 is an error naming the file and the offset
+    (and how to convert the file when it reads as GB18030, the usual other Chinese encoding)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+        hint = ""
+        if _reads_as_gb18030(data):
+            hint = "; it reads as GB18030/GBK: convert it with iconv -f GB18030 -t UTF-8"
+        raise CorpusError(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at "
+                          f"offset {exc.start}){hint}") from None
+
+
+def _reads_as_gb18030(data: bytes) -> bool:
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return any("\u4e00" <= char <= "\u9fff" for char in text)
 
 
 _SPEAKER_PREFIX = re.compile(r"^\s*user\d*\s*[：:]\s*", re.IGNORECASE)
