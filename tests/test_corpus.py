@@ -79,8 +79,13 @@ def test_a_gbk_file_gets_a_hint_to_convert_it(tmp_path):
         read_file(gbk)
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\xff" * 10)
-    with pytest.raises(CorpusError, match=r"offset 0\)$"):
-        read_file(binary)
+    stray = tmp_path / "stray.txt"  # UTF-8 with one Latin-1 byte: not to be "converted"
+    stray.write_bytes("今天天气很好，我们去公园散步。".encode() + b"caf\xe9\n")
+    cut = tmp_path / "cut.txt"  # UTF-8 cut in the middle of a character
+    cut.write_bytes("今天天气很好，我们去公园散步。".encode()[:-1])
+    for path in (binary, stray, cut):
+        with pytest.raises(CorpusError, match=r"at offset \d+\)$"):
+            read_file(path)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

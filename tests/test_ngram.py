@@ -187,7 +187,7 @@ def test_a_batched_step_is_each_step(small):
 
 def test_reading_a_context_is_stepping_through_it(small):
     data, scorer = small
-    for context in ([], [5], [5, 6, 7, 8, 9, 10, 11]):
+    for context in ([], [5], [5, 6, 7, 8, 9, 10, 11], [5, 6, BOS_ID, 7]):
         state, stepped = scorer.step(scorer.start(), BOS_ID)
         for word_id in context:
             state, stepped = scorer.step(state, word_id)

@@ -91,3 +91,5 @@ def test_a_batched_step_is_each_step(options):
         _, next_got = scorer.step(state, 8)
         assert torch.allclose(next_got, next_want, atol=1e-5)
     assert step_many(scorer, [], []) == []
+    fresh = step_many(scorer, [scorer.start(), scorer.start()], [BOS_ID, 5])  # all zero states
+    assert torch.allclose(fresh[1][1], scorer.step(scorer.start(), 5)[1], atol=1e-5)

@@ -84,6 +84,12 @@ def decode_utf8(data: bytes, name: str) -> str:
 
 
 def _reads_as_gb18030(data: bytes) -> bool:
+    """True when most non-ASCII bytes are not UTF-8 yet the whole reads as GB18030 Chinese (a
+    UTF-8 file with a stray byte or cut mid-character is not told to convert)."""
+    non_ascii = sum(byte >= 0x80 for byte in data)
+    invalid = data.decode("utf-8", errors="replace").count("\ufffd")
+    if non_ascii == 0 or invalid < non_ascii / 4:
+        return False
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError:

@@ -296,7 +296,9 @@ class NgramScorer:
     def read(self, context: Sequence[int]) -> tuple[tuple[int, ...], torch.Tensor]:
         """The state and log-probabilities after <s> and `context`, in one computation (as
         stepping word by word would leave them; see scoring.read_context)."""
-        state = (BOS_ID, *context)[-(self.order - 1):]
+        ids = (BOS_ID, *context)
+        since_bos = ids[max(i for i, word_id in enumerate(ids) if word_id == BOS_ID):]
+        state = since_bos[-(self.order - 1):]
         return state, self._log_probs(self._histories([state]))[0]
 
     def step_batch(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]

@@ -25,8 +25,10 @@ the adaptive head and the clusters' up-projections) are re-scored with their fp3
     logits ≈ int8 MatMul(x) ─▶ log_softmax ─▶ top n ids ─▶ exact logits x·W[id] + b[id] (fp32)
     log_probs = the int8 log-probs, with the n candidates' replaced by exact logit − log-normaliser
 
-so the order of the top words is the fp32 order unless a true top word falls outside the int8
-top n; their log-probs differ from fp32 only by the int8 estimate of the normaliser.
+so within each such layer the order of the top words is the fp32 order unless a true top word
+falls outside the int8 top n, and their log-probs differ from fp32 by one constant, the int8
+estimate of that layer's normaliser (the layer's input must be fp32 for this: the cell and the
+adaptive down-projections stay fp32 unless `quantize_rnn`).
 
 The file's metadata names the vocabulary and weights it was made from, so that a model that
 was retrained after the export is not run with a stale graph.
@@ -181,7 +183,7 @@ def _torch_export(spec: GraphSpec, path: Path) -> None:
                           opset_version=OPSET, dynamo=False)
 
 
-def fp32_matmuls(proto: Any) -> list[str]:
+def fp32_matmuls(proto: Any, down_projections: int = 0) -> list[str]:
     """MatMul/Gemm nodes that stay fp32 in an int8 graph: the narrow ones, and the adaptive
     softmax's down-projections.
 
@@ -190,10 +192,12 @@ def fp32_matmuls(proto: Any) -> list[str]:
     projection takes 0.12 ms in int8 against 0.10 ms in fp32). Down-projections (H → H/4ⁱ,
     small and cheap): their output feeds a cluster's up-projection, whose top words are
     re-scored exactly only if that input is exact. A Gemm is renamed NAME_MatMul by the
-    quantiser: both names are listed.
+    quantiser: both names are listed. `down_projections`: how many the model has; finding
+    another number (an exporter that names nodes differently) is an error, not a silently
+    inexact int8 graph.
     """
     shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
-    names = []
+    names, found = [], 0
     for node in proto.graph.node:
         if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 \
                 or node.input[1] not in shapes:
@@ -202,12 +206,16 @@ def fp32_matmuls(proto: Any) -> list[str]:
         transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i
                                                     for a in node.attribute)
         down_projection = re.search(r"tail\.\d+\.0/", node.name) is not None
+        found += down_projection
         if (dims[1] if transposed else dims[0]) < MIN_INT8_INNER or down_projection:
             names += [node.name, f"{node.name}_MatMul"]
+    if found != down_projections:
+        raise RnnImeError(f"int8 export: found {found} adaptive-softmax down-projections in "
+                          f"the graph, expected {down_projections}; export without --int8")
     return names
 
 
-def _quantize(source: Path, target: Path, config: ExportConfig) -> None:
+def _quantize(source: Path, target: Path, config: ExportConfig, down_projections: int) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -216,7 +224,8 @@ def _quantize(source: Path, target: Path, config: ExportConfig) -> None:
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                          per_channel=config.per_channel, op_types_to_quantize=ops,
-                         nodes_to_exclude=fp32_matmuls(onnx.load(str(source))),
+                         nodes_to_exclude=fp32_matmuls(onnx.load(str(source)),
+                                                       down_projections),
                          extra_options={"MatMulConstBOnly": True})
     finally:
         logging.disable(logging.NOTSET)
@@ -259,7 +268,8 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
         source = fp32
         if config.int8:
             source = Path(tmp) / INT8_FILE
-            _quantize(fp32, source, config)
+            tails = model.adaptive.tail if model.adaptive is not None else ()
+            _quantize(fp32, source, config, down_projections=len(tails))
         proto = onnx.load(str(source))
         onnx.helper.set_model_props(proto, {META + k: v for k, v in metadata.items()})
         write_with(out, lambda path: onnx.save(proto, str(path)))

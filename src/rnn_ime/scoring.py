@@ -62,9 +62,10 @@ def step_many(scorer: Scorer, states: Sequence[Any], word_ids: Sequence[int]
     return [scorer.step(state, word_id) for state, word_id in zip(states, word_ids, strict=True)]
 
 
-def stack_states(states: Sequence[State], zeros: torch.Tensor) -> State:
-    """Recurrent states of batch 1 (h, or (h, c); None for zeros) → one state of batch B."""
-    if isinstance(next((s for s in states if s is not None), zeros), tuple):
+def stack_states(states: Sequence[State], zeros: torch.Tensor, lstm: bool) -> State:
+    """Recurrent states of batch 1 (h, or (h, c) for the LSTM; None for zeros) → one state of
+    batch B."""
+    if lstm:
         pairs = [s if s is not None else (zeros, zeros) for s in states]
         return torch.cat([h for h, _ in pairs], 1), torch.cat([c for _, c in pairs], 1)
     return torch.cat([s if s is not None else zeros for s in states], 1)
@@ -162,7 +163,8 @@ class NeuralScorer:
         else:
             rnn = self.model.rnn
             zeros = torch.zeros(rnn.num_layers, 1, rnn.hidden_size, device=self.device)
-            hidden = stack_states([state.hidden for state in states], zeros)
+            hidden = stack_states([state.hidden for state in states], zeros,
+                                  lstm=rnn.mode == "LSTM")
             x = self.model.embedding(torch.tensor(list(word_ids), device=self.device))
             features, hidden = recurrent_step(rnn, x, hidden)  # (B, H)
             new = [RecurrentState(state_row(hidden, i), (), features[i:i + 1])
