@@ -137,13 +137,23 @@ def context_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _save_plot(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> str:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path.name
+
+
 def plot(rows: list[dict], docs: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    files = []
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in rows:
         if r["validation"]:
@@ -153,31 +163,19 @@ def plot(rows: list[dict], docs: Path) -> list[str]:
                         strict=False):
         ax.axhline(100 * r["top1"], linestyle=style, linewidth=1, color="grey",
                    label=f"{r['name']} (test top-1)")
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("validation top-1 (%)")
-    ax.set_title("Validation top-1 against training time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(docs / "quality_valid_top1.png", dpi=110)
-    files.append("quality_valid_top1.png")
+    files = [_save_plot(fig, ax, docs / "quality_valid_top1.png", "training time (s)",
+                        "validation top-1 (%)", "Validation top-1 against training time")]
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     labels = [label for _, _, label in CONTEXT_BUCKETS]
     for r in rows:
         ax.plot(labels, [100 * (r["by_context"][b].get("top1") or 0) for b in labels],
                 marker="o", label=r["name"])
-    ax.set_xlabel("words of context before the predicted word")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title("Accuracy by context length (test split)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(docs / "quality_by_context.png", dpi=110)
-    files.append("quality_by_context.png")
+    files.append(_save_plot(fig, ax, docs / "quality_by_context.png",
+                            "words of context before the predicted word", "test top-1 (%)",
+                            "Accuracy by context length (test split)"))
     plt.close("all")
     return files
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

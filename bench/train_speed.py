@@ -110,7 +110,13 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peak = matmul_gflops(device=device)
     context = multiprocessing.get_context("spawn")
-    rows = []
+    rows: list[dict] = []
+
+    def save(partial: bool) -> Path:
+        return write_json("train_speed.json", {"machine": machine(), "data": data,
+                                               "matmul_gflops": peak, "seconds": args.seconds,
+                                               "partial": partial, "results": rows})
+
     for name in args.configs:
         queue = context.Queue()
         process = context.Process(target=run_config, args=(name, CONFIGS[name], data,
@@ -121,9 +127,7 @@ def main() -> None:
         row = rows[-1]  # as each config ends, so that a run cut short still leaves figures
         print(f"{name}: {row['target_words_per_second']:,.0f} target words/s, validation "
               f"top-1 {row['valid_top1']:.1%}", file=sys.stderr, flush=True)
-        write_json("train_speed.json", {"machine": machine(), "data": data,
-                                        "matmul_gflops": peak, "seconds": args.seconds,
-                                        "partial": True, "results": rows})
+        save(partial=True)
     for row in rows:
         row["matmul_fraction"] = (row["mflop_per_target_word"] * 1e6
                                   * row["target_words_per_second"] / (peak * 1e9))
@@ -143,9 +147,7 @@ def main() -> None:
                        ("matmul_fraction", "of matmul", ".0%"),
                        ("valid_top1", "val top-1", ".1%"), ("valid_top5", "val top-5", ".1%"),
                        ("valid_perplexity", "val ppl", ".0f")])
-    path = write_json("train_speed.json", {"machine": machine(), "data": data,
-                                           "matmul_gflops": peak, "seconds": args.seconds,
-                                           "results": rows})
+    path = save(partial=False)
     print(f"wrote {path.relative_to(OUT.parent.parent)}")
 
 

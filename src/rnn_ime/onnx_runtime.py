@@ -22,7 +22,7 @@ from .data import Split, target_positions, windows
 from .errors import ModelError, RnnImeError
 from .fsutil import sha256_file
 from .onnx_export import META, default_path
-from .scoring import Chunk, RecurrentState
+from .scoring import Chunk, RecurrentState, next_window, padded_window
 from .vocab import BOS_ID, PAD_ID, Vocab
 
 
@@ -111,10 +111,6 @@ class OnnxScorer:
         layers, _, hidden = self.state_shape
         return tuple(np.zeros((layers, batch, hidden), np.float32) for _ in self.state_names)
 
-    def _window_ids(self, context: Sequence[int]) -> list[int]:
-        ids = [BOS_ID, *context][-self.seq_len:]
-        return [PAD_ID] * (self.seq_len - len(ids)) + ids
-
     # ------------------------------------------------------------------ the Scorer interface
     def start(self) -> RecurrentState:
         """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
@@ -123,24 +119,20 @@ class OnnxScorer:
         return RecurrentState(hidden=self._zero_state(1), window=())
 
     def step(self, state: RecurrentState, word_id: int) -> tuple[RecurrentState, torch.Tensor]:
-        if self.kind == "window":
-            window = (*state.window, word_id)[-self.seq_len:]
-            padded = (PAD_ID,) * (self.seq_len - len(window)) + window
-            log_probs = self._run_window(np.asarray([padded], dtype=np.int64))
-            return RecurrentState(None, window), torch.from_numpy(log_probs[0])
-        log_probs, hidden = self._run_step(np.asarray([word_id], dtype=np.int64), state.hidden)
-        return RecurrentState(hidden, ()), torch.from_numpy(log_probs[0])
+        return self.step_batch([state], [word_id])[0]
 
     def step_batch(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
                    ) -> list[tuple[RecurrentState, torch.Tensor]]:
         """`step` for several states in one run of the graph (see scoring.step_many)."""
         if self.kind == "window":
-            kept = [(*state.window, word_id)[-self.seq_len:]
-                    for state, word_id in zip(states, word_ids, strict=True)]
-            ids = np.asarray([(PAD_ID,) * (self.seq_len - len(w)) + w for w in kept], np.int64)
+            windows = [next_window(state.window, word_id, self.seq_len)
+                       for state, word_id in zip(states, word_ids, strict=True)]
+            ids = np.asarray([padded for _, padded in windows], dtype=np.int64)
             log_probs = torch.from_numpy(self._run_window(ids))
-            return [(RecurrentState(None, w, None), log_probs[i]) for i, w in enumerate(kept)]
+            return [(RecurrentState(None, kept), log_probs[i])
+                    for i, (kept, _) in enumerate(windows)]
         stacked = tuple(np.concatenate([state.hidden[part] for state in states], axis=1)
+                        if len(states) > 1 else states[0].hidden[part]
                         for part in range(len(self.state_names)))
         log_probs, hidden = self._run_step(np.asarray(word_ids, dtype=np.int64), stacked)
         scores = torch.from_numpy(log_probs)
@@ -149,7 +141,8 @@ class OnnxScorer:
 
     def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         if self.kind == "window":
-            ids = np.asarray([self._window_ids(c) for c in contexts], dtype=np.int64)
+            ids = np.asarray([padded_window((BOS_ID, *c), self.seq_len) for c in contexts],
+                             dtype=np.int64)
             return torch.cat([torch.from_numpy(self._run_window(ids[i:i + self.rows]))
                               for i in range(0, len(ids), self.rows)])
         out = []

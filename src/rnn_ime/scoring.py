@@ -62,9 +62,24 @@ def step_many(scorer: Scorer, states: Sequence[Any], word_ids: Sequence[int]
     return [scorer.step(state, word_id) for state, word_id in zip(states, word_ids, strict=True)]
 
 
+def padded_window(ids: Sequence[int], seq_len: int) -> tuple[int, ...]:
+    """The last seq_len ids, <pad>-padded on the left to seq_len: what a window model reads."""
+    kept = tuple(ids[-seq_len:])
+    return (PAD_ID,) * (seq_len - len(kept)) + kept
+
+
+def next_window(window: tuple[int, ...], word_id: int, seq_len: int
+                ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A window model's state after `word_id`: (the last seq_len ids, padded_window of them)."""
+    kept = (*window, word_id)[-seq_len:]
+    return kept, padded_window(kept, seq_len)
+
+
 def stack_states(states: Sequence[State], zeros: torch.Tensor, lstm: bool) -> State:
     """Recurrent states of batch 1 (h, or (h, c) for the LSTM; None for zeros) → one state of
-    batch B."""
+    batch B (one state is returned as it is)."""
+    if len(states) == 1:
+        return states[0]
     if lstm:
         pairs = [s if s is not None else (zeros, zeros) for s in states]
         return torch.cat([h for h, _ in pairs], 1), torch.cat([c for _, c in pairs], 1)
@@ -114,14 +129,11 @@ class NeuralScorer:
     def seq_len(self) -> int:
         return self.model.config.seq_len
 
-    def _window_ids(self, context: Sequence[int]) -> list[int]:
-        ids = [BOS_ID, *context][-self.seq_len:]
-        return [PAD_ID] * (self.seq_len - len(ids)) + ids
-
     @torch.inference_mode()
     def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         if self.model.config.objective == "window":
-            ids = torch.tensor([self._window_ids(c) for c in contexts], device=self.device)
+            ids = torch.tensor([padded_window((BOS_ID, *c), self.seq_len) for c in contexts],
+                               device=self.device)
             features, _ = self.model(ids)
             return self.model.log_probs(features)
         # contexts differ in length; each is read from a zero state, as a typing session is
@@ -131,23 +143,13 @@ class NeuralScorer:
         """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
         return RecurrentState(hidden=None, window=())
 
-    @torch.inference_mode()
     def step(self, state: RecurrentState, word_id: int) -> tuple[RecurrentState, torch.Tensor]:
         """Commit one word: one recurrent step (lm) or one window run, then the projection.
 
         The lm step runs the cell functions rather than the whole nn.LSTM/GRU/RNN module, and
         the projection reads transposed weights (see stepping.py): the same numbers, faster.
         """
-        if self.model.config.objective == "window":
-            window = (*state.window, word_id)[-self.seq_len:]
-            padded = (PAD_ID,) * (self.seq_len - len(window)) + window
-            features, _ = self.model(torch.tensor([padded], device=self.device))
-            new = RecurrentState(None, window, features)
-        else:
-            x = self.model.embedding(torch.tensor([word_id], device=self.device))  # (1, E)
-            output, hidden = recurrent_step(self.model.rnn, x, state.hidden)  # (1, H)
-            new = RecurrentState(hidden, (), output)
-        return new, exact_log_probs(self.model, new.features, self._step_linear)[0]
+        return self.step_batch([state], [word_id])[0]
 
     @torch.inference_mode()
     def step_batch(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
@@ -155,17 +157,18 @@ class NeuralScorer:
         """`step` for several states at once (see `step_many`); the same numbers to float
         rounding."""
         if self.model.config.objective == "window":
-            kept = [(*state.window, word_id)[-self.seq_len:]
-                    for state, word_id in zip(states, word_ids, strict=True)]
-            padded = [(PAD_ID,) * (self.seq_len - len(w)) + w for w in kept]
-            features, _ = self.model(torch.tensor(padded, device=self.device))
-            new = [RecurrentState(None, w, features[i:i + 1]) for i, w in enumerate(kept)]
+            windows = [next_window(state.window, word_id, self.seq_len)
+                       for state, word_id in zip(states, word_ids, strict=True)]
+            features, _ = self.model(torch.tensor([padded for _, padded in windows],
+                                                  device=self.device))
+            new = [RecurrentState(None, kept, features[i:i + 1])
+                   for i, (kept, _) in enumerate(windows)]
         else:
             rnn = self.model.rnn
             zeros = torch.zeros(rnn.num_layers, 1, rnn.hidden_size, device=self.device)
             hidden = stack_states([state.hidden for state in states], zeros,
                                   lstm=rnn.mode == "LSTM")
-            x = self.model.embedding(torch.tensor(list(word_ids), device=self.device))
+            x = self.model.embedding(torch.tensor(list(word_ids), device=self.device))  # (B, E)
             features, hidden = recurrent_step(rnn, x, hidden)  # (B, H)
             new = [RecurrentState(state_row(hidden, i), (), features[i:i + 1])
                    for i in range(len(states))]

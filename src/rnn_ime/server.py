@@ -239,7 +239,6 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
     /api/health without its local paths (public_config)."""
