@@ -41,6 +41,12 @@ def cycle_passages(n: int, seed: int = 0) -> list[str]:
     return passages
 
 
+def hanzi_number(i: int) -> str:
+    """0 → 零, 12 → 一二: numbers in characters, so that lines that differ only by it are not
+    near-duplicates (prepare ignores digits when it compares)."""
+    return "".join("零一二三四五六七八九"[int(d)] for d in str(i))
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

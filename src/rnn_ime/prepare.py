@@ -11,6 +11,7 @@ Layout of a split's token array (int32), one start marker <s> before every passa
 from __future__ import annotations
 
 import io
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,16 +59,39 @@ def clean_documents(documents: list[Document]) -> list[Document]:
     return cleaned
 
 
-def deduplicate(documents: list[Document]) -> tuple[list[Document], Counter[str]]:
-    """Keep the first copy of each document (compared after cleaning, across all sources)."""
-    seen: set[str] = set()
-    unique, dropped = [], Counter()
+def near_duplicate_key(document: Document) -> str:
+    """The document's text with punctuation, symbols, spaces and digits removed: two reviews
+    that differ only there ("好！！" and "好。", "房间1很好" and "房间2很好") are one review."""
+    return "".join(char for passage in document.passages for char in passage
+                   if unicodedata.category(char)[0] not in "PSZNC")
+
+
+@dataclass
+class Duplicates:
+    exact: Counter[str] = field(default_factory=Counter)  # per source
+    near: Counter[str] = field(default_factory=Counter)  # per source, beyond the exact ones
+
+    def total(self) -> int:
+        return sum(self.exact.values()) + sum(self.near.values())
+
+
+def deduplicate(documents: list[Document]) -> tuple[list[Document], Duplicates]:
+    """Keep the first copy of each document, compared after cleaning across all sources:
+    exactly, then once more with punctuation, spaces and digits ignored (near-duplicates)."""
+    seen_exact: set[str] = set()
+    seen_near: set[str] = set()
+    unique, dropped = [], Duplicates()
     for doc in documents:
-        key = "\n".join(doc.passages)
-        if key in seen:
-            dropped[doc.source] += 1
+        exact = "\n".join(doc.passages)
+        if exact in seen_exact:
+            dropped.exact[doc.source] += 1
             continue
-        seen.add(key)
+        seen_exact.add(exact)
+        near = near_duplicate_key(doc)
+        if near and near in seen_near:
+            dropped.near[doc.source] += 1
+            continue
+        seen_near.add(near)
         unique.append(doc)
     return unique, dropped
 
@@ -134,7 +158,9 @@ def prepare(config: PrepareConfig, log=print) -> dict:
     if len(unique) < 3:
         raise CorpusError(f"the corpus has {len(unique)} distinct non-empty documents; "
                           "need at least 3 (train, valid, test)")
-    log(f"{len(unique)} distinct documents after removing {sum(dropped.values())} duplicates")
+    log(f"{len(unique)} distinct documents after removing {sum(dropped.exact.values())} "
+        f"duplicates and {sum(dropped.near.values())} near-duplicates (same text but for "
+        "punctuation, spaces and digits)")
 
     # Split each source separately, so every source has its share of valid and test documents.
     source_index = {name: i for i, name in enumerate(source_names)}
@@ -195,7 +221,8 @@ def prepare(config: PrepareConfig, log=print) -> dict:
             "sha256": report.sha256,
             "documents_read": report.documents,
             "lines_skipped": report.skipped,
-            "duplicates_dropped": dropped[report.source],
+            "duplicates_dropped": dropped.exact[report.source],
+            "near_duplicates_dropped": dropped.near[report.source],
             "documents": len(docs),
             "passages": sum(len(d.passages) for d in docs),
             "characters": sum(len(p) for d in docs for p in d.passages),
@@ -207,7 +234,7 @@ def prepare(config: PrepareConfig, log=print) -> dict:
         "rnn_ime_version": __version__,
         "sources": sources,
         "tokenizer": tokenizer.info.as_dict(),
-        "split": {"seed": config.seed, "by": "document, per source",
+        "split": {"seed": config.seed, "by": "document (an article for PKU news), per source",
                   "ratios": [1 - config.valid_ratio - config.test_ratio,
                              config.valid_ratio, config.test_ratio]},
         "vocab": {"size": len(vocab), "min_count": config.min_count,
