@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, prepare the embedded corpus, train the default model (about ten
-# minutes on 2 CPU cores), evaluate it on the test split and show next-word predictions.
+# minutes on 2 CPU cores), fit its mixture with the n-gram on validation, evaluate it beside the
+# n-gram on the test split and show next-word predictions.
 # Environment: TIME_BUDGET (training seconds, default 480), DATA, MODEL (dirs), RETRAIN=1.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,7 +16,9 @@ budget="${TIME_BUDGET:-480}"
 resume=()
 [ -f "$model/train_state.pt" ] && resume=(--resume)  # go on with (or reuse) an earlier run
 $ime train --data "$data" --out "$model" --time-budget "$budget" "${resume[@]}"
-$ime evaluate --model "$model"
+# the model mixed with a Kneser-Ney n-gram, when that wins on validation (it says which it uses)
+$ime mix --model "$model"
+$ime evaluate --model "$model" --baseline ngram
 echo
 for prefix in "这家酒店" "我今天" "房间很" "中国人民" "经济"; do
     printf '%s → ' "$prefix"

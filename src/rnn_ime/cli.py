@@ -141,6 +141,8 @@ def add_evaluate(sub) -> None:
                         "and print both side by side")
     p.add_argument("--order", type=int, default=None,
                    help="order of the --baseline n-gram, 2 to 5 (default 4)")
+    p.add_argument("--no-mixture", action="store_true",
+                   help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
     p.set_defaults(func=run_evaluate)
 
 
@@ -150,6 +152,7 @@ def run_evaluate(args) -> None:
     from .errors import DataDirError
     from .fsutil import read_json, write_json
     from .metrics import evaluate, format_table
+    from .mixture import describe, load_scorer
     from .prepare import encode_corpus
     from .scoring import NeuralScorer
 
@@ -166,8 +169,11 @@ def run_evaluate(args) -> None:
                                "evaluate with --corpus to re-encode text for this model")
         split, names = data.split(args.split), data.source_names
         where = f"{data_path} ({args.split})"
-    result = evaluate(NeuralScorer(model, vocab), split, names)
+    scorer = load_scorer(args.model, NeuralScorer(model, vocab), not args.no_mixture)
+    _stderr(f"scoring with {describe(scorer)}")
+    result = evaluate(scorer, split, names)
     result["evaluated_on"] = where
+    result["scorer"] = scorer.name
     if not args.corpus and args.split == "test":
         metrics_path = Path(args.model) / "metrics.json"
         record = read_json(metrics_path) if metrics_path.is_file() else {}
@@ -232,6 +238,54 @@ def _print_with_baseline(args, result: dict, baseline: dict, where: str) -> None
           f"scored in {baseline['evaluate_seconds']:.1f} s")
 
 
+# ---------------------------------------------------------------- mix
+def add_mix(sub) -> None:
+    from .mixture import FIT_WORDS
+
+    p = sub.add_parser("mix", help="fit the mixture of the model and a Kneser-Ney n-gram on "
+                                   "validation; keep it when it beats the model alone")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("--order", type=int, default=None, help="n-gram order, 2 to 5 (default 4)")
+    p.add_argument("--valid-words", type=int, default=FIT_WORDS,
+                   help="validation words to fit on (evenly spaced passages; 0: all)")
+    p.set_defaults(func=run_mix)
+
+
+def run_mix(args) -> None:
+    from . import mixture, modeldir
+    from .data import DataDir
+    from .errors import DataDirError
+    from .ngram import DEFAULT_ORDER, NgramScorer, check_order
+    from .scoring import NeuralScorer
+
+    order = check_order(DEFAULT_ORDER if args.order is None else args.order)
+    model, vocab, config = modeldir.load(args.model)
+    data_path = config["train"]["data"]
+    data = DataDir(data_path)
+    if data.vocab.sha256 != vocab.sha256:
+        raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "
+                           "now; the mixture needs the one the model was trained with")
+    ngram = NgramScorer.train(data.split("train"), vocab, order)
+    record = mixture.fit(NeuralScorer(model, vocab), ngram, data.split("valid"),
+                         args.valid_words or None)
+    mixture.save(Path(args.model), record, ngram)
+    curve = record["validation"]
+    print(f"validation ({record['fitted_on_words']:,} words), weight of the {ngram.name}:")
+    print(f"{'weight':>8}{'ppl':>9}{'top-1':>8}{'top-5':>8}{'KSR@5':>8}")
+    for weight, r in curve.items():
+        print(f"{weight:>8}{r['perplexity']:>9.1f}{r['top1']:>8.1%}{r['top5']:>8.1%}"
+              f"{r.get('ksr5', 0):>8.1%}")
+    alone, chosen = curve["0.0"], curve[str(record["weight"])]
+    if record["chosen"] == "mixture":
+        print(f"using the mixture, weight {record['weight']:g}: validation KSR@5 "
+              f"{chosen.get('ksr5', 0):.1%} and top-1 {chosen['top1']:.1%} against "
+              f"{alone.get('ksr5', 0):.1%} and {alone['top1']:.1%} for the model alone "
+              "(turn it off with --no-mixture)")
+    else:
+        print(f"using the model alone: no mixture beats its validation KSR@5 "
+              f"({alone.get('ksr5', 0):.1%})")
+
+
 # ---------------------------------------------------------------- predict
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="the next words after a text (interactive without text)")
@@ -247,6 +301,8 @@ def add_predict(sub) -> None:
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
                    help="onnx: ONNX Runtime on the graph of `rnn-ime export`")
     p.add_argument("--int8", action="store_true", help="--runtime onnx: the int8 graph")
+    p.add_argument("--no-mixture", action="store_true",
+                   help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
     p.add_argument("text", nargs="?", help="the text typed so far")
     p.set_defaults(func=run_predict)
 
@@ -296,7 +352,8 @@ def run_predict(args) -> None:
 
     check_k(args.k)
     beam = _beam_option(args)
-    predictor = Predictor.from_dir(args.model, runtime=args.runtime, int8=args.int8)
+    predictor = Predictor.from_dir(args.model, runtime=args.runtime, int8=args.int8,
+                                   mixture=not args.no_mixture)
     if args.text is not None:
         print(_answer(predictor, args.text, args.k, args.json, beam))
     elif sys.stdin.isatty():
@@ -371,7 +428,7 @@ def run_explain(args) -> None:
     if args.model:
         from .predict import Predictor
 
-        print(explain_model(Predictor.from_dir(args.model), args.text or ""))
+        print(explain_model(Predictor.from_dir(args.model, mixture=False), args.text or ""))
         return
     words = None
     if args.text:
@@ -389,13 +446,15 @@ def add_serve(sub) -> None:
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one)")
+    p.add_argument("--no-mixture", action="store_true",
+                   help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
     p.set_defaults(func=run_serve)
 
 
 def run_serve(args) -> None:
     from .server import serve
 
-    serve(args.model, args.host, args.port)
+    serve(args.model, args.host, args.port, mixture=not args.no_mixture)
 
 
 # ---------------------------------------------------------------- pinyin
@@ -409,6 +468,8 @@ def add_pinyin(sub) -> None:
     p.add_argument("--beam", type=int, default=DEFAULT_BEAM,
                    help="hypotheses kept per position of the lattice")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-mixture", action="store_true",
+                   help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
     p.add_argument("letters", help="pinyin: full, with apostrophes (xi'an), a partial last "
                                    "syllable, or initials (jt)")
     p.set_defaults(func=run_pinyin)
@@ -420,7 +481,7 @@ def run_pinyin(args) -> None:
 
     check_options(args.k, args.beam)
     normalize(args.letters)  # a bad input fails before the model loads
-    predictor = Predictor.from_dir(args.model)
+    predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
     _, context = predictor.encode(args.context)
     found = decode(predictor.scorer, args.letters, context, k=args.k, beam=args.beam)
     if args.json:
@@ -434,8 +495,8 @@ def run_pinyin(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_prepare, add_train, add_evaluate, add_predict, add_explain, add_export,
-                add_serve, add_pinyin):
+    for add in (add_prepare, add_train, add_evaluate, add_mix, add_predict, add_explain,
+                add_export, add_serve, add_pinyin):
         add(sub)
     return parser
 

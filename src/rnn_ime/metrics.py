@@ -56,6 +56,23 @@ class Tally:
                    if self.keys else {})}
 
 
+class Judge:
+    """What each target of a chunk scores: (nll (N,), hits (N, len(KS)), full cost (N,))."""
+
+    def __init__(self, vocab) -> None:
+        self.never = torch.from_numpy(~vocab.suggestable_mask())  # <pad> <unk> <s>
+        self.costs = torch.from_numpy(keystroke_costs(vocab).copy())
+
+    def __call__(self, log_probs: torch.Tensor, targets: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        log_probs = log_probs.float().cpu()
+        nll = -log_probs.gather(1, targets[:, None])[:, 0]
+        top = log_probs.masked_fill(self.never, float("-inf")).topk(max(KS), dim=1).indices
+        found = (top == targets[:, None]).cumsum(dim=1) > 0
+        hits = torch.stack([found[:, k - 1] for k in KS], dim=1)
+        return nll, hits, self.costs[targets]
+
+
 def context_lengths(split: Split, offsets: np.ndarray) -> np.ndarray:
     """How many words of the same passage precede each target offset."""
     passage = np.searchsorted(split.starts, offsets, side="right") - 1
@@ -65,18 +82,12 @@ def context_lengths(split: Split, offsets: np.ndarray) -> np.ndarray:
 def evaluate(scorer: Scorer, split: Split, source_names: list[str] | None = None,
              max_words: int | None = None) -> dict:
     """Score every word of `split` (or the first `max_words` chunks' worth) with `scorer`."""
-    never = torch.from_numpy(~scorer.vocab.suggestable_mask())
-    costs = torch.from_numpy(keystroke_costs(scorer.vocab).copy())
+    judge = Judge(scorer.vocab)
     overall = Tally()
     by_source = {name: Tally() for name in (source_names or [])}
     by_context = {label: Tally() for _, _, label in CONTEXT_BUCKETS}
     for log_probs, targets, offsets in scorer.split_log_probs(split):
-        log_probs = log_probs.float().cpu()
-        nll = -log_probs.gather(1, targets[:, None])[:, 0]
-        top = log_probs.masked_fill(never, float("-inf")).topk(max(KS), dim=1).indices
-        found = (top == targets[:, None]).cumsum(dim=1) > 0
-        hits = torch.stack([found[:, k - 1] for k in KS], dim=1)
-        cost = costs[targets]
+        nll, hits, cost = judge(log_probs, targets)
         overall.add(nll, hits, cost=cost)
         if len(by_source) > 1:
             passage = np.searchsorted(split.starts, offsets, side="right") - 1

@@ -44,6 +44,7 @@ import torch
 
 from .data import DataDir, Split, target_positions, windows
 from .errors import ConfigError, DataDirError
+from .fsutil import write_with
 from .scoring import Chunk
 from .vocab import BOS_ID, PAD_ID, Vocab
 
@@ -308,13 +309,50 @@ class NgramScorer:
         log_probs = self._log_probs(self._histories(new))
         return [(state, log_probs[i]) for i, state in enumerate(new)]
 
+    def log_probs_at(self, split: Split, positions: np.ndarray) -> torch.Tensor:
+        """(N, V) log-probabilities of the words at `positions` of the split, each read from its
+        passage's <s> (any positions, in any order: a mixture asks for another scorer's)."""
+        context = windows(split, positions, self.order - 1)  # <pad> before the passage
+        return self._log_probs(np.where(context == PAD_ID, MISSING, context))
+
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:
         """Every word of the split, each passage read from its <s>, in chunks of rows."""
         tokens = np.asarray(split.tokens)
         positions = target_positions(split)
         for begin in range(0, len(positions), self.rows_per_chunk):
             chosen = positions[begin:begin + self.rows_per_chunk]
-            context = windows(split, chosen, self.order - 1)  # <pad> before the passage
-            histories = np.where(context == PAD_ID, MISSING, context)
-            yield (self._log_probs(histories),
+            yield (self.log_probs_at(split, chosen),
                    torch.from_numpy(tokens[chosen].astype(np.int64)), chosen)
+
+    # ------------------------------------------------------------ files
+    def save(self, path: Path) -> None:
+        """Every table in one .npz (no pickles), written atomically."""
+        arrays = {"order": np.asarray(self.order), "unigram": self.unigram,
+                  "discount": self.discount, "vocab_sha256": np.asarray(self.vocab.sha256),
+                  "table_1": self.tables[0]}
+        for j, table in enumerate(self.orders, start=2):
+            for name in ("keys", "words", "weight", "begin", "gamma"):
+                arrays[f"order_{j}_{name}"] = getattr(table, name)
+        write_with(path, lambda tmp: _save_npz(tmp, arrays))
+
+    @classmethod
+    def load(cls, path: Path, vocab: Vocab) -> NgramScorer:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            order = int(arrays["order"])
+            if str(arrays["vocab_sha256"]) != vocab.sha256:
+                raise DataDirError(f"{path}: the n-gram was counted with another vocabulary")
+            orders = [OrderTable(**{name: arrays[f"order_{j}_{name}"] for name in
+                                    ("keys", "words", "weight", "begin", "gamma")})
+                      for j in range(2, order + 1)]
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise DataDirError(f"{path}: not a saved n-gram ({exc})") from None
+        tables = [arrays["table_1"], *(table.keys for table in orders)]
+        return cls(vocab, check_order(order), arrays["unigram"], tables, orders,
+                   arrays["discount"])
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)

@@ -59,8 +59,11 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, path: str | Path, device: str = "cpu", runtime: str = "torch",
-                 int8: bool = False) -> Predictor:
-        """runtime "torch" (the weights), or "onnx" (the graph of `rnn-ime export`)."""
+                 int8: bool = False, mixture: bool = True) -> Predictor:
+        """runtime "torch" (the weights), or "onnx" (the graph of `rnn-ime export`); mixed with
+        the n-gram when `rnn-ime mix` chose it for this model dir (unless `mixture` is off)."""
+        from .mixture import load_scorer
+
         if runtime == "onnx":
             from .onnx_runtime import OnnxScorer
 
@@ -73,7 +76,7 @@ class Predictor:
         else:
             raise ConfigError(f"unknown runtime {runtime!r}; choose torch or onnx")
         tokenizer = config.get("tokenizer", {}).get("name", "jieba")
-        return cls(scorer, tokenizer, Path(path).name)
+        return cls(load_scorer(path, scorer, mixture), tokenizer, Path(path).name)
 
     def encode(self, text: str) -> tuple[list[str], list[int]]:
         words = self.tokenizer.tokenize(text)

@@ -336,13 +336,13 @@ def _say(message: str) -> None:
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
-          log: Callable[[str], None] = _say) -> None:
+          log: Callable[[str], None] = _say, mixture: bool = True) -> None:
     """Load the model, listen, and serve until Ctrl-C."""
     import uvicorn
 
     from .modeldir import load_config
 
-    predictor = Predictor.from_dir(model_dir)
+    predictor = Predictor.from_dir(model_dir, mixture=mixture)
     app = create_app(predictor, load_config(Path(model_dir)))
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
     lexicon_for(predictor.vocab)  # and the pinyin lexicon (about a second for 30k words)

@@ -1,0 +1,115 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from rnn_ime import modeldir
+from rnn_ime.cli import main
+from rnn_ime.data import DataDir
+from rnn_ime.errors import DataDirError, ModelError
+from rnn_ime.metrics import evaluate
+from rnn_ime.mixture import MixtureScorer, fit, load_scorer, mix_log_probs
+from rnn_ime.ngram import NgramScorer
+from rnn_ime.predict import Predictor
+from rnn_ime.scoring import NeuralScorer
+from rnn_ime.vocab import BOS_ID
+
+
+@pytest.fixture(scope="module")
+def parts(small_data, small_model):
+    model, vocab, _ = modeldir.load(small_model)
+    data = DataDir(small_data)
+    ngram = NgramScorer.train(data.split("train"), vocab, 3)
+    return NeuralScorer(model, vocab), ngram, data
+
+
+def test_the_mixture_is_a_distribution_and_each_end_is_one_scorer(parts):
+    neural, ngram, _ = parts
+    contexts = [[], [5, 6], [7]]
+    mixed = MixtureScorer(neural, ngram, 0.3).log_probs(contexts)
+    assert torch.allclose(mixed.exp().sum(-1), torch.ones(3), atol=1e-4)
+    a, b = neural.log_probs(contexts), ngram.log_probs(contexts)
+    expected = torch.log(0.7 * a.double().exp() + 0.3 * b.double().exp())
+    assert torch.allclose(mixed.double(), expected, atol=1e-4)
+    assert torch.equal(mix_log_probs(a, b, 0.0), a) and torch.equal(mix_log_probs(a, b, 1.0), b)
+
+
+def test_typing_and_evaluation_give_the_mixture_the_same_numbers(parts):
+    neural, ngram, data = parts
+    scorer = MixtureScorer(neural, ngram, 0.4)
+    split = data.split("test")
+    words = [int(w) for w in split.passage_tokens(0)[1:]]
+    state, stepped = scorer.step(scorer.start(), BOS_ID)
+    by_step = [stepped]
+    for word in words[:-1]:
+        state, stepped = scorer.step(state, word)
+        by_step.append(stepped)
+    chunks = {int(o): lp for lps, _, offs in scorer.split_log_probs(split)
+              for lp, o in zip(lps, offs, strict=True)}
+    start = int(split.starts[0])
+    for i, log_probs in enumerate(by_step):
+        assert torch.allclose(log_probs, chunks[start + 1 + i], atol=1e-4)
+    _, read = scorer.read(words[:3])
+    assert torch.allclose(read, by_step[3], atol=1e-4)
+
+
+def test_evaluation_at_either_end_equals_each_scorer_alone(parts):
+    neural, ngram, data = parts
+    split = data.split("valid")
+    alone = evaluate(neural, split)
+    mixed = evaluate(MixtureScorer(neural, ngram, 0.0), split)
+    assert mixed["top1"] == alone["top1"] and mixed["loss"] == pytest.approx(alone["loss"])
+    assert evaluate(MixtureScorer(neural, ngram, 1.0), split)["top1"] == \
+        evaluate(ngram, split)["top1"]
+
+
+def test_fit_scores_every_weight_and_keeps_the_best_by_keystroke_savings(parts):
+    neural, ngram, data = parts
+    record = fit(neural, ngram, data.split("valid"), None, grid=(0.0, 0.5, 1.0))
+    curve = record["validation"]
+    assert set(curve) == {"0.0", "0.5", "1.0"}
+    best = max(curve.values(), key=lambda r: r["ksr5"])["ksr5"]
+    assert curve[str(record["weight"])]["ksr5"] == best
+    assert record["chosen"] == ("rnn" if record["weight"] == 0.0 else "mixture")
+
+
+def test_a_saved_ngram_loads_with_the_same_numbers_and_refuses_garbage(parts, tmp_path):
+    _, ngram, data = parts
+    ngram.save(tmp_path / "ngram.npz")
+    loaded = NgramScorer.load(tmp_path / "ngram.npz", data.vocab)
+    assert torch.equal(loaded.log_probs([[5], []]), ngram.log_probs([[5], []]))
+    (tmp_path / "bad.npz").write_bytes(b"not an npz at all")
+    with pytest.raises(DataDirError, match="not a saved n-gram"):
+        NgramScorer.load(tmp_path / "bad.npz", data.vocab)
+
+
+def test_mix_command_writes_the_choice_and_every_front_end_loads_it(small_model, tmp_path,
+                                                                       capsys):
+    model = tmp_path / "m"
+    shutil.copytree(small_model, model)
+    main(["mix", "--model", str(model), "--order", "3", "--valid-words", "0"])
+    out = capsys.readouterr().out
+    record = json.loads((model / "mixture.json").read_text())
+    assert record["order"] == 3 and "using the" in out
+    # force the mixture, so that loading it is tested whatever the tiny model chose
+    record.update(chosen="mixture", weight=0.5)
+    (model / "mixture.json").write_text(json.dumps(record))
+    if not (model / "ngram.npz").exists():
+        data_dir = modeldir.load_config(model)["train"]["data"]
+        NgramScorer.from_data_dir(data_dir, 3).save(model / "ngram.npz")
+    assert isinstance(Predictor.from_dir(model).scorer, MixtureScorer)
+    assert isinstance(Predictor.from_dir(model, mixture=False).scorer, NeuralScorer)
+    main(["evaluate", "--model", str(model), "--json"])
+    assert "+kn-3gram" in json.loads(capsys.readouterr().out)["scorer"]
+    main(["evaluate", "--model", str(model), "--json", "--no-mixture"])
+    assert json.loads(capsys.readouterr().out)["scorer"] == "rnn"
+
+
+def test_a_broken_mixture_record_is_a_clear_error(small_model, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(small_model, model)
+    (model / "mixture.json").write_text('{"chosen": "both"}')
+    scorer = NeuralScorer(*modeldir.load(model)[:2])
+    with pytest.raises(ModelError, match="not a mixture record"):
+        load_scorer(model, scorer)
