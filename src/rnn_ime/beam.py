@@ -25,11 +25,9 @@ from typing import Any
 import torch
 
 from .errors import RnnImeError
+from .limits import MAX_BEAM, MAX_LENGTH
 from .scoring import Scorer, read_context, step_many
 from .vocab import BOS_ID, Vocab
-
-MAX_BEAM = 100
-MAX_LENGTH = 10
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 
 from .errors import RnnImeError
+from .limits import MAX_LETTERS, PINYIN_MAX_BEAM, PINYIN_MAX_K
 from .scoring import Scorer, read_context, step_many
 from .vocab import SPECIALS, UNK_ID, Vocab
 
-MAX_LETTERS = 64  # longest input, apostrophes included
 MAX_SYLLABLE = 6  # zhuang, chuang, shuang
 MAX_READINGS = 4  # readings kept per word (heteronym combinations)
 MAX_MIXED = 4  # words of up to this many syllables get every full/initial mix as a pattern
@@ -54,8 +54,6 @@ HETERONYM_PENALTY = 3.0  # nats for a reading other than pypinyin's first (见 a
 LITERAL_PENALTY = 12.0  # nats for a run of letters kept as typed
 PRUNE_MARGIN = 10.0  # nats: a position this far behind the best estimate is not extended
 DEFAULT_BEAM = 4
-MAX_BEAM = 16
-MAX_K = 20
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _INPUT = re.compile(r"[a-z']*")
 
@@ -370,10 +368,10 @@ def _candidate(path: Sequence[Segment], letters: str, vocab: Vocab, consumed: li
 
 
 def check_options(k: int, beam: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise PinyinError(f"-k must be between 1 and {MAX_K}")
-    if not 1 <= beam <= MAX_BEAM:
-        raise PinyinError(f"--beam must be between 1 and {MAX_BEAM}")
+    if not 1 <= k <= PINYIN_MAX_K:
+        raise PinyinError(f"-k must be between 1 and {PINYIN_MAX_K}")
+    if not 1 <= beam <= PINYIN_MAX_BEAM:
+        raise PinyinError(f"--beam must be between 1 and {PINYIN_MAX_BEAM}")
 
 
 def decode(scorer: Scorer, raw: str, context: Sequence[int] = (), k: int = 5,
