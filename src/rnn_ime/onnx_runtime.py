@@ -19,31 +19,11 @@ import torch
 
 from . import modeldir
 from .data import Split, target_positions, windows
-from .errors import ModelError, RnnImeError
+from .errors import ModelError
 from .fsutil import sha256_file
-from .onnx_export import META, default_path
+from .onnx_format import META, default_path, new_session
 from .scoring import Chunk, RecurrentState, next_window, padded_window
 from .vocab import BOS_ID, PAD_ID, Vocab
-
-
-def new_session(path: str | Path, threads: int = 1) -> Any:
-    """An ONNX Runtime CPU session on `path` with `threads` intra-op threads."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise RnnImeError("the onnx runtime needs the onnxruntime package; run "
-                          "scripts/setup-venv.sh") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types, not exported
-        raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
-                         ) from None
 
 
 class OnnxScorer:
