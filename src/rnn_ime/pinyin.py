@@ -19,11 +19,11 @@ Three steps:
 
 3. **Search**: a beam over lattice positions, left to right. A hypothesis is a path from 0 to a
    position with its score: the language model's log-probability of its words given the text
-   before it (`read_context`, then one `step` per word), minus the penalties. At each position
-   only the `beam` best hypotheses are extended (each costs one `step`, done lazily when it is
-   extended; a position's hypotheses are stepped together in one batched call), and a position
-   whose best hypothesis, plus an optimistic unigram estimate of the rest, falls far behind the
-   best seen is skipped. Works with any Scorer.
+   before it (`read` of the context, then one `step` per word), minus the penalties. At each
+   position only the `beam` best hypotheses are extended (each costs one `step`, done lazily
+   when it is extended; a position's hypotheses are stepped together in one `step_batch`), and
+   a position whose best hypothesis, plus an optimistic unigram estimate of the rest, falls far
+   behind the best seen is skipped. Works with any Scorer.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 
 from .errors import RnnImeError
 from .limits import MAX_LETTERS, PINYIN_MAX_BEAM, PINYIN_MAX_K
-from .scoring import Scorer, read_context, step_many
+from .scoring import Scorer
 from .vocab import SPECIALS, UNK_ID, Vocab
 
 MAX_SYLLABLE = 6  # zhuang, chuang, shuang
@@ -321,8 +321,8 @@ class _Hyp:
 def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
     """Step every hypothesis not yet stepped, in one batched call; returns how many."""
     pending = [hyp for hyp in hyps if hyp.log_probs is None]
-    stepped = step_many(scorer, [hyp.parent for hyp in pending],
-                        [hyp.path[-1].word_id for hyp in pending])
+    stepped = scorer.step_batch([hyp.parent for hyp in pending],
+                                [hyp.path[-1].word_id for hyp in pending])
     for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
         hyp.state, hyp.log_probs = state, log_probs.double().cpu().numpy()
     return len(pending)
@@ -388,7 +388,7 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (), k: int = 5,
     if n == 0:
         return Decoding([], [], letters=letters)
     lattice = build_lattice(letters, breaks, lexicon)
-    state, log_probs = start if start is not None else read_context(scorer, context)
+    state, log_probs = start if start is not None else scorer.read(context)
     root = _Hyp(0.0, 0.0, (), None, state, log_probs.double().cpu().numpy())
     estimate = _estimates(lattice, _unigram(vocab), n)
     width = max(beam, k)
