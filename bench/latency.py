@@ -55,7 +55,7 @@ from rnn_ime.model import ModelConfig, NextWordModel, State
 from rnn_ime.onnx_export import ExportConfig, export_model
 from rnn_ime.onnx_runtime import OnnxScorer
 from rnn_ime.predict import top_k
-from rnn_ime.scoring import NeuralScorer, RecurrentState
+from rnn_ime.scoring import NeuralScorer, Scorer
 from rnn_ime.vocab import BOS_ID, Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,15 +116,15 @@ def sample_prefixes(split: Split, n: int, length: int, seed: int) -> list[list[i
 
 
 # ---------------------------------------------------------------- the variants
-def stateful(scorer, vocab: Vocab) -> tuple[Callable, Request]:
+def stateful(scorer: Scorer, vocab: Vocab) -> tuple[Callable, Request]:
     """(prepare: prefix → state after <s> + prefix[:-1], request: (state, last word) → top 5)."""
-    def prepare(prefix: list[int]) -> RecurrentState:
+    def prepare(prefix: list[int]) -> Any:  # the scorer's state
         state, _ = scorer.step(scorer.start(), BOS_ID)
         for word_id in prefix[:-1]:
             state, _ = scorer.step(state, word_id)
         return state
 
-    def request(state: RecurrentState, word_id: int) -> tuple[list[str], torch.Tensor]:
+    def request(state: Any, word_id: int) -> tuple[list[str], torch.Tensor]:
         _, log_probs = scorer.step(state, word_id)
         return [s.word for s in top_k(log_probs, vocab, K)], log_probs
 

@@ -13,6 +13,7 @@ from rnn_ime.cli import main
 from rnn_ime.errors import RnnImeError
 from rnn_ime.ngram import NgramScorer
 from rnn_ime.predict import top_k
+from rnn_ime.scoring import Scorer
 from rnn_ime.vocab import BOS_ID, Vocab
 
 SPECIAL_IDS = {0, 1, 2}
@@ -22,7 +23,7 @@ def vocab(size: int) -> Vocab:
     return Vocab(("<pad>", "<unk>", "<s>", *(f"w{i}" for i in range(3, size))), (0,) * size)
 
 
-class BigramTable:
+class BigramTable(Scorer[int]):
     """A scorer whose next-word distribution is a fixed row per previous word."""
 
     name = "table"
@@ -36,8 +37,9 @@ class BigramTable:
     def start(self) -> int:
         return -1
 
-    def step(self, state: int, word_id: int) -> tuple[int, torch.Tensor]:
-        return word_id, self.table[word_id]
+    def step_batch(self, states: list[int], word_ids: list[int]
+                   ) -> list[tuple[int, torch.Tensor]]:
+        return [(word_id, self.table[word_id]) for word_id in word_ids]
 
 
 def brute_force(scorer, context: list[int], length: int, may_end: bool = False

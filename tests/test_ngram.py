@@ -15,7 +15,6 @@ from rnn_ime.data import DataDir, Split, target_positions
 from rnn_ime.errors import ConfigError
 from rnn_ime.metrics import evaluate
 from rnn_ime.ngram import NgramScorer, count_ngrams, discounts
-from rnn_ime.scoring import step_many
 from rnn_ime.vocab import BOS_ID, PAD_ID, UNK_ID, Vocab
 
 # ---------------------------------------------------------------- a plain-Python reference
@@ -179,7 +178,7 @@ def test_a_batched_step_is_each_step(small):
     data, scorer = small
     states = [scorer.start(), (BOS_ID,), (BOS_ID, 5, 6), (7, 8, 9)]
     words = [BOS_ID, 4, 10, 11]
-    for (state, log_probs), before, word_id in zip(step_many(scorer, states, words), states,
+    for (state, log_probs), before, word_id in zip(scorer.step_batch(states, words), states,
                                                     words, strict=True):
         want_state, want = scorer.step(before, word_id)
         assert state == want_state and torch.allclose(log_probs, want)

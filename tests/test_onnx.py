@@ -19,7 +19,7 @@ from rnn_ime.model import ModelConfig, NextWordModel
 from rnn_ime.onnx_export import ExportConfig, export_model, reranked_log_softmax
 from rnn_ime.onnx_runtime import OnnxScorer
 from rnn_ime.predict import Predictor
-from rnn_ime.scoring import NeuralScorer, step_many
+from rnn_ime.scoring import NeuralScorer
 from rnn_ime.train import TrainConfig, train
 from rnn_ime.vocab import BOS_ID
 
@@ -223,7 +223,7 @@ def test_a_batched_onnx_step_is_each_step(which, request):
             state, _ = scorer.step(state, word_id)
         states.append(state)
         words.append(context[0] + 1)
-    for (state, log_probs), before, word_id in zip(step_many(scorer, states, words), states,
+    for (state, log_probs), before, word_id in zip(scorer.step_batch(states, words), states,
                                                     words, strict=True):
         want_state, want = scorer.step(before, word_id)
         assert torch.allclose(log_probs, want, atol=1e-5)

@@ -20,13 +20,14 @@ from rnn_ime.pinyin import (
     segmentations,
     word_readings,
 )
+from rnn_ime.scoring import Scorer
 from rnn_ime.vocab import SPECIALS, Vocab
 
 WORDS = ["西安", "西", "安", "先", "今天", "今", "天", "金", "田", "气", "天气", "很", "好", "绿",
          "题", "是"]
 
 
-class BigramScorer:
+class BigramScorer(Scorer[int]):
     """A fake scorer: log p(next | last word) from a fixed random table."""
     name = "bigram"
 
@@ -40,9 +41,10 @@ class BigramScorer:
     def start(self) -> int:
         return 0
 
-    def step(self, state: int, word_id: int) -> tuple[int, torch.Tensor]:
-        self.steps += 1
-        return word_id, self.table[word_id]
+    def step_batch(self, states: list[int], word_ids: list[int]
+                   ) -> list[tuple[int, torch.Tensor]]:
+        self.steps += len(word_ids)
+        return [(word_id, self.table[word_id]) for word_id in word_ids]
 
 
 @pytest.fixture(scope="module")

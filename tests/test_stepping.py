@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rnn_ime.model import ModelConfig, NextWordModel
-from rnn_ime.scoring import NeuralScorer, step_many
+from rnn_ime.scoring import NeuralScorer
 from rnn_ime.stepping import TransposedLinear, exact_log_probs, recurrent_step
 from rnn_ime.vocab import BOS_ID, Vocab
 
@@ -83,13 +83,13 @@ def test_a_batched_step_is_each_step(options):
     scorer = NeuralScorer(_model(**options), vocab)
     states = _states_after(scorer, [[], [5], [9, 44, 3], [7, 7]])
     words = [BOS_ID, 12, 40, 3]
-    batched = step_many(scorer, states, words)
+    batched = scorer.step_batch(states, words)
     for (state, log_probs), before, word_id in zip(batched, states, words, strict=True):
         want_state, want = scorer.step(before, word_id)
         assert torch.allclose(log_probs, want, atol=1e-5)
         _, next_want = scorer.step(want_state, 8)  # the state carries on alike
         _, next_got = scorer.step(state, 8)
         assert torch.allclose(next_got, next_want, atol=1e-5)
-    assert step_many(scorer, [], []) == []
-    fresh = step_many(scorer, [scorer.start(), scorer.start()], [BOS_ID, 5])  # all zero states
+    assert scorer.step_batch([], []) == []
+    fresh = scorer.step_batch([scorer.start(), scorer.start()], [BOS_ID, 5])  # all zero states
     assert torch.allclose(fresh[1][1], scorer.step(scorer.start(), 5)[1], atol=1e-5)

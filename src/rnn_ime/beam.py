@@ -25,11 +25,9 @@ from typing import Any
 import torch
 
 from .errors import RnnImeError
-from .scoring import Scorer, read_context, step_many
+from .limits import MAX_BEAM, MAX_LENGTH
+from .scoring import Scorer
 from .vocab import BOS_ID, Vocab
-
-MAX_BEAM = 100
-MAX_LENGTH = 10
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: i
     check_beam(beam, length)
     allowed = torch.from_numpy(scorer.vocab.suggestable_mask())
     width = min(beam, int(allowed.sum()))
-    live = [_Live((), 0.0, *read_context(scorer, context))]
+    live = [_Live((), 0.0, *scorer.read(context))]
     finished: list[Continuation] = []
     for depth in range(1, length + 1):
         candidates: list[Continuation] = []  # live prefixes one word longer, parent in `owner`
@@ -89,8 +87,8 @@ def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: i
         kept = _best(candidates, beam)
         if depth == length or not kept:
             return _best(finished + kept, beam)
-        stepped = step_many(scorer, [owner[c.word_ids].state for c in kept],
-                            [c.word_ids[-1] for c in kept])  # one batched step
+        stepped = scorer.step_batch([owner[c.word_ids].state for c in kept],
+                                    [c.word_ids[-1] for c in kept])  # one batched step
         live = [_Live(c.word_ids, c.log_prob, *after)
                 for c, after in zip(kept, stepped, strict=True)]
     return _best(finished, beam)

@@ -17,8 +17,9 @@ import torch
 
 from .errors import DataDirError
 from .fsutil import read_json
-from .prepare import SPLITS
 from .vocab import BOS_ID, PAD_ID, Vocab
+
+SPLITS = ("train", "valid", "test")  # the splits of a data dir (prepare.py writes them)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from .errors import ConfigError, ModelError
 from .fsutil import read_json, write_json
 from .metrics import Judge, Tally
 from .ngram import NgramScorer
-from .scoring import Chunk, Scorer, read_context, step_many
+from .scoring import Chunk, Scorer
 
 MIXTURE_FILE = "mixture.json"
 NGRAM_FILE = "ngram.npz"
@@ -49,7 +49,7 @@ def mix_log_probs(first: torch.Tensor, second: torch.Tensor, weight: float) -> t
 MixtureState = tuple[Any, Any]  # (the recurrent scorer's state, the n-gram's state)
 
 
-class MixtureScorer:
+class MixtureScorer(Scorer[MixtureState]):
     """Any scorer (the recurrent model, under torch or ONNX) mixed with an n-gram. Its state is
     the pair of the two scorers' states."""
 
@@ -69,19 +69,16 @@ class MixtureScorer:
     def start(self) -> MixtureState:
         return self.first.start(), self.ngram.start()
 
-    def step(self, state: MixtureState, word_id: int) -> tuple[MixtureState, torch.Tensor]:
-        return self.step_batch([state], [word_id])[0]
-
     def step_batch(self, states: Sequence[MixtureState], word_ids: Sequence[int]
                    ) -> list[tuple[MixtureState, torch.Tensor]]:
-        firsts = step_many(self.first, [s[0] for s in states], word_ids)
-        seconds = step_many(self.ngram, [s[1] for s in states], word_ids)
+        firsts = self.first.step_batch([s[0] for s in states], word_ids)
+        seconds = self.ngram.step_batch([s[1] for s in states], word_ids)
         return [((a_state, b_state), mix_log_probs(a, b, self.weight))
                 for (a_state, a), (b_state, b) in zip(firsts, seconds, strict=True)]
 
     def read(self, context: Sequence[int]) -> tuple[MixtureState, torch.Tensor]:
-        a_state, a = read_context(self.first, context)
-        b_state, b = read_context(self.ngram, context)
+        a_state, a = self.first.read(context)
+        b_state, b = self.ngram.read(context)
         return (a_state, b_state), mix_log_probs(a, b, self.weight)
 
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:

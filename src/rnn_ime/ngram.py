@@ -45,7 +45,7 @@ import torch
 from .data import DataDir, Split, target_positions, windows
 from .errors import ConfigError, DataDirError
 from .fsutil import write_with
-from .scoring import Chunk
+from .scoring import Chunk, Scorer
 from .vocab import BOS_ID, PAD_ID, Vocab
 
 MIN_ORDER, MAX_ORDER, DEFAULT_ORDER = 2, 5, 4
@@ -188,8 +188,13 @@ def expand_ranges(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     return rows, np.arange(len(rows)) + skip
 
 
-class NgramScorer:
-    """Interpolated modified Kneser-Ney of order 2..5, behind the Scorer interface."""
+class NgramScorer(Scorer[tuple[int, ...]]):
+    """Interpolated modified Kneser-Ney of order 2..5, behind the Scorer interface.
+
+    State: a tuple of the last (at most) order − 1 ids read since the last <s>, that <s>
+    included; () before anything was read. `read`, `log_probs` and `split_log_probs` compute
+    every distribution at once instead of stepping.
+    """
 
     def __init__(self, vocab: Vocab, order: int, unigram: np.ndarray,
                  tables: list[np.ndarray], orders: list[OrderTable], discount: np.ndarray,
@@ -290,13 +295,9 @@ class NgramScorer:
         """The state is the last order − 1 ids; <s> begins a new passage."""
         return (BOS_ID,) if word_id == BOS_ID else (*state, word_id)[-(self.order - 1):]
 
-    def step(self, state: tuple[int, ...], word_id: int) -> tuple[tuple[int, ...], torch.Tensor]:
-        state = self._next_state(state, word_id)
-        return state, self._log_probs(self._histories([state]))[0]
-
     def read(self, context: Sequence[int]) -> tuple[tuple[int, ...], torch.Tensor]:
         """The state and log-probabilities after <s> and `context`, in one computation (as
-        stepping word by word would leave them; see scoring.read_context)."""
+        stepping word by word would leave them)."""
         ids = (BOS_ID, *context)
         since_bos = ids[max(i for i, word_id in enumerate(ids) if word_id == BOS_ID):]
         state = since_bos[-(self.order - 1):]
@@ -304,7 +305,7 @@ class NgramScorer:
 
     def step_batch(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
                    ) -> list[tuple[tuple[int, ...], torch.Tensor]]:
-        """`step` for several states, their distributions computed together."""
+        """The new states, their distributions computed together."""
         new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
         log_probs = self._log_probs(self._histories(new))
         return [(state, log_probs[i]) for i, state in enumerate(new)]

@@ -54,18 +54,12 @@ from . import modeldir
 from .errors import ConfigError, RnnImeError
 from .fsutil import sha256_file, write_with
 from .model import NextWordModel
+from .onnx_format import FP32_FILE, INT8_FILE, META, default_path, new_session
 from .stepping import exact_log_probs
 
 FORMATS = ("onnx",)
 OPSET = 17
 MIN_INT8_INNER = 32  # see fp32_matmuls
-FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
-META = "rnn_ime."  # prefix of our metadata keys
-
-
-def default_path(model_dir: str | Path, int8: bool = False) -> Path:
-    return Path(model_dir) / (INT8_FILE if int8 else FP32_FILE)
-
 
 Projection = Callable[[NextWordModel, torch.Tensor], torch.Tensor]
 
@@ -279,8 +273,6 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
 
 def check_against_torch(path: Path, spec: GraphSpec, batch: int = 3, seed: int = 0) -> float:
     """Largest |log-prob difference| between ONNX Runtime on `path` and torch, random inputs."""
-    from .onnx_runtime import new_session
-
     generator = torch.Generator().manual_seed(seed)
     vocab_size = spec.graph.model.config.vocab_size
     ids = torch.randint(3, vocab_size, (batch, *spec.inputs[0].shape[1:]), generator=generator)

@@ -3,14 +3,12 @@
 `rnn-ime export` writes the graph (onnx_export.py). Here a session runs it on the CPU with
 one intra-op thread by default: for one word at a time, latency is best without a thread pool
 to wake. Evaluation, top-k, the Predictor and the TypingSession work on it unchanged.
-
-State carried by a typing session (RecurrentState.hidden): a tuple of numpy arrays, h (L, 1, H)
-and, for the LSTM, c (L, 1, H); window models carry the window of ids instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +17,26 @@ import torch
 
 from . import modeldir
 from .data import Split, target_positions, windows
-from .errors import ModelError, RnnImeError
+from .errors import ModelError
 from .fsutil import sha256_file
-from .onnx_export import META, default_path
-from .scoring import Chunk, RecurrentState, next_window, padded_window
+from .onnx_format import META, default_path, new_session
+from .scoring import Chunk, Scorer, next_window, padded_window
 from .vocab import BOS_ID, PAD_ID, Vocab
 
 
-def new_session(path: str | Path, threads: int = 1) -> Any:
-    """An ONNX Runtime CPU session on `path` with `threads` intra-op threads."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise RnnImeError("the onnx runtime needs the onnxruntime package; run "
-                          "scripts/setup-venv.sh") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types, not exported
-        raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
-                         ) from None
+@dataclass
+class OnnxState:
+    """OnnxScorer's state: the step graph's state arrays, h (L, 1, H) and for the LSTM c
+    (L, 1, H), as numpy float32; or, for a window graph, the window of ids (no arrays)."""
+    arrays: tuple[np.ndarray, ...] = ()
+    window: tuple[int, ...] = ()
 
 
-class OnnxScorer:
-    """Scorer over an exported graph: "step" (lm, explicit state) or "window" (window ids)."""
+class OnnxScorer(Scorer[OnnxState]):
+    """Scorer over an exported graph: "step" (lm, explicit state) or "window" (window ids).
+
+    `log_probs` and `split_log_probs` run the graph on many rows at once; `read` is the
+    default (one step per word)."""
 
     def __init__(self, path: str | Path, vocab: Vocab, name: str = "onnx", threads: int = 1,
                  rows: int = 256) -> None:
@@ -112,31 +101,28 @@ class OnnxScorer:
         return tuple(np.zeros((layers, batch, hidden), np.float32) for _ in self.state_names)
 
     # ------------------------------------------------------------------ the Scorer interface
-    def start(self) -> RecurrentState:
-        """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
+    def start(self) -> OnnxState:
         if self.kind == "window":
-            return RecurrentState(hidden=None, window=())
-        return RecurrentState(hidden=self._zero_state(1), window=())
+            return OnnxState()
+        return OnnxState(arrays=self._zero_state(1))
 
-    def step(self, state: RecurrentState, word_id: int) -> tuple[RecurrentState, torch.Tensor]:
-        return self.step_batch([state], [word_id])[0]
-
-    def step_batch(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
-                   ) -> list[tuple[RecurrentState, torch.Tensor]]:
-        """`step` for several states in one run of the graph (see scoring.step_many)."""
+    def step_batch(self, states: Sequence[OnnxState], word_ids: Sequence[int]
+                   ) -> list[tuple[OnnxState, torch.Tensor]]:
+        """Every state's step in one run of the graph."""
+        if not states:
+            return []
         if self.kind == "window":
             windows = [next_window(state.window, word_id, self.seq_len)
                        for state, word_id in zip(states, word_ids, strict=True)]
             ids = np.asarray([padded for _, padded in windows], dtype=np.int64)
             log_probs = torch.from_numpy(self._run_window(ids))
-            return [(RecurrentState(None, kept), log_probs[i])
-                    for i, (kept, _) in enumerate(windows)]
-        stacked = tuple(np.concatenate([state.hidden[part] for state in states], axis=1)
-                        if len(states) > 1 else states[0].hidden[part]
+            return [(OnnxState(window=kept), log_probs[i]) for i, (kept, _) in enumerate(windows)]
+        stacked = tuple(np.concatenate([state.arrays[part] for state in states], axis=1)
+                        if len(states) > 1 else states[0].arrays[part]
                         for part in range(len(self.state_names)))
         log_probs, hidden = self._run_step(np.asarray(word_ids, dtype=np.int64), stacked)
         scores = torch.from_numpy(log_probs)
-        return [(RecurrentState(tuple(part[:, i:i + 1] for part in hidden), ()), scores[i])
+        return [(OnnxState(arrays=tuple(part[:, i:i + 1] for part in hidden)), scores[i])
                 for i in range(len(states))]
 
     def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -19,11 +19,11 @@ Three steps:
 
 3. **Search**: a beam over lattice positions, left to right. A hypothesis is a path from 0 to a
    position with its score: the language model's log-probability of its words given the text
-   before it (`read_context`, then one `step` per word), minus the penalties. At each position
-   only the `beam` best hypotheses are extended (each costs one `step`, done lazily when it is
-   extended; a position's hypotheses are stepped together in one batched call), and a position
-   whose best hypothesis, plus an optimistic unigram estimate of the rest, falls far behind the
-   best seen is skipped. Works with any Scorer.
+   before it (`read` of the context, then one `step` per word), minus the penalties. At each
+   position only the `beam` best hypotheses are extended (each costs one `step`, done lazily
+   when it is extended; a position's hypotheses are stepped together in one `step_batch`), and
+   a position whose best hypothesis, plus an optimistic unigram estimate of the rest, falls far
+   behind the best seen is skipped. Works with any Scorer.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 
 from .errors import RnnImeError
-from .scoring import Scorer, read_context, step_many
+from .limits import MAX_LETTERS, PINYIN_MAX_BEAM, PINYIN_MAX_K
+from .scoring import Scorer
 from .vocab import SPECIALS, UNK_ID, Vocab
 
-MAX_LETTERS = 64  # longest input, apostrophes included
 MAX_SYLLABLE = 6  # zhuang, chuang, shuang
 MAX_READINGS = 4  # readings kept per word (heteronym combinations)
 MAX_MIXED = 4  # words of up to this many syllables get every full/initial mix as a pattern
@@ -54,8 +54,6 @@ HETERONYM_PENALTY = 3.0  # nats for a reading other than pypinyin's first (见 a
 LITERAL_PENALTY = 12.0  # nats for a run of letters kept as typed
 PRUNE_MARGIN = 10.0  # nats: a position this far behind the best estimate is not extended
 DEFAULT_BEAM = 4
-MAX_BEAM = 16
-MAX_K = 20
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _INPUT = re.compile(r"[a-z']*")
 
@@ -323,8 +321,8 @@ class _Hyp:
 def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
     """Step every hypothesis not yet stepped, in one batched call; returns how many."""
     pending = [hyp for hyp in hyps if hyp.log_probs is None]
-    stepped = step_many(scorer, [hyp.parent for hyp in pending],
-                        [hyp.path[-1].word_id for hyp in pending])
+    stepped = scorer.step_batch([hyp.parent for hyp in pending],
+                                [hyp.path[-1].word_id for hyp in pending])
     for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
         hyp.state, hyp.log_probs = state, log_probs.double().cpu().numpy()
     return len(pending)
@@ -370,10 +368,10 @@ def _candidate(path: Sequence[Segment], letters: str, vocab: Vocab, consumed: li
 
 
 def check_options(k: int, beam: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise PinyinError(f"-k must be between 1 and {MAX_K}")
-    if not 1 <= beam <= MAX_BEAM:
-        raise PinyinError(f"--beam must be between 1 and {MAX_BEAM}")
+    if not 1 <= k <= PINYIN_MAX_K:
+        raise PinyinError(f"-k must be between 1 and {PINYIN_MAX_K}")
+    if not 1 <= beam <= PINYIN_MAX_BEAM:
+        raise PinyinError(f"--beam must be between 1 and {PINYIN_MAX_BEAM}")
 
 
 def decode(scorer: Scorer, raw: str, context: Sequence[int] = (), k: int = 5,
@@ -390,7 +388,7 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (), k: int = 5,
     if n == 0:
         return Decoding([], [], letters=letters)
     lattice = build_lattice(letters, breaks, lexicon)
-    state, log_probs = start if start is not None else read_context(scorer, context)
+    state, log_probs = start if start is not None else scorer.read(context)
     root = _Hyp(0.0, 0.0, (), None, state, log_probs.double().cpu().numpy())
     estimate = _estimates(lattice, _unigram(vocab), n)
     width = max(beam, k)

@@ -14,11 +14,10 @@ import torch
 
 from . import modeldir
 from .errors import ConfigError, RnnImeError
+from .limits import MAX_K
 from .scoring import NeuralScorer, Scorer
 from .text import get_tokenizer
 from .vocab import BOS_ID, SPECIALS, UNK_ID, Vocab
-
-MAX_K = 100
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,18 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from . import __version__
 from .corpus import Document, ReadReport, expand_specs, read_corpus
+from .data import SPLITS, Split
 from .errors import CorpusError
 from .fsutil import sha256_file, write_bytes, write_json
 from .text import clean_text, get_tokenizer
 from .vocab import BOS_ID, UNK_ID, Vocab, build_vocab
 
-if TYPE_CHECKING:
-    from .data import Split
-
-SPLITS = ("train", "valid", "test")
 DEFAULT_CORPUS = ("embedded",)
 FORMAT_VERSION = 1
 
@@ -251,8 +247,6 @@ def encode_corpus(specs: list[str], vocab: Vocab, fmt: str = "auto", strict: boo
                   log=print) -> tuple[Split, list[str]]:
     """Any corpus segmented with the tokenizer and encoded with `vocab`, as one split (every
     document, no deduplication against training: that is the caller's business)."""
-    from .data import Split
-
     tokenizer = get_tokenizer()
     token_docs: list[list[list[str]]] = []
     source_ids: list[int] = []

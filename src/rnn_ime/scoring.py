@@ -1,19 +1,30 @@
-"""The one interface every scorer answers (neural model, n-gram baseline, ONNX runtime).
+"""The one interface every scorer answers (neural model, n-gram baseline, ONNX runtime, and any
+wrapper of them), as the base class `Scorer`.
 
-- `log_probs(contexts)`: next-word log-probabilities for each context (a list of word ids,
-  not counting the leading <s>), shape (batch, vocab);
-- `start()` / `step(state, word_id)`: the stateful form for typing, one step per word
-  (a session begins with `step(start(), BOS_ID)`); a scorer may also answer
-  `step_batch(states, word_ids)`, several steps in one call (see `step_many`);
-- `split_log_probs(split)`: every word of a prepared split scored in context, in chunks of
-  (log_probs (N, V), target ids (N,), target offsets (N,)), for evaluation.
+A scorer writes two methods; the base class builds the rest on them, and a scorer overrides a
+default only to answer faster, never differently (the same numbers, to float rounding):
+
+    start() -> state                          the state before anything, not even <s>, was read
+    step_batch(states, word_ids)              B states, B words → B (state, log_probs (V,))
+      ├─ step(state, word_id)                 = step_batch of one
+      ├─ read(context)                        = step <s>, then each word of the context
+      │    └─ log_probs(contexts) (B, V)      = read each context
+      └─ split_log_probs(split)               = each passage stepped from its <s>, passages
+                                                side by side in one step_batch per position
+
+A context is a list of word ids, not counting the leading <s>: a session begins with
+`step(start(), BOS_ID)`. `split_log_probs(split)` scores every word of a prepared split in
+context, in chunks of (log_probs (N, V), target ids (N,), target offsets (N,)), for evaluation.
+Each scorer names its one state type (the type parameter, e.g. `Scorer[RecurrentState]`); a
+consumer only carries states from one call to the next and never looks inside.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -24,42 +35,68 @@ from .stepping import TransposedLinear, exact_log_probs, recurrent_step
 from .vocab import BOS_ID, PAD_ID, Vocab
 
 Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
+StateT = TypeVar("StateT")
 
 
-class Scorer(Protocol):
+class Scorer(ABC, Generic[StateT]):
+    """Next-word log-probabilities over `vocab`, in the stateful form (start / step_batch) and
+    the stateless one (log_probs), with defaults built on step_batch."""
+
     vocab: Vocab
     name: str
+    split_rows: int = 256  # passages stepped side by side by the default split_log_probs
 
-    def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor: ...
+    @abstractmethod
+    def start(self) -> StateT:
+        """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
 
-    def start(self) -> Any: ...
+    @abstractmethod
+    def step_batch(self, states: Sequence[StateT], word_ids: Sequence[int]
+                   ) -> list[tuple[StateT, torch.Tensor]]:
+        """Commit word_ids[i] after states[i], for every i at once: the new state and the
+        (V,) next-word log-probabilities of each. One word per state; no states give []."""
 
-    def step(self, state: Any, word_id: int) -> tuple[Any, torch.Tensor]: ...
+    def step(self, state: StateT, word_id: int) -> tuple[StateT, torch.Tensor]:
+        """Commit one word: the new state and the (V,) next-word log-probabilities."""
+        return self.step_batch([state], [word_id])[0]
 
-    def split_log_probs(self, split: Split) -> Iterator[Chunk]: ...
+    def read(self, context: Sequence[int]) -> tuple[StateT, torch.Tensor]:
+        """The state and (V,) log-probabilities after <s> and `context`, as stepping word by
+        word leaves them (a scorer that can read a context in one pass overrides this)."""
+        state, log_probs = self.step(self.start(), BOS_ID)
+        for word_id in context:
+            state, log_probs = self.step(state, word_id)
+        return state, log_probs
 
+    def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(batch, V) next-word log-probabilities, one row per context (each read from <s>)."""
+        rows = [self.read(context)[1] for context in contexts]
+        return torch.stack(rows) if rows else torch.empty(0, len(self.vocab))
 
-def read_context(scorer: Scorer, context: Sequence[int]) -> tuple[Any, torch.Tensor]:
-    """The scorer's state and log-probabilities after <s> and `context`: in one pass where the
-    scorer can (`read`), else one `step` per word."""
-    if hasattr(scorer, "read"):
-        return scorer.read(context)
-    state, log_probs = scorer.step(scorer.start(), BOS_ID)
-    for word_id in context:
-        state, log_probs = scorer.step(state, word_id)
-    return state, log_probs
+    def split_log_probs(self, split: Split) -> Iterator[Chunk]:
+        """Every word of `split`, each passage read from its <s> as a typing session reads it.
 
+        Passages of similar length step side by side, `split_rows` at a time:
 
-def step_many(scorer: Scorer, states: Sequence[Any], word_ids: Sequence[int]
-              ) -> list[tuple[Any, torch.Tensor]]:
-    """`scorer.step` for each (state, word) pair: one batched call where the scorer can
-    (`step_batch`: a batch of B rows reads the weights once, so it costs little more than one
-    row), else one step after another."""
-    if len(states) != len(word_ids):
-        raise ValueError("step_many: one word per state")
-    if len(states) > 1 and hasattr(scorer, "step_batch"):
-        return scorer.step_batch(states, word_ids)
-    return [scorer.step(state, word_id) for state, word_id in zip(states, word_ids, strict=True)]
+            position t:  step_batch(states of the passages with a word at t + 1, token t)
+                         → their log-probabilities of token t + 1, one chunk
+        """
+        tokens = np.asarray(split.tokens).astype(np.int64)
+        lengths = split.ends - split.starts  # <s> + words
+        order = np.argsort(lengths, kind="stable")
+        for begin in range(0, len(order), self.split_rows):
+            group = order[begin:begin + self.split_rows]
+            starts, group_lengths = split.starts[group], lengths[group]
+            states = [self.start() for _ in group]
+            for t in range(int(group_lengths.max()) - 1):
+                live = np.flatnonzero(t < group_lengths - 1)
+                stepped = self.step_batch([states[i] for i in live],
+                                          tokens[starts[live] + t].tolist())
+                for i, (state, _) in zip(live.tolist(), stepped, strict=True):
+                    states[i] = state
+                offsets = starts[live] + t + 1
+                yield (torch.stack([log_probs for _, log_probs in stepped]),
+                       torch.from_numpy(tokens[offsets]), offsets)
 
 
 def padded_window(ids: Sequence[int], seq_len: int) -> tuple[int, ...]:
@@ -108,13 +145,18 @@ def length_batches(lengths: np.ndarray, max_tokens: int) -> Iterator[np.ndarray]
 
 @dataclass
 class RecurrentState:
-    """What a typing session carries: the recurrent state and, for window models, the window."""
+    """NeuralScorer's state: the recurrent state h, or (h, c) for the LSTM, each (L, 1, H)
+    (None before the first step: zeros), or for window models the window of ids; and the
+    features (1, F) the last step's log-probabilities were projected from."""
     hidden: State
     window: tuple[int, ...]
     features: torch.Tensor | None = None
 
 
-class NeuralScorer:
+class NeuralScorer(Scorer[RecurrentState]):
+    """The recurrent model (either objective) in torch. Overrides every default: `read` and
+    `split_log_probs` run whole sequences through the model in one call."""
+
     def __init__(self, model: NextWordModel, vocab: Vocab, name: str = "rnn",
                  max_tokens: int = 16384, logit_rows: int = 2048) -> None:
         self.model = model.eval()
@@ -137,25 +179,22 @@ class NeuralScorer:
             features, _ = self.model(ids)
             return self.model.log_probs(features)
         # contexts differ in length; each is read from a zero state, as a typing session is
-        return torch.stack([self.read(context)[1] for context in contexts])
+        return super().log_probs(contexts)
 
     def start(self) -> RecurrentState:
-        """The state before anything, not even <s>, was read; step(start(), BOS_ID) begins."""
         return RecurrentState(hidden=None, window=())
-
-    def step(self, state: RecurrentState, word_id: int) -> tuple[RecurrentState, torch.Tensor]:
-        """Commit one word: one recurrent step (lm) or one window run, then the projection.
-
-        The lm step runs the cell functions rather than the whole nn.LSTM/GRU/RNN module, and
-        the projection reads transposed weights (see stepping.py): the same numbers, faster.
-        """
-        return self.step_batch([state], [word_id])[0]
 
     @torch.inference_mode()
     def step_batch(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
                    ) -> list[tuple[RecurrentState, torch.Tensor]]:
-        """`step` for several states at once (see `step_many`); the same numbers to float
-        rounding."""
+        """One recurrent step (lm) or one window run for B states, then the projection: a
+        batch of B rows reads the weights once, so it costs little more than one row.
+
+        The lm step runs the cell functions rather than the whole nn.LSTM/GRU/RNN module, and
+        the projection reads transposed weights (see stepping.py): the same numbers, faster.
+        """
+        if not states:
+            return []
         if self.model.config.objective == "window":
             windows = [next_window(state.window, word_id, self.seq_len)
                        for state, word_id in zip(states, word_ids, strict=True)]

@@ -32,13 +32,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .beam import beam_search
 from .errors import ConfigError, RnnImeError
-from .pinyin import MAX_LETTERS, decode, lexicon_for
+from .limits import (
+    MAX_LETTERS,
+    SERVER_MAX_BEAM,
+    SERVER_MAX_BODY_BYTES,
+    SERVER_MAX_K,
+    SERVER_MAX_LENGTH,
+    SERVER_MAX_TEXT,
+)
+from .pinyin import decode, lexicon_for
 from .predict import Predictor
 
-MAX_TEXT = 2000
-MAX_K = 20
-MAX_BEAM = 8
-MAX_LENGTH = 8
 STATIC = Path(__file__).with_name("static")
 # The page loads nothing from elsewhere; say so to the browser too.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
@@ -60,28 +64,30 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field("", max_length=MAX_TEXT, strict=True,
+    text: str = Field("", max_length=SERVER_MAX_TEXT, strict=True,
                       description="the text typed so far; empty asks for a passage's first word")
 
 
 class SuggestRequest(_Request):
-    k: WholeNumber = Field(5, ge=1, le=MAX_K, strict=True, description="how many next words")
+    k: WholeNumber = Field(5, ge=1, le=SERVER_MAX_K, strict=True,
+                           description="how many next words")
 
 
 class CompleteRequest(_Request):
-    beam: WholeNumber = Field(4, ge=1, le=MAX_BEAM, strict=True,
-                      description="beam width, and the most continuations returned")
-    length: WholeNumber = Field(4, ge=1, le=MAX_LENGTH, strict=True,
-                        description="words per continuation")
+    beam: WholeNumber = Field(4, ge=1, le=SERVER_MAX_BEAM, strict=True,
+                              description="beam width, and the most continuations returned")
+    length: WholeNumber = Field(4, ge=1, le=SERVER_MAX_LENGTH, strict=True,
+                                description="words per continuation")
 
 
 class PinyinRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     letters: str = Field(min_length=1, max_length=MAX_LETTERS, pattern=r"^[A-Za-z']+$",
                          strict=True, description="typed pinyin: letters a-z and apostrophes")
-    context: str = Field("", max_length=MAX_TEXT, strict=True,
+    context: str = Field("", max_length=SERVER_MAX_TEXT, strict=True,
                          description="the text already committed before it")
-    k: WholeNumber = Field(9, ge=1, le=MAX_K, strict=True, description="candidates of each kind")
+    k: WholeNumber = Field(9, ge=1, le=SERVER_MAX_K, strict=True,
+                           description="candidates of each kind")
 
 
 class PinyinCandidate(BaseModel):
@@ -226,7 +232,6 @@ def _jsonable_config(predictor: Predictor) -> dict[str, Any]:
     return {"model": asdict(model_config)} if is_dataclass(model_config) else {}
 
 
-MAX_BODY_BYTES = 64 * 1024
 PRIVATE_TRAIN_KEYS = ("data", "out", "extra")  # local paths and free-form notes
 
 
@@ -258,8 +263,8 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
     async def limit_body_size(request: Request, call_next):
         """Refuse an oversized body before reading it (text is capped at 2,000 characters)."""
         length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            message = f"the request body is larger than {MAX_BODY_BYTES:,} bytes"
+        if not length.isdigit() or int(length) > SERVER_MAX_BODY_BYTES:
+            message = f"the request body is larger than {SERVER_MAX_BODY_BYTES:,} bytes"
             return JSONResponse(ErrorResponse(error=message).model_dump(), status_code=413)
         return await call_next(request)
 

@@ -4,13 +4,15 @@ A checkpoint (`train_state.pt`, written atomically) holds everything a run needs
 exactly where it stopped: weights, optimizer and scheduler state, the position inside the
 epoch, the carried recurrent state and the RNG state. Resuming therefore gives the same weights
 as a run that was never interrupted.
+
+`python -m rnn_ime.train …` (what torchrun runs) is `rnn-ime train …`: see __main__.py, a front
+end like the CLI; nothing here imports one.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,8 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from . import distributed
-from .data import (
+from .. import distributed
+from ..data import (
     DataDir,
     every_kth_passage,
     lm_batches,
@@ -35,12 +37,12 @@ from .data import (
     window_batches,
     window_steps_per_epoch,
 )
-from .errors import ConfigError, ModelError
-from .fsutil import write_json, write_with
-from .metrics import evaluate
-from .model import ModelConfig, NextWordModel, State, count_parameters, detach_state
-from .modeldir import save_config, save_weights, torch_load_state
-from .scoring import NeuralScorer
+from ..errors import ConfigError, ModelError
+from ..fsutil import write_json, write_with
+from ..metrics import evaluate
+from ..model import ModelConfig, NextWordModel, State, count_parameters, detach_state
+from ..modeldir import save_config, save_weights, torch_load_state
+from ..scoring import NeuralScorer
 
 STATE_FILE = "train_state.pt"
 
@@ -445,14 +447,3 @@ def _unpack_state(tensors: list[torch.Tensor], device: torch.device) -> State:
 
 def train(config: TrainConfig, log=print) -> dict:
     return Trainer(config, log).run()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m rnn_ime.train …`: the same options as `rnn-ime train` (used by torchrun)."""
-    from .cli import main as cli_main
-
-    cli_main(["train", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    main()

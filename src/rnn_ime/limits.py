@@ -1,0 +1,21 @@
+"""Every limit on what a user may ask for, defined once.
+
+The engine checks its own (predict.check_k, beam.check_beam, pinyin.check_options and
+normalize) for the library and the CLI; the HTTP server tightens some, so that one request,
+which holds the model's lock, stays cheap.
+"""
+
+# the engine: library and CLI
+MAX_K = 100  # next words of `predict` / Predictor.suggest
+MAX_BEAM = 100  # beam width of beam search (continuations)
+MAX_LENGTH = 10  # words per continuation
+MAX_LETTERS = 64  # typed pinyin, apostrophes included
+PINYIN_MAX_K = 20  # pinyin candidates of each kind
+PINYIN_MAX_BEAM = 16  # pinyin hypotheses kept per lattice position
+
+# one HTTP request (server.py)
+SERVER_MAX_TEXT = 2000  # characters of typed text or context
+SERVER_MAX_K = 20  # next words, or pinyin candidates of each kind
+SERVER_MAX_BEAM = 8
+SERVER_MAX_LENGTH = 8
+SERVER_MAX_BODY_BYTES = 64 * 1024
