@@ -1,18 +1,26 @@
 """Prediction quality, reproducibly: every model gets the same training-time budget on the same
-data, then is scored on the same test split by the same code (metrics.evaluate).
+data, with more than one seed, and is scored by the same code (metrics.evaluate). Choices are
+made on the validation split only; the test split is reported.
+
+- the recurrent cells (and the course's model) side by side, each trained with every --seeds;
+- the Kneser-Ney n-grams on the same training split and vocabulary;
+- the best cell by validation KSR@5 (mean over seeds) mixed with the KN 4-gram, the weight fitted
+  on validation (rnn_ime.mixture), as `rnn-ime mix` does for the main job;
+- whether the best cell's lead over the next exceeds the spread between seeds.
 
 Writes docs/results.md (tables, with the command and date in its header), PNG plots beside it
-(validation top-1 against training time; accuracy by context length) and bench/out/quality.json.
+and bench/out/quality.json; the trained models stay in bench/out/quality-models/.
 
-    .venv/bin/python bench/quality.py                  # 150 s of training per model
-    .venv/bin/python bench/quality.py --seconds 30 --configs lm-lstm 'kn 4-gram'   # a quick look
+    .venv/bin/python bench/quality.py --seconds 120               # about 25 min on 2 cores
+    .venv/bin/python bench/quality.py --seconds 30 --seeds 0 --configs lm-gru 'kn 4-gram'
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
+import shutil
+import statistics
 import sys
 from pathlib import Path
 from queue import Empty
@@ -20,6 +28,7 @@ from queue import Empty
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, ROOT, ensure_data, machine, write_json  # noqa: E402
 
+from rnn_ime import mixture  # noqa: E402
 from rnn_ime.data import DataDir  # noqa: E402
 from rnn_ime.metrics import CONTEXT_BUCKETS, evaluate  # noqa: E402
 from rnn_ime.modeldir import load  # noqa: E402
@@ -27,43 +36,58 @@ from rnn_ime.ngram import NgramScorer  # noqa: E402
 from rnn_ime.scoring import NeuralScorer  # noqa: E402
 from rnn_ime.train import TrainConfig, Trainer  # noqa: E402
 
+MODELS = OUT / "quality-models"
 COURSE = dict(objective="window", seq_len=5, cell="rnn", batch_size=64, embed=128, hidden=256,
               softmax="full", plain_adam=True, lr=1e-3, dropout=0.0)
 NEURAL = {
     "course (rnn, window 5)": COURSE,
     "lm-rnn": dict(cell="rnn"),
-    "lm-gru (default)": dict(cell="gru"),
+    "lm-gru": dict(cell="gru"),
     "lm-lstm": dict(cell="lstm"),
     "lm-lstm, 2 layers": dict(cell="lstm", layers=2),
     "lm-lstm, tied, full softmax": dict(cell="lstm", tie_weights=True, softmax="full"),
 }
+CELLS = ("lm-rnn", "lm-gru", "lm-lstm")  # the candidates for the product's default cell
 NGRAMS = {"kn 3-gram": 3, "kn 4-gram": 4}
-REVIEWS_ONLY = "lm-gru (default), reviews only"
+BASELINE = "kn 4-gram"
+MIXTURE = "mixture"
+REVIEWS_ONLY = "lm-gru, reviews only"
+DEFAULT_CONFIGS = ["course (rnn, window 5)", *CELLS, *NGRAMS, MIXTURE, REVIEWS_ONLY]
 
 
-def train_and_score(name: str, options: dict, data: str, seconds: float, queue) -> None:
-    """In a fresh process: train for `seconds`, then score the best weights on the test split."""
-    with __import__("tempfile").TemporaryDirectory() as out:
-        config = TrainConfig(data=data, out=str(Path(out) / "m"), time_budget=seconds,
-                             epochs=10_000, progress=False, checkpoint_every=10**9,
-                             eval_every_seconds=max(seconds / 5, 10), **options)
-        summary = Trainer(config, log=lambda *_: None).run()
-        model, vocab, _ = load(config.out)
-        data_dir = DataDir(data)
-        result = evaluate(NeuralScorer(model, vocab), data_dir.split("test"),
-                          data_dir.source_names)
-        size = (Path(config.out) / "best.safetensors").stat().st_size
-        queue.put({"name": name, "options": options, **result,
-                   "train_seconds": summary["train_seconds"],
-                   "words_per_second": summary["target_words_per_second"],
-                   "parameters": summary["parameters"], "size_mb": size / 2**20,
-                   "validation": summary["validation"]})
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
 
 
-def run_neural(name: str, options: dict, data: str, seconds: float) -> dict:
+def train_and_score(name: str, options: dict, data: str, seconds: float, seed: int, out: str,
+                    queue) -> None:
+    """In a fresh process: train for `seconds`, then score the best weights on the validation
+    split (what choices are made on) and on the test split (what is reported)."""
+    shutil.rmtree(out, ignore_errors=True)
+    config = TrainConfig(data=data, out=out, time_budget=seconds, epochs=10_000, seed=seed,
+                         progress=False, checkpoint_every=10**9,
+                         eval_every_seconds=max(seconds / 5, 10), **options)
+    summary = Trainer(config, log=lambda *_: None).run()
+    model, vocab, _ = load(config.out)
+    data_dir = DataDir(data)
+    scorer = NeuralScorer(model, vocab)
+    valid = evaluate(scorer, data_dir.split("valid"), data_dir.source_names)
+    test = evaluate(scorer, data_dir.split("test"), data_dir.source_names)
+    size = (Path(config.out) / "best.safetensors").stat().st_size
+    queue.put({"name": name, "seed": seed, "options": options, "model_dir": out,
+               "valid": valid, **test,
+               "train_seconds": summary["train_seconds"],
+               "words_per_second": summary["target_words_per_second"],
+               "parameters": summary["parameters"], "size_mb": size / 2**20,
+               "validation": summary["validation"]})
+
+
+def run_neural(name: str, options: dict, data: str, seconds: float, seed: int) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=train_and_score, args=(name, options, data, seconds, queue))
+    out = str(MODELS / f"{slug(name)}-seed{seed}")
+    process = context.Process(target=train_and_score,
+                              args=(name, options, data, seconds, seed, out, queue))
     process.start()
     while True:
         try:
@@ -91,8 +115,9 @@ def run_ngram(name: str, order: int, data: str) -> dict:
     data_dir = DataDir(data)
     scorer = NgramScorer.train(data_dir.split("train"), data_dir.vocab, order)
     size = array_bytes(scorer)
+    valid = evaluate(scorer, data_dir.split("valid"), data_dir.source_names)
     result = evaluate(scorer, data_dir.split("test"), data_dir.source_names)
-    return {"name": name, "options": {"order": order}, **result,
+    return {"name": name, "seed": None, "options": {"order": order}, "valid": valid, **result,
             "train_seconds": scorer.train_seconds, "parameters": None, "size_mb": size / 2**20,
             "validation": []}
 
@@ -101,16 +126,50 @@ def pct(value) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def summarise(runs: list[dict]) -> dict:
+    """One row per config: test and validation figures averaged over seeds, with their range."""
+    first = runs[0]
+    row = {k: first[k] for k in ("name", "options", "parameters", "size_mb", "validation")
+           if k in first}
+    row["seeds"] = [r["seed"] for r in runs]
+    for key in ("perplexity", "top1", "top3", "top5", "ksr1", "ksr5", "train_seconds",
+                "words_per_second"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            row[key] = statistics.fmean(values)
+            row[f"{key}_range"] = (min(values), max(values))
+    for key in ("top1", "ksr5", "perplexity"):
+        values = [r["valid"][key] for r in runs]
+        row[f"valid_{key}"] = statistics.fmean(values)
+        row[f"valid_{key}_range"] = (min(values), max(values))
+    row["by_context"] = {label: {"top1": statistics.fmean(
+        r["by_context"][label]["top1"] for r in runs)} for _, _, label in CONTEXT_BUCKETS}
+    row["by_source"] = {source: {k: statistics.fmean(r["by_source"][source][k] for r in runs)
+                                 for k in ("perplexity", "top1", "top5")}
+                        for source in first.get("by_source", {})}
+    row["runs"] = runs
+    return row
+
+
+def spread(row: dict, key: str) -> str:
+    low, high = row.get(f"{key}_range", (None, None))
+    if low is None or len(row["seeds"]) < 2:
+        return pct(row.get(key))
+    return f"{row[key]:.1%} ± {(high - low) / 2:.1%}"
+
+
 def results_table(rows: list[dict]) -> list[str]:
-    lines = ["| model | test ppl | top-1 | top-3 | top-5 | KSR@5 | training | words/s | "
-             "parameters | size |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | seeds | valid top-1 | valid KSR@5 | test ppl | test top-1 | test top-5 | "
+             "test KSR@1 | test KSR@5 | words/s | parameters |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = f"{r['parameters'] / 1e6:.1f} M" if r.get("parameters") else "–"
-        speed = f"{r['words_per_second']:,}" if r.get("words_per_second") else "–"
-        lines.append(f"| {r['name']} | {r['perplexity']:.1f} | {pct(r['top1'])} | "
-                     f"{pct(r['top3'])} | {pct(r['top5'])} | {pct(r.get('ksr5'))} | "
-                     f"{r['train_seconds']:.1f} s | {speed} | {params} | "
-                     f"{r['size_mb']:.1f} MB |")
+        speed = f"{r['words_per_second']:,.0f}" if r.get("words_per_second") else "–"
+        seeds = ", ".join(str(s) for s in r["seeds"] if s is not None) or "–"
+        lines.append(f"| {r['name']} | {seeds} | {spread(r, 'valid_top1')} | "
+                     f"{spread(r, 'valid_ksr5')} | {r['perplexity']:.1f} | {spread(r, 'top1')} | "
+                     f"{spread(r, 'top5')} | {spread(r, 'ksr1')} | {spread(r, 'ksr5')} | "
+                     f"{speed} | {params} |")
     return lines
 
 
@@ -122,7 +181,7 @@ def source_table(rows: list[dict], sources: list[str]) -> list[str]:
         for s in sources:
             part = r.get("by_source", {}).get(s)
             cells.append(f"{part['perplexity']:.0f} / {pct(part['top1'])} / {pct(part['top5'])}"
-                         if part and part.get("words") else "–")
+                         if part else "–")
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -156,13 +215,11 @@ def plot(rows: list[dict], docs: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in rows:
-        if r["validation"]:
-            ax.plot([v["train_seconds"] for v in r["validation"]],
-                    [100 * v["top1"] for v in r["validation"]], marker="o", label=r["name"])
-    for r, style in zip([r for r in rows if not r["validation"]], ["--", ":", "-."],
-                        strict=False):
-        ax.axhline(100 * r["top1"], linestyle=style, linewidth=1, color="grey",
-                   label=f"{r['name']} (test top-1)")
+        for run in r.get("runs", []):
+            if run.get("validation"):
+                ax.plot([v["train_seconds"] for v in run["validation"]],
+                        [100 * v["top1"] for v in run["validation"]], marker="o",
+                        label=f"{r['name']} (seed {run['seed']})")
     files = [_save_plot(fig, ax, docs / "quality_valid_top1.png", "training time (s)",
                         "validation top-1 (%)", "Validation top-1 against training time")]
 
@@ -177,102 +234,149 @@ def plot(rows: list[dict], docs: Path) -> list[str]:
     plt.close("all")
     return files
 
+
+def run_mixture(best: dict, data: str) -> dict:
+    """The best cell's first seed mixed with the KN 4-gram, its weight fitted on validation."""
+    run = best["runs"][0]
+    model, vocab, _ = load(run["model_dir"])
+    data_dir = DataDir(data)
+    neural = NeuralScorer(model, vocab)
+    ngram = NgramScorer.train(data_dir.split("train"), vocab, NGRAMS[BASELINE])
+    record = mixture.fit(neural, ngram, data_dir.split("valid"))
+    scorer = mixture.MixtureScorer(neural, ngram, record["weight"])
+    valid = evaluate(scorer, data_dir.split("valid"), data_dir.source_names)
+    test = evaluate(scorer, data_dir.split("test"), data_dir.source_names)
+    name = f"{best['name']} (seed {run['seed']}) + {BASELINE}, weight {record['weight']:g}"
+    row = summarise([{"name": name, "seed": run["seed"], "options": {"fit": record},
+                      "valid": valid, **test, "parameters": None, "size_mb": None,
+                      "validation": []}])
+    return {**row, "kind": "mixture"}
+
+
+def lead_over_spread(rows: list[dict]) -> str:
+    """Does the best cell's validation KSR@5 lead exceed the spread between seeds?"""
+    ranked = sorted(rows, key=lambda r: r["valid_ksr5"], reverse=True)
+    if len(ranked) < 2:
+        return ""
+    best, second = ranked[0], ranked[1]
+    low_best = best["valid_ksr5_range"][0]
+    high_second = second["valid_ksr5_range"][1]
+    lead = best["valid_ksr5"] - second["valid_ksr5"]
+    verdict = ("exceeds the spread: every seed of the best is above every seed of the next"
+               if low_best > high_second else
+               "is within the spread between seeds: the two are not told apart by this run")
+    return (f"Validation KSR@5: {best['name']} {best['valid_ksr5']:.2%} against "
+            f"{second['name']} {second['valid_ksr5']:.2%} (mean of seeds {best['seeds']}); the "
+            f"lead of {lead * 100:.2f} points {verdict}.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/default",
                         help="data dir (prepared from the default corpus when missing)")
     parser.add_argument("--reviews-data", default="data/reviews",
                         help="reviews-only data dir for the more-text comparison")
-    parser.add_argument("--seconds", type=float, default=150, help="training time per model")
+    parser.add_argument("--seconds", type=float, default=120, help="training time per model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="every recurrent config is trained once per seed")
     parser.add_argument("--configs", nargs="+", default=None,
-                        help=f"subset of: {', '.join([*NEURAL, *NGRAMS, REVIEWS_ONLY])}")
+                        help=f"subset of: {', '.join([*NEURAL, *NGRAMS, MIXTURE, REVIEWS_ONLY])}")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
-    parser.add_argument("--update", action="store_true",
-                        help="rerun only --configs and keep the other rows of the last run "
-                             "(bench/out/quality.json)")
     args = parser.parse_args()
     command = "python bench/quality.py " + " ".join(
         f"'{a}'" if " " in a else a for a in sys.argv[1:])
-    previous = json.loads((OUT / "quality.json").read_text()) if args.update else None
-    if previous and previous["seconds"] != args.seconds:
-        raise SystemExit(f"--update needs the last run's --seconds {previous['seconds']}")
     data = str(ensure_data(Path(args.data), ["embedded"], 3, None))
-    wanted = args.configs or [*NEURAL, *NGRAMS, REVIEWS_ONLY]
-    rows = []
+    wanted = args.configs or DEFAULT_CONFIGS
+    unknown = [n for n in wanted if n not in {*NEURAL, *NGRAMS, MIXTURE, REVIEWS_ONLY}]
+    if unknown:
+        raise SystemExit(f"unknown configs: {unknown}")
+    rows, extra = [], []
     for name in wanted:
-        print(f"… {name}", flush=True)
         if name in NGRAMS:
-            rows.append(run_ngram(name, NGRAMS[name], data))
+            print(f"… {name}", flush=True)
+            rows.append(summarise([run_ngram(name, NGRAMS[name], data)]))
         elif name in NEURAL:
-            rows.append(run_neural(name, NEURAL[name], data, args.seconds))
-        elif name == REVIEWS_ONLY:
-            reviews = str(ensure_data(Path(args.reviews_data), ["embedded:reviews"], 3, None))
-            row = run_neural(name, NEURAL["lm-gru (default)"], reviews, args.seconds)
-            row["by_source"] = {"reviews": {k: row[k] for k in ("words", "perplexity", "top1",
-                                                                 "top5")}}
-            rows.append(row)
-        else:
-            raise SystemExit(f"unknown config {name!r}")
-        r = rows[-1]
-        print(f"  test ppl {r['perplexity']:.1f} · top-1 {r['top1']:.1%} · top-5 "
-              f"{r['top5']:.1%} · KSR@5 {pct(r.get('ksr5'))}", flush=True)
-    commands = [command]
-    if previous:
-        commands = [*previous.get("commands", [previous["command"]]), command]
-        rerun = {r["name"]: r for r in rows}
-        rows = [rerun.pop(r["name"], r) for r in previous["results"]] + list(rerun.values())
+            runs = []
+            for seed in args.seeds:
+                print(f"… {name}, seed {seed}", flush=True)
+                runs.append(run_neural(name, NEURAL[name], data, args.seconds, seed))
+                r = runs[-1]
+                print(f"  valid top-1 {r['valid']['top1']:.1%} KSR@5 {pct(r['valid'].get('ksr5'))}"
+                      f" · test top-1 {r['top1']:.1%} KSR@5 {pct(r.get('ksr5'))}", flush=True)
+            rows.append(summarise(runs))
+    cells = [r for r in rows if r["name"] in CELLS]
+    best = max(cells, key=lambda r: r["valid_ksr5"]) if cells else None
+    if MIXTURE in wanted and best:
+        print(f"… {best['name']} mixed with {BASELINE} (weight fitted on validation)", flush=True)
+        rows.append(run_mixture(best, data))
+    if REVIEWS_ONLY in wanted:
+        print(f"… {REVIEWS_ONLY}", flush=True)
+        reviews = str(ensure_data(Path(args.reviews_data), ["embedded:reviews"], 3, None))
+        extra.append(summarise([run_neural(REVIEWS_ONLY, NEURAL["lm-gru"], reviews,
+                                           args.seconds, args.seeds[0])]))
+    for r in rows + extra:
+        print(f"{r['name']:<48} valid top-1 {spread(r, 'valid_top1'):>14} · test top-1 "
+              f"{spread(r, 'top1'):>14} KSR@5 {spread(r, 'ksr5'):>14}")
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     figures = plot(rows, docs)
-    sources = DataDir(data).source_names
+    source_names = DataDir(data).source_names
     manifest = DataDir(data).manifest
-    on_default = [r for r in rows if r["name"] != REVIEWS_ONLY]
-    neural = [r for r in on_default if r.get("parameters")]
-    ngram = [r for r in on_default if not r.get("parameters")]
-    best_neural = max(neural, key=lambda r: r["top1"]) if neural else None
-    best_ngram = max(ngram, key=lambda r: r["top1"]) if ngram else None
+    baseline = next((r for r in rows if r["name"] == BASELINE), None)
     m = machine()
+    test = manifest["splits"]["test"]
+    dedup = "; ".join(f"{s['name']}: {s['duplicates_dropped']:,} duplicates and "
+                      f"{s.get('near_duplicates_dropped', 0):,} near-duplicates dropped"
+                      for s in manifest["sources"])
     lines = [
         "# Prediction quality: recurrent models against a Kneser-Ney baseline",
         "",
-        "Produced by " + ", then ".join(f"`{c}`" for c in commands)
-        + f" (the last on {m['date']}; {m['cpu_count']} CPU cores, "
-        f"{m['torch_threads']} torch threads, torch {m['torch']}). A `--update` run retrains "
-        "only the models it names and keeps the other rows. Rerunning gives the same within "
-        "noise, on a quiet machine: training stops on wall time, so a busier machine trains "
-        "fewer steps (the words/s column shows it).",
+        f"Produced by `{command}` on {m['date']} ({m['cpu_count']} CPU cores, "
+        f"{m['torch_threads']} torch threads, torch {m['torch']}). Training stops on wall time, "
+        "so a busier machine trains fewer steps (the words/s column shows it).",
         "",
-        f"Data: `{data}` — sources {', '.join(sources)}; vocabulary "
-        f"{manifest['vocab']['size']:,} (training words seen ≥ {manifest['vocab']['min_count']} "
-        f"times); test split {manifest['splits']['test']['words']:,} words, "
-        f"{manifest['splits']['test']['unknown_words'] / manifest['splits']['test']['words']:.1%}"
-        " of them outside the vocabulary (always a miss: `<unk>` is never suggested).",
+        f"Data: `{data}` — sources {', '.join(source_names)}, split by document (a news article "
+        f"keeps its paragraphs together); {dedup}. Vocabulary {manifest['vocab']['size']:,} "
+        f"(training words seen ≥ {manifest['vocab']['min_count']} times); test split "
+        f"{test['words']:,} words, {test['unknown_words'] / test['words']:.1%} of them outside "
+        "the vocabulary (always a miss: `<unk>` is never suggested).",
         "",
-        f"Every recurrent model trained for {args.seconds:.0f} s (training steps, data loading "
-        "included; validation excluded), the best weights by validation loss scored on the test "
-        "split; the n-gram models are trained on the same training split with the same "
-        "vocabulary. KSR@5: keystroke savings when the 5 suggestions are shown before each word "
-        "(pinyin letters + 1 to commit, against 1 key for a hit).",
+        f"Every recurrent model trained for {args.seconds:.0f} s per seed (training steps, data "
+        "loading included; validation excluded); its best weights by validation loss are scored "
+        "on the validation split (where choices are made) and on the test split (reported). "
+        "'± x' is half the range over the seeds. The n-grams are trained on the same training "
+        "split with the same vocabulary. KSR@k: keystroke savings with k suggestions shown "
+        "before each word (pinyin letters + 1 to commit, against 1 key for a hit).",
         "",
         *results_table(rows),
         "",
     ]
-    if best_neural and best_ngram:
-        verdict = ("beats" if best_neural["top1"] > best_ngram["top1"] else "does not beat")
-        lines += [f"**Best recurrent model: {best_neural['name']}**, test top-1 "
-                  f"{pct(best_neural['top1'])}, top-5 {pct(best_neural['top5'])}, perplexity "
-                  f"{best_neural['perplexity']:.1f}: it {verdict} the best n-gram "
-                  f"({best_ngram['name']}, top-1 {pct(best_ngram['top1'])}, perplexity "
-                  f"{best_ngram['perplexity']:.1f}) on top-1 accuracy.", ""]
-    lines += ["## By source", "", *source_table(rows, sources), "",
-              f"The row '{REVIEWS_ONLY}' is the same model and budget trained on the reviews "
-              "alone and scored on the same reviews test passages: the effect of more text.", "",
-              "## Top-1 by words of context", "", *context_table(on_default), "",
+    if best:
+        lines += [f"**Chosen on validation: {best['name']}** (best mean validation KSR@5 of "
+                  f"{', '.join(r['name'] for r in cells)}). " + lead_over_spread(cells), ""]
+    mixed = next((r for r in rows if r.get("kind") == "mixture"), None)
+    if mixed and baseline:
+        fit = mixed["options"]["fit"]
+        lines += ["## The mixture against the n-gram", "",
+                  f"Weight of the n-gram fitted on {fit['fitted_on_words']:,} validation words "
+                  "(evenly spaced passages), the one with the best KSR@5:", "",
+                  "| weight | valid ppl | valid top-1 | valid KSR@5 |", "|---|---|---|---|",
+                  *(f"| {w} | {v['perplexity']:.1f} | {pct(v['top1'])} | {pct(v.get('ksr5'))} |"
+                    for w, v in fit["validation"].items()), "",
+                  f"Test, against {BASELINE}: top-1 {mixed['top1'] / baseline['top1']:.2f}×, "
+                  f"KSR@1 {mixed['ksr1'] / baseline['ksr1']:.2f}×, "
+                  f"KSR@5 {mixed['ksr5'] / baseline['ksr5']:.2f}×, perplexity "
+                  f"{mixed['perplexity']:.1f} against {baseline['perplexity']:.1f}.", ""]
+    lines += ["## By source", "", *source_table(rows + extra, source_names), "",
+              f"The row '{REVIEWS_ONLY}' is the GRU trained as long on the reviews alone and "
+              "scored on the reviews test passages: the effect of more text of other kinds.", "",
+              "## Top-1 by words of context", "", *context_table(rows), "",
               "## Plots", ""]
     lines += [f"![{f}]({f})" for f in figures]
     (docs / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_json("quality.json", {"command": command, "commands": commands, "machine": m,
-                                "seconds": args.seconds, "results": rows})
+    write_json("quality.json", {"command": command, "machine": m, "seconds": args.seconds,
+                                "seeds": args.seeds, "chosen": best["name"] if best else None,
+                                "results": rows + extra})
     print(f"wrote {docs / 'results.md'}")
 
 
