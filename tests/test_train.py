@@ -212,6 +212,16 @@ def test_resume_refuses_another_number_of_processes(tmp_path, small_data):
         train(tiny_train_config(small_data, tmp_path / "m", max_steps=10, resume=True), **QUIET)
 
 
+def test_resume_refuses_another_training_split(tmp_path, small_data):
+    train(tiny_train_config(small_data, tmp_path / "m", max_steps=5), **QUIET)
+    path = tmp_path / "m" / STATE_FILE
+    state = torch.load(path, weights_only=True)
+    state["run_options"]["train_split_sha256"] = "0" * 64  # as if the data dir was re-prepared
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match="another training split"):
+        train(tiny_train_config(small_data, tmp_path / "m", max_steps=10, resume=True), **QUIET)
+
+
 def test_resume_of_an_older_checkpoint_checks_what_it_can(tmp_path, small_data):
     train(tiny_train_config(small_data, tmp_path / "m", max_steps=5), **QUIET)
     path = tmp_path / "m" / STATE_FILE
@@ -231,7 +241,7 @@ def test_resume_applies_a_new_lr_and_says_so(tmp_path, small_data):
     logged = []
     train(tiny_train_config(small_data, tmp_path / "m", max_steps=6, lr=1e-3, resume=True),
           log=logged.append)
-    assert any("--lr 0.001 applied" in line and "started with 0.01" in line for line in logged)
+    assert any("--lr 0.001 applied" in line and "had --lr 0.01" in line for line in logged)
     state = torch.load(tmp_path / "m" / STATE_FILE, weights_only=True)
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
     assert state["lr"] == pytest.approx(1e-3)

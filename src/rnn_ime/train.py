@@ -268,7 +268,7 @@ class Trainer:
         current = self.optimizer.param_groups[0]["lr"]
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr
-        self.log(f"--lr {self.config.lr:g} applied: the resumed run was started with "
+        self.log(f"--lr {self.config.lr:g} applied: the checkpoint's run had --lr "
                  f"{started_with:g} (learning rate {current:g} when it stopped)")
 
     def save_checkpoint(self) -> None:
@@ -522,6 +522,9 @@ class NullWriter:
 def _refuse_changes(what: str, before: dict[str, Any], now: dict[str, Any], out: Path) -> None:
     """A ConfigError naming the first option whose value differs from the resumed run's."""
     for key in sorted(set(before) | set(now)):
+        if key == "train_split_sha256" and key in before and before[key] != now.get(key):
+            raise ConfigError(f"{out}: --resume on another training split (the data dir's "
+                              "train.npy differs from the one the run was started on)")
         if key in before and before[key] != now.get(key):
             raise ConfigError(f"{out}: --resume with other {what}s than the run being resumed: "
                               f"--{key.replace('_', '-')} {now.get(key)}, was {before[key]}")
