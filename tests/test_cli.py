@@ -128,3 +128,72 @@ def test_evaluate_refuses_a_data_dir_with_another_vocabulary(tmp_path, capsys, s
 def test_list_corpora(capsys):
     out = run(capsys, "prepare", "--list-corpora").out
     assert "embedded:reviews" in out and "embedded:news" in out
+
+
+def _edit_json(path, change) -> None:
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    change(obj)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    ("config.json", lambda p: p.write_text("{not json", encoding="utf-8"), "not valid JSON"),
+    ("config.json", lambda p: p.write_text("[1, 2]", encoding="utf-8"), "expected a JSON object"),
+    ("config.json", lambda p: _edit_json(p, lambda c: c["model"].update(hidden="big")),
+     "'hidden' should be int"),
+    ("config.json", lambda p: _edit_json(p, lambda c: c.update(model=None)), 'no "model"'),
+    ("config.json", lambda p: _edit_json(p, lambda c: c.update(tokenizer="jieba")),
+     '"tokenizer" should be a JSON dict'),
+    ("vocab.txt", lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "not UTF-8"),
+    ("vocab.txt", lambda p: p.write_text("<pad>\t0\n<unk>\t0\n<s>\t0\nword\n", encoding="utf-8"),
+     "vocab.txt:4: expected 'word<TAB>count'"),
+    ("vocab.txt", lambda p: p.write_text("<pad>\t0\n<unk>\t0\n<s>\t0\n<s>\t1\n",
+                                         encoding="utf-8"), "listed twice"),
+])
+def test_a_damaged_model_dir_gives_a_one_line_error(tmp_path, capsys, small_model, name,
+                                                    damage, message):
+    model = tmp_path / "model"
+    shutil.copytree(small_model, model)
+    damage(model / name)
+    assert message in fails(capsys, "predict", "--model", model, "你好")
+
+
+def test_evaluate_without_the_training_data_dir_in_config_json(tmp_path, capsys, small_model):
+    model = tmp_path / "model"
+    shutil.copytree(small_model, model)
+    _edit_json(model / "config.json", lambda c: c.pop("train"))
+    assert "which data dir" in fails(capsys, "evaluate", "--model", model)
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    ("manifest.json", lambda p: p.write_text("{not json", encoding="utf-8"), "not valid JSON"),
+    ("manifest.json", lambda p: p.write_text("[]", encoding="utf-8"), "expected a JSON object"),
+    ("manifest.json", lambda p: _edit_json(p, lambda m: m.update(sources=[{"name": 1}])),
+     '"sources" is not a list'),
+    ("manifest.json", lambda p: _edit_json(p, lambda m: m.update(vocab=3)), 'no "vocab"'),
+    ("vocab.txt", lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "not UTF-8"),
+])
+def test_a_damaged_data_dir_gives_a_one_line_error(tmp_path, capsys, small_data, name, damage,
+                                                   message):
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    damage(data / name)
+    assert message in fails(capsys, "train", "--data", data, "--out", tmp_path / "m")
+
+
+def test_a_garbage_training_state_gives_a_one_line_error(tmp_path, capsys, small_data,
+                                                          small_model):
+    import torch
+
+    model = tmp_path / "model"
+    shutil.copytree(small_model, model)
+    state = model / "train_state.pt"
+    resume = ("train", "--data", small_data, "--out", model, "--resume")
+    state.write_bytes(bytes(range(256)) * 4)
+    assert "cannot read the training state" in fails(capsys, *resume)
+    state.write_bytes(b"")
+    assert "cannot read the training state" in fails(capsys, *resume)
+    torch.save([1, 2], state)
+    assert "not a training state" in fails(capsys, *resume)
+    torch.save({"model": {}}, state)
+    assert "not a training state of this program" in fails(capsys, *resume)

@@ -140,6 +140,20 @@ def test_detect_format():
     assert detect_format('{"text": "好"}\n') == "jsonl"
     assert detect_format("迈向/v  充满/v  希望/n  的/u\n") == "pku"
     assert detect_format("今天天气很好\n") == "text"
+    assert detect_format('{"text": "好"}\n今天天气很好\n明天也好\n') == "text"
+
+
+@pytest.mark.parametrize(("record", "fmt"), [('{"text": "第%d句话"}', "jsonl"),
+                                             ('{"dialog": ["user1：第%d句话"]}', "dialogue")])
+def test_a_malformed_first_line_is_skipped_not_read_as_text(tmp_path, record, fmt):
+    path = tmp_path / "c.jsonl"
+    lines = ['{"text": "坏的第一行'] + [record % i for i in range(5)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert detect_format(path.read_text(encoding="utf-8")) == fmt
+    docs, report = read_file(path)
+    assert report.format == fmt and report.documents == 5 and report.skipped == 1
+    assert "c.jsonl:1: malformed JSON" in report.skip_examples[0]
+    assert docs[0].passages == ("第0句话",)
 
 
 def test_embedded_reviews_are_readable():

@@ -89,3 +89,33 @@ def test_two_sources_are_split_separately_and_named(tmp_path):
     assert [s["name"] for s in manifest["sources"]] == [str(a), str(b)]
     test = DataDir(tmp_path / "d").split("test")
     assert sorted(set(test.passages[:, 1].tolist())) == [0, 1]
+
+
+def test_a_source_of_two_documents_goes_to_train_beside_a_larger_one(tmp_path, small_corpus):
+    tiny = write_lines(tmp_path / "tiny.txt", ["我今天去北京玩", "他明天去上海看看"])
+    manifest = _prepare([tiny, small_corpus], tmp_path / "d")
+    data = DataDir(tmp_path / "d")
+    tiny_index = next(s["index"] for s in manifest["sources"] if s["name"] == str(tiny))
+    assert (data.split("train").passages[:, 1] == tiny_index).sum() == 2
+    assert all(manifest["splits"][s]["documents"] > 0 for s in ("valid", "test"))
+
+
+def test_sources_of_two_documents_each_still_fill_valid_and_test(tmp_path):
+    from conftest import tiny_train_config
+    from rnn_ime.train import train
+
+    a = write_lines(tmp_path / "a.txt", ["我今天去北京玩", "他明天去上海看看"])
+    b = write_lines(tmp_path / "b.txt", ["老师周末去公园散步", "同学晚上去超市买东西"])
+    manifest = _prepare([a, b], tmp_path / "d")
+    assert [manifest["splits"][s]["documents"] for s in ("train", "valid", "test")] == [2, 1, 1]
+    again = _prepare([a, b], tmp_path / "d2")
+    assert again["files"] == manifest["files"]  # still deterministic
+    summary = train(tiny_train_config(tmp_path / "d", tmp_path / "m", batch_size=2, bptt=4,
+                                      max_steps=4), log=lambda *_: None)
+    assert summary["steps"] == 4 and summary["validation"]
+
+
+def test_a_corpus_of_two_documents_alone_is_a_clear_error(tmp_path):
+    a = write_lines(tmp_path / "a.txt", ["我今天去北京玩", "他明天去上海看看"])
+    with pytest.raises(CorpusError, match="2 distinct non-empty documents; need at least 3"):
+        _prepare([a], tmp_path / "d")

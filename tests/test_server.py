@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rnn_ime.cli import main
+from rnn_ime.limits import SERVER_MAX_BODY_BYTES as MAX_BODY_BYTES
 from rnn_ime.predict import Predictor
-from rnn_ime.server import STATIC, create_app, listen
+from rnn_ime.server import STATIC, LimitBodySize, create_app, listen
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +196,40 @@ def test_an_oversized_body_is_refused_with_413(client):
                            headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert "larger than" in response.json()["error"]
+
+
+def test_a_chunked_body_is_counted_as_it_arrives_and_refused_past_the_limit(client):
+    def pieces(total: int):  # a generator body: sent chunked, without a Content-Length
+        yield b'{"text": "'
+        for _ in range(total // 1000):
+            yield b"a" * 1000
+        yield b'"}'
+
+    response = client.post("/api/suggest", content=pieces(70_000),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than 65,536 bytes" in response.json()["error"]
+    ok = client.post("/api/suggest", content=(p for p in [b'{"text": "', "我今天".encode(),
+                                                          b'", "k": 2}']),
+                     headers={"content-type": "application/json"})
+    assert ok.status_code == 200, ok.text
+    assert len(ok.json()["suggestions"]) == 2
+
+
+def test_the_body_limit_stops_reading_an_endless_chunked_body():
+    called, sent, pulled = [], [], []
+
+    async def app(scope, receive, send):
+        called.append(scope)
+
+    async def receive():  # a client that never stops sending 8 KiB pieces
+        pulled.append(1)
+        return {"type": "http.request", "body": b"x" * 8192, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/suggest", "headers": []}
+    asyncio.run(LimitBodySize(app, MAX_BODY_BYTES)(scope, receive, send))
+    assert not called and sent[0]["status"] == 413
+    assert len(pulled) == MAX_BODY_BYTES // 8192 + 1

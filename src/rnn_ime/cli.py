@@ -162,7 +162,7 @@ def run_evaluate(args) -> None:
         split, names = encode_corpus(args.corpus, vocab, args.format, log=_stderr)
         where = ", ".join(args.corpus)
     else:
-        data_path = args.data or config["train"]["data"]
+        data_path = args.data or modeldir.trained_on(Path(args.model), config)
         data = DataDir(data_path)
         if data.vocab.sha256 != vocab.sha256:
             raise DataDirError(f"{data_path}: its vocabulary differs from the model's; "
@@ -206,9 +206,10 @@ def _baseline_result(args, config, vocab, split, names) -> dict:
     from .data import DataDir
     from .errors import DataDirError
     from .metrics import evaluate
+    from .modeldir import trained_on
     from .ngram import NgramScorer
 
-    data_path = config["train"]["data"]
+    data_path = trained_on(Path(args.model), config)
     data = DataDir(data_path)
     if data.vocab.sha256 != vocab.sha256:
         raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "

@@ -228,19 +228,28 @@ def _read_dialogue(text: str, report: ReadReport, strict: bool) -> Iterator[tupl
 _READERS = {"text": _read_text, "pku": _read_pku, "jsonl": _read_jsonl, "dialogue": _read_dialogue}
 
 
+def _json_object_or_none(line: str) -> dict | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def detect_format(text: str) -> str:
-    """Guess the format from the first non-blank lines."""
+    """Guess the format from the first 20 non-blank lines: JSONL (dialogue when most objects
+    have "dialog") when at least half of them are JSON objects, so that a malformed line, even
+    the first, is skipped and counted by the reader rather than making the file plain text."""
     sample = [line for _, line in zip(range(20), (ln for _, ln in _lines(text)), strict=False)]
     if not sample:
         return "text"
-    first = sample[0].strip()
-    if first.startswith("{"):
-        try:
-            obj = json.loads(first)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            return "dialogue" if "dialog" in obj else "jsonl"
+    objects = [obj for obj in map(_json_object_or_none, sample) if obj is not None]
+    if objects and 2 * len(objects) >= len(sample):
+        dialogues = sum(1 for obj in objects if "dialog" in obj)
+        return "dialogue" if 2 * dialogues > len(objects) else "jsonl"
     tokens = [t for line in sample for t in line.split()]
     tagged = sum(1 for t in tokens if re.fullmatch(r"\[?[^/\s]+/[a-zA-Z]+(\][a-zA-Z]+)?", t))
     if tokens and tagged / len(tokens) > 0.9 and len(tokens) >= 3:

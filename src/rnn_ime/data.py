@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import DataDirError
-from .fsutil import read_json
+from .fsutil import read_json_object
 from .vocab import BOS_ID, PAD_ID, Vocab
 
 SPLITS = ("train", "valid", "test")  # the splits of a data dir (prepare.py writes them)
@@ -46,7 +46,8 @@ class DataDir:
         if not (self.path / "manifest.json").is_file():
             raise DataDirError(f"{self.path}: not a prepared data dir (no manifest.json); "
                                "run `rnn-ime prepare --out DIR` first")
-        self.manifest = read_json(self.path / "manifest.json")
+        self.manifest = read_json_object(self.path / "manifest.json", DataDirError)
+        _check_manifest(self.manifest, self.path / "manifest.json")
 
     @cached_property
     def vocab(self) -> Vocab:
@@ -72,6 +73,26 @@ class DataDir:
         if len(tokens) and int(tokens.max()) >= len(self.vocab):
             raise DataDirError(f"{self.path}/{name}.npy: ids beyond the vocabulary")
         return Split(tokens, passages)
+
+
+def _check_manifest(manifest: dict, where: Path) -> None:
+    """The parts of manifest.json that training and evaluation read, with their JSON types."""
+    def wrong(what: str) -> DataDirError:
+        return DataDirError(f"{where}: {what}; prepare the data dir again")
+
+    vocab = manifest.get("vocab")
+    if not isinstance(vocab, dict) or not isinstance(vocab.get("sha256"), str):
+        raise wrong('no "vocab" object with a "sha256" string')
+    sources = manifest.get("sources")
+    if not isinstance(sources, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str)
+            and isinstance(s.get("index"), int) for s in sources):
+        raise wrong('"sources" is not a list of objects with a "name" and an "index"')
+    for key in ("tokenizer", "split"):
+        if not isinstance(manifest.get(key), dict):
+            raise wrong(f'no "{key}" object')
+    if not isinstance(manifest.get("files", {}), dict):
+        raise wrong('"files" is not an object')
 
 
 def every_kth_passage(split: Split, max_words: int | None) -> Split:

@@ -103,8 +103,29 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The config a dict describes (unknown keys ignored); a missing vocab_size or a value
+        of the wrong JSON type is a ConfigError."""
+        known = {f.name: f for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name, value in values.items():
+            if not _is_of(value, known[name].type):
+                raise ConfigError(f"model option {name!r} should be {known[name].type}, "
+                                  f"not {value!r}")
+        if "vocab_size" not in values:
+            raise ConfigError("model options without vocab_size")
+        return cls(**values)
+
+
+def _is_of(value: object, annotation: str) -> bool:
+    """Whether a JSON value fits a ModelConfig field's annotation (int, float, bool, str or
+    list[int])."""
+    if annotation == "list[int]":
+        return isinstance(value, list) and all(_is_of(v, "int") for v in value)
+    if annotation == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {"bool": bool, "str": str}[annotation])
 
 
 class NextWordModel(nn.Module):

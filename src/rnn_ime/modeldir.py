@@ -5,6 +5,7 @@ Loading never unpickles code: weights are safetensors, configs are JSON.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ModelError
-from .fsutil import read_json, write_json, write_with
+from .errors import ConfigError, ModelError
+from .fsutil import read_json_object, write_json, write_with
 from .model import ModelConfig, NextWordModel
 from .vocab import Vocab
 
@@ -42,7 +43,27 @@ def load_config(path: Path) -> dict[str, Any]:
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a model dir (no config.json); train one with "
                          "`rnn-ime train --data DIR --out DIR`")
-    return read_json(path / "config.json")
+    config = read_json_object(path / "config.json", ModelError)
+    where = path / "config.json"
+    if not isinstance(config.get("model"), dict):
+        raise ModelError(f"{where}: no \"model\" object")
+    try:
+        ModelConfig.from_dict(config["model"]).resolved()
+    except ConfigError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    for key, kind in (("vocab_sha256", str), ("train", dict), ("tokenizer", dict)):
+        if key in config and not isinstance(config[key], kind):
+            raise ModelError(f"{where}: \"{key}\" should be a JSON {kind.__name__}")
+    return config
+
+
+def trained_on(path: Path, config: dict[str, Any]) -> str:
+    """The data dir the model was trained on, as config.json records it."""
+    data = config.get("train", {}).get("data")
+    if not isinstance(data, str):
+        raise ModelError(f"{path / 'config.json'}: does not say which data dir the model was "
+                         "trained on; pass --data")
+    return data
 
 
 def load_vocab(path: Path, config: dict[str, Any]) -> Vocab:
@@ -97,6 +118,15 @@ def load(path: str | Path, weights: str = "best", device: str = "cpu"
 def torch_load_state(path: Path) -> dict[str, Any]:
     """Training state for --resume: tensors and plain containers only (weights_only)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise ModelError(f"{path}: cannot read the training state ({exc})") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # whatever a damaged file makes torch.load raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, pickle.UnpicklingError):  # its message is about weights_only
+            first = "not a checkpoint of tensors and plain containers"
+        elif len(first) > 100:
+            first = f"{type(exc).__name__}: {first[:80]}…"
+        raise ModelError(f"{path}: cannot read the training state ({first}); the file is "
+                         "damaged: train again into another --out") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: not a training state (found {type(state).__name__})")
+    return state

@@ -108,6 +108,20 @@ def split_documents(n: int, seed: int, valid_ratio: float, test_ratio: float,
     }
 
 
+def fill_empty_splits(split_members: dict[str, list[int]], seed: int, log=print) -> None:
+    """A source with fewer than 3 documents goes wholly to train; when every source is that
+    small, valid or test would be empty: each empty one takes a seeded document from train
+    (the caller has made sure there are at least 3 documents in all)."""
+    rng = np.random.default_rng([seed, 1])
+    for split in ("valid", "test"):
+        train = split_members["train"]
+        if split_members[split] or len(train) < 2:
+            continue
+        split_members[split].append(train.pop(int(rng.integers(len(train)))))
+        log(f"note: no source has 3 documents for its own {split} share; {split} took one "
+            "training document")
+
+
 def encode_split(token_docs: list[list[list[str]]], source_ids: list[int], vocab: Vocab,
                  ) -> tuple[np.ndarray, np.ndarray]:
     ids: list[int] = []
@@ -171,6 +185,7 @@ def prepare(config: PrepareConfig, log=print) -> dict:
         parts = split_documents(len(members), config.seed, config.valid_ratio, config.test_ratio)
         for split in SPLITS:
             split_members[split].extend(members[parts[split]].tolist())
+    fill_empty_splits(split_members, config.seed, log)
     if not split_members["train"]:
         raise CorpusError("no training documents after the split")
 

@@ -244,6 +244,53 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class LimitBodySize:
+    """ASGI middleware: a body over `limit` bytes gets 413 (text is capped at 2,000 characters).
+
+    A declared Content-Length is checked before anything is read; a body without one (sent
+    chunked) is counted as its pieces arrive and refused as soon as the count passes the
+    limit, so at most `limit` bytes and one piece are ever held. The pieces read are then
+    handed on to the app unchanged.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        message = f"the request body is larger than {self.limit:,} bytes"
+        response = JSONResponse(ErrorResponse(error=message).model_dump(), status_code=413,
+                                headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        read: list[Any] = []
+        size = 0
+        while True:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request":  # the client went away
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Any:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)
+
+
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
     /api/health without its local paths (public_config)."""
@@ -259,14 +306,7 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RnnImeError, _user_error)
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):
-        """Refuse an oversized body before reading it (text is capped at 2,000 characters)."""
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > SERVER_MAX_BODY_BYTES:
-            message = f"the request body is larger than {SERVER_MAX_BODY_BYTES:,} bytes"
-            return JSONResponse(ErrorResponse(error=message).model_dump(), status_code=413)
-        return await call_next(request)
+    app.add_middleware(LimitBodySize, limit=SERVER_MAX_BODY_BYTES)
 
     @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
     async def suggest(request: SuggestRequest) -> SuggestResponse:

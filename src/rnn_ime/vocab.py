@@ -60,11 +60,21 @@ class Vocab:
         path = Path(path)
         if not path.is_file():
             raise DataDirError(f"{path}: no vocabulary file")
-        words, counts = [], []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataDirError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})"
+                               ) from None
+        except OSError as exc:
+            raise DataDirError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        words, counts, seen = [], [], set()
+        for number, line in enumerate(text.splitlines(), start=1):
             word, tab, count = line.rpartition("\t")
-            if not tab or not count.isdigit():
+            if not tab or not word or not count.isascii() or not count.isdigit():
                 raise DataDirError(f"{path}:{number}: expected 'word<TAB>count'")
+            if word in seen:
+                raise DataDirError(f"{path}:{number}: {word!r} is listed twice")
+            seen.add(word)
             words.append(word)
             counts.append(int(count))
         if tuple(words[: len(SPECIALS)]) != SPECIALS:

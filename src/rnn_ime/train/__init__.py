@@ -2,8 +2,14 @@
 
 A checkpoint (`train_state.pt`, written atomically) holds everything a run needs to go on
 exactly where it stopped: weights, optimizer and scheduler state, the position inside the
-epoch, the carried recurrent state and the RNG state. Resuming therefore gives the same weights
-as a run that was never interrupted.
+epoch, the carried recurrent state, the RNG states (CPU, and each rank's CUDA device) and the
+options that decide the run's batches (batch size, bptt, seed, processes, ...). Resuming
+therefore gives the same weights as a run that was never interrupted; resuming with other such
+options is refused, and a new --lr is applied (and logged).
+
+Ctrl-C is taken between steps: a SIGINT handler only notes it during training, so the
+checkpoint saved on the way out holds exactly the steps its counters say. A second Ctrl-C quits
+at once, without saving (the last periodic checkpoint stays).
 
 `python -m rnn_ime.train …` (what torchrun runs) is `rnn-ime train …`: see __main__.py, a front
 end like the CLI; nothing here imports one.
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,13 +46,19 @@ from ..data import (
     window_steps_per_epoch,
 )
 from ..errors import ConfigError, ModelError
-from ..fsutil import write_json, write_with
+from ..fsutil import read_json_object, write_json, write_with
 from ..metrics import evaluate
 from ..model import ModelConfig, NextWordModel, State, count_parameters, detach_state
 from ..modeldir import save_config, save_weights, torch_load_state
 from ..scoring import NeuralScorer
+from ..vocab import BOS_ID
 
 STATE_FILE = "train_state.pt"
+STATE_KEYS = ("model", "optimizer", "scheduler", "progress", "hidden_by_rank", "torch_rng",
+              "model_config", "vocab_sha256")
+# TrainConfig options that decide which batches a run sees and what a step does: a resumed run
+# must keep them (the model options are compared separately, as `model_config`).
+RUN_OPTIONS = ("batch_size", "bptt", "seed", "clip", "lr_factor", "valid_words")
 
 
 @dataclass
@@ -180,6 +194,11 @@ class Trainer:
         self.hidden = None
         self.train_split = self.data.split("train")
         self.valid_split = every_kth_passage(self.data.split("valid"), config.valid_words)
+        self.has_validation = bool((np.asarray(self.valid_split.tokens) != BOS_ID).any())
+        if not self.has_validation:
+            self.log("note: the validation split is empty: training without validation, "
+                     "early stopping or LR on plateau (best.safetensors is never written)")
+        self.sigint = SigintDeferral()
         if config.resume:
             self._restore()
         elif (self.out / STATE_FILE).exists():
@@ -205,19 +224,54 @@ class Trainer:
         for stale in self.out.glob(".*.tmp"):  # left by a write that a kill cut short
             stale.unlink()
         state = torch_load_state(path)
-        if state["model_config"] != vars(self.model_config):
-            raise ConfigError(f"{self.out}: --resume with other model options than the run "
-                              "being resumed")
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            raise ModelError(f"{path}: not a training state of this program (no "
+                             f"{', '.join(missing)})")
         if state["vocab_sha256"] != self.vocab.sha256:
             raise ModelError(f"{self.out}: the data dir's vocabulary differs from the one this "
                              "run was trained with")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.progress = Progress(**{**state["progress"], "stopped": ""})
-        self.hidden = _unpack_state(state["hidden_by_rank"][self.group.rank], self.device)
-        torch.set_rng_state(state["torch_rng"])
+        _refuse_changes("model option", state["model_config"], vars(self.model_config),
+                        self.out)
+        if len(state["hidden_by_rank"]) != self.group.world_size:
+            raise ConfigError(f"{self.out}: --resume with {self.group.world_size} process(es), "
+                              f"but the run was started with {len(state['hidden_by_rank'])}")
+        before = state.get("run_options")
+        if before is None:  # written before the options were recorded: check what shows
+            carried = state["hidden_by_rank"][self.group.rank]
+            before = {"batch_size": carried[0].shape[1]} if carried else {}
+        _refuse_changes("option", before, self._run_options(), self.out)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.progress = Progress(**{**state["progress"], "stopped": ""})
+            self.hidden = _unpack_state(state["hidden_by_rank"][self.group.rank], self.device)
+            restore_rng_states(state, self.device, self.group.rank)
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path}: the training state does not fit this run ({first})"
+                             ) from None
+        self._apply_lr(state.get("lr"))
         self.log(f"resumed at epoch {self.progress.epoch + 1}, step {self.progress.global_step}")
+
+    def _run_options(self) -> dict[str, Any]:
+        options = {name: getattr(self.config, name) for name in RUN_OPTIONS}
+        if self.model_config.objective != "lm":
+            del options["bptt"]  # the window objective has no bptt
+        options["train_split_sha256"] = self.data.manifest.get("files", {}).get("train.npy")
+        return options
+
+    def _apply_lr(self, started_with: float | None) -> None:
+        """A --lr other than the one the run was started (or last resumed) with replaces the
+        optimizer's learning rate, plateau reductions included; the same --lr keeps them."""
+        if started_with is None or started_with == self.config.lr:
+            return
+        current = self.optimizer.param_groups[0]["lr"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+        self.log(f"--lr {self.config.lr:g} applied: the checkpoint's run had --lr "
+                 f"{started_with:g} (learning rate {current:g} when it stopped)")
 
     def save_checkpoint(self) -> None:
         """Every rank calls this (the carried states are gathered); rank 0 writes."""
@@ -227,6 +281,7 @@ class Trainer:
                       else [[] for _ in range(self.group.world_size)])
         else:
             hidden = [hidden]
+        rng = rng_states(self.device, self.group)
         if not self.group.is_main:
             return
         state = {
@@ -235,9 +290,11 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "progress": asdict(self.progress),
             "hidden_by_rank": [[h.cpu() for h in rank_state] for rank_state in hidden],
-            "torch_rng": torch.get_rng_state(),
+            **rng,
             "model_config": vars(self.model_config),
             "vocab_sha256": self.vocab.sha256,
+            "run_options": self._run_options(),
+            "lr": self.config.lr,
         }
         write_with(self.out / STATE_FILE, lambda tmp: torch.save(state, tmp))
         save_weights(self.model, self.out / "last.safetensors")
@@ -274,7 +331,10 @@ class Trainer:
             self.hidden = detach_state(hidden)
         return loss.item(), grad_norm.item()
 
-    def validate(self) -> dict:
+    def validate(self) -> dict | None:
+        """Loss and top-k on the validation passages; None when the split has no words."""
+        if not self.has_validation:
+            return None
         self.model.eval()
         result = evaluate(NeuralScorer(self.model, self.vocab), self.valid_split)
         result.pop("by_context", None)
@@ -291,8 +351,10 @@ class Trainer:
             return "early stopping"
         return ""
 
-    def after_validation(self, result: dict, writer: SummaryWriter) -> bool:
+    def after_validation(self, result: dict | None, writer: SummaryWriter) -> bool:
         """Record a validation result; True when early stopping says to stop."""
+        if result is None:
+            return False
         p = self.progress
         step = p.global_step
         for key in ("loss", "perplexity", "top1", "top5"):
@@ -331,15 +393,21 @@ class Trainer:
         interrupted = False
         p.stopped = self.should_stop()  # a resumed run may have nothing left to do
         try:
-            while p.epoch < c.epochs and not p.stopped:
-                p.stopped = self._run_epoch(writer)
-        except KeyboardInterrupt:
-            interrupted = True
-            p.stopped = "interrupted"
-            self.log("interrupted: saving the last checkpoint")
+            with self.sigint:
+                try:
+                    while p.epoch < c.epochs and not p.stopped:
+                        self._check_interrupt()
+                        p.stopped = self._run_epoch(writer)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    p.stopped = "interrupted"
+                    if self.sigint.forced:
+                        self.log("interrupted again: quitting without saving (the last "
+                                 "checkpoint stays)")
+                    else:
+                        self.log("interrupted: saving the last checkpoint")
+                        self.save_checkpoint()
         finally:
-            if interrupted:
-                self.save_checkpoint()
             writer.close()
         summary = {
             "stopped": p.stopped or "epochs done",
@@ -354,11 +422,31 @@ class Trainer:
             "validation": p.evals,
         }
         if self.group.is_main:
-            write_json(self.out / "metrics.json", {"training": summary})
+            self._write_metrics(summary)
         distributed.shutdown(self.group)
         if interrupted:
             raise KeyboardInterrupt
         return summary
+
+    def _write_metrics(self, summary: dict) -> None:
+        """metrics.json's "training" block; a resumed run keeps the rest (evaluate's "test")."""
+        path = self.out / "metrics.json"
+        record: dict[str, Any] = {}
+        if self.config.resume and path.is_file():
+            try:
+                record = read_json_object(path, ModelError)
+            except ModelError as exc:
+                self.log(f"note: {exc}; writing it anew")
+        record["training"] = summary
+        write_json(path, record)
+
+    def _check_interrupt(self) -> None:
+        """Act on a Ctrl-C noted during the last step (on every rank at the same step)."""
+        requested = self.sigint.requested
+        if self.group.active:
+            requested = distributed.any_rank(requested, self.group, self.device)
+        if requested:
+            raise KeyboardInterrupt
 
     def _run_epoch(self, writer: SummaryWriter) -> str:
         c, p = self.config, self.progress
@@ -383,6 +471,7 @@ class Trainer:
                 p.target_words += targets.numel()
                 p.global_step += 1
                 p.step_in_epoch += 1
+                self._check_interrupt()  # the counters now match the weights
                 window_words += targets.numel()
                 window_time += elapsed
                 bar.update(1)
@@ -430,6 +519,69 @@ class NullWriter:
 
     def close(self) -> None:
         pass
+
+
+def _refuse_changes(what: str, before: dict[str, Any], now: dict[str, Any], out: Path) -> None:
+    """A ConfigError naming the first option whose value differs from the resumed run's."""
+    for key in sorted(set(before) | set(now)):
+        if key == "train_split_sha256" and key in before and before[key] != now.get(key):
+            raise ConfigError(f"{out}: --resume on another training split (the data dir's "
+                              "train.npy differs from the one the run was started on)")
+        if key in before and before[key] != now.get(key):
+            raise ConfigError(f"{out}: --resume with other {what}s than the run being resumed: "
+                              f"--{key.replace('_', '-')} {now.get(key)}, was {before[key]}")
+
+
+def rng_states(device: torch.device, group: distributed.ProcessGroup) -> dict[str, Any]:
+    """The generators a checkpoint keeps: the CPU's, and on CUDA each rank's own device's
+    (dropout draws from the generator of the device it runs on), gathered for rank 0."""
+    states: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        mine = torch.cuda.get_rng_state(device)
+        if group.active:
+            by_rank = distributed.gather_tensors([mine.to(device)], group)
+            states["cuda_rng_by_rank"] = [parts[0].cpu() for parts in by_rank]
+        else:
+            states["cuda_rng_by_rank"] = [mine]
+    return states
+
+
+def restore_rng_states(state: dict[str, Any], device: torch.device, rank: int) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda_states = state.get("cuda_rng_by_rank")
+    if device.type == "cuda" and cuda_states:  # a CPU checkpoint resumed on CUDA: seeded only
+        torch.cuda.set_rng_state(cuda_states[rank], device)
+
+
+class SigintDeferral:
+    """While active (main thread only), Ctrl-C sets `requested` instead of raising, so training
+    stops between steps; a second Ctrl-C raises KeyboardInterrupt at once (`forced`)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.forced = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, _signum, _frame) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> SigintDeferral:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous not in (signal.SIG_IGN, None):  # an ignored SIGINT stays ignored
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
 
 
 def _pack_state(state: State) -> list[torch.Tensor]:
