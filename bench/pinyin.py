@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         from rnn_ime.modeldir import load_config
         from rnn_ime.predict import Predictor
 
-        predictor = Predictor.from_dir(args.model)
+        predictor = Predictor.from_dir(args.model, mixture=False)
         data_path = data_path or load_config(Path(args.model)).get("train", {}).get("data")
     data = DataDir(data_path or "data/default")
     vocab = data.vocab
@@ -173,8 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     kn.name = f"KN {args.order}-gram"
     scorers.append(kn)
     if args.model:
-        scorers.append(predictor.scorer)
-        predictor.scorer.name = f"rnn ({Path(args.model).name})"
+        from rnn_ime.mixture import MixtureScorer, load_scorer
+
+        alone = predictor.scorer
+        alone.name = f"rnn ({Path(args.model).name})"
+        scorers.append(alone)
+        chosen = load_scorer(args.model, alone)  # the product's scorer when `mix` chose one
+        if isinstance(chosen, MixtureScorer):
+            chosen.name = f"rnn + KN mixture, weight {chosen.weight:g}"
+            scorers.append(chosen)
 
     items = pieces(data, vocab, args.pieces, args.seed)
     rows = []
