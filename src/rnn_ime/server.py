@@ -29,11 +29,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .beam import beam_search
+from .context_cache import DEFAULT_ENTRIES
 from .errors import ConfigError, RnnImeError
 from .pinyin import MAX_LETTERS, decode, lexicon_for
-from .predict import Predictor
+from .predict import ContextReader, Predictor
 
 MAX_TEXT = 2000
 MAX_K = 20
@@ -147,41 +149,59 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-# ---------------------------------------------------------------- inference off the event loop
+# ---------------------------------------------------------------- inference, one at a time
 class Engine:
-    """The predictor behind a lock; every call runs in a worker thread and is timed."""
+    """The predictor behind a lock, every call timed; texts are read through a ContextReader,
+    so a keystroke costs a step or two of the scorer, not a re-read of the whole text.
 
-    def __init__(self, predictor: Predictor) -> None:
+    A call runs on the event loop itself when it is cheap (a suggestion through the cache) and
+    the lock is free: a hop to a worker thread and back costs more than the work. Otherwise it
+    waits for the lock in a worker thread, never on the event loop. `context_cache` bounds the
+    reader's cache (0: none, every text read whole, always in a worker thread: the old path).
+    """
+
+    def __init__(self, predictor: Predictor, context_cache: int = DEFAULT_ENTRIES) -> None:
         self.predictor = predictor
+        self.reader = ContextReader(predictor, context_cache)
+        self.inline = context_cache > 0
         self._lock = threading.Lock()
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
         with self._lock:
-            start = time.perf_counter()
-            result = work()
-            return result, (time.perf_counter() - start) * 1000
+            return _time(work)
 
-    async def run(self, work: Callable[[], T]) -> tuple[T, float]:
+    async def run(self, work: Callable[[], T], cheap: bool = False) -> tuple[T, float]:
+        if cheap and self.inline and self._lock.acquire(blocking=False):
+            try:
+                return _time(work)
+            finally:
+                self._lock.release()
         return await run_in_threadpool(self._timed, work)
 
-    def suggest(self, text: str, k: int) -> list[Word]:
-        return [Word(word=s.word, probability=round(s.probability, 6))
-                for s in self.predictor.suggest(text, k)]
+    def suggest(self, text: str, k: int) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.reader.suggest(text, k)]
 
-    def complete(self, text: str, beam: int, length: int) -> list[Continuation]:
-        _, ids = self.predictor.encode(text)
+    def complete(self, text: str, beam: int, length: int) -> list[dict[str, Any]]:
+        context = self.reader.read(text)
         vocab = self.predictor.vocab
         out = []
-        for found in beam_search(self.predictor.scorer, ids, beam, length):
+        for found in beam_search(self.predictor.scorer, context.ids, beam, length,
+                                 start=(context.state, context.log_probs)):
             words = [vocab.word(i) for i in found.word_ids]
-            out.append(Continuation(words=words, text="".join(words),
-                                    probability=round(math.exp(found.log_prob), 6)))
+            out.append({"words": words, "text": "".join(words),
+                        "probability": round(math.exp(found.log_prob), 6)})
         return out
 
-
     def pinyin(self, letters: str, context: str, k: int) -> dict[str, Any]:
-        _, ids = self.predictor.encode(context)
-        return decode(self.predictor.scorer, letters, ids, k=k).as_dict()
+        read = self.reader.read(context)
+        return decode(self.predictor.scorer, letters, read.ids, k=k,
+                      start=(read.state, read.log_probs)).as_dict()
+
+
+def _time(work: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = work()
+    return result, (time.perf_counter() - start) * 1000
 
 
 # ---------------------------------------------------------------- errors: 4xx, one clear line
@@ -239,10 +259,31 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
+class LimitBodySize:
+    """Refuse an oversized body before reading it (text is capped at 2,000 characters). A plain
+    ASGI middleware: @app.middleware("http") costs a task and two memory streams a request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = next((value for name, value in scope["headers"]
+                           if name == b"content-length"), b"0")
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                message = f"the request body is larger than {MAX_BODY_BYTES:,} bytes"
+                response = JSONResponse(ErrorResponse(error=message).model_dump(),
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
+               context_cache: int = DEFAULT_ENTRIES) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
-    /api/health without its local paths (public_config)."""
-    engine = Engine(predictor)
+    /api/health without its local paths (public_config); `context_cache`: see Engine."""
+    engine = Engine(predictor, context_cache)
     health = HealthResponse(status="ok", model=predictor.model_name or "model",
                             vocab_size=len(predictor.vocab),
                             config=public_config(config) if config is not None
@@ -253,36 +294,34 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RnnImeError, _user_error)
+    app.add_middleware(LimitBodySize)
+    app.state.engine = engine
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):
-        """Refuse an oversized body before reading it (text is capped at 2,000 characters)."""
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            message = f"the request body is larger than {MAX_BODY_BYTES:,} bytes"
-            return JSONResponse(ErrorResponse(error=message).model_dump(), status_code=413)
-        return await call_next(request)
-
+    # The answers are built as plain dicts and sent as they are (a Response skips FastAPI's
+    # re-validation of the return value); response_model still documents them in the schema,
+    # and tests/test_server.py checks that they match it.
     @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
-    async def suggest(request: SuggestRequest) -> SuggestResponse:
+    async def suggest(request: SuggestRequest) -> JSONResponse:
         """The k most likely next words after `text`, with their probabilities."""
-        words, ms = await engine.run(lambda: engine.suggest(request.text, request.k))
-        return SuggestResponse(model=health.model, suggestions=words, latency_ms=round(ms, 3))
+        words, ms = await engine.run(lambda: engine.suggest(request.text, request.k),
+                                     cheap=True)
+        return JSONResponse({"model": health.model, "suggestions": words,
+                             "latency_ms": round(ms, 3)})
 
     @app.post("/api/complete", response_model=CompleteResponse, responses=ERROR_RESPONSES)
-    async def complete(request: CompleteRequest) -> CompleteResponse:
+    async def complete(request: CompleteRequest) -> JSONResponse:
         """Up to `beam` continuations of `length` words, most probable first (beam search)."""
         found, ms = await engine.run(
             lambda: engine.complete(request.text, request.beam, request.length))
-        return CompleteResponse(model=health.model,
-                                continuations=found, latency_ms=round(ms, 3))
+        return JSONResponse({"model": health.model, "continuations": found,
+                             "latency_ms": round(ms, 3)})
 
     @app.post("/api/pinyin", response_model=PinyinResponse, responses=ERROR_RESPONSES)
-    async def pinyin(request: PinyinRequest) -> PinyinResponse:
+    async def pinyin(request: PinyinRequest) -> JSONResponse:
         """Chinese candidates for typed pinyin after `context`, ranked by the model."""
         found, ms = await engine.run(
             lambda: engine.pinyin(request.letters, request.context, request.k))
-        return PinyinResponse(model=health.model, latency_ms=round(ms, 3), **found)
+        return JSONResponse({"model": health.model, **found, "latency_ms": round(ms, 3)})
 
     @app.get("/api/health", response_model=HealthResponse)
     async def get_health() -> HealthResponse:
@@ -336,14 +375,14 @@ def _say(message: str) -> None:
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
-          log: Callable[[str], None] = _say) -> None:
+          log: Callable[[str], None] = _say, context_cache: int = DEFAULT_ENTRIES) -> None:
     """Load the model, listen, and serve until Ctrl-C."""
     import uvicorn
 
     from .modeldir import load_config
 
     predictor = Predictor.from_dir(model_dir)
-    app = create_app(predictor, load_config(Path(model_dir)))
+    app = create_app(predictor, load_config(Path(model_dir)), context_cache)
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
     lexicon_for(predictor.vocab)  # and the pinyin lexicon (about a second for 30k words)
     sock = listen(host, port)
