@@ -7,7 +7,14 @@
     GET  /openapi.json                        → the schema;  GET / → the page (static/)
 
 Inference runs in a worker thread (never on the event loop), one request at a time: one lock
-guards the shared model, so concurrent requests are safe and do not oversubscribe the CPU.
+guards the shared model, so concurrent requests are safe and do not oversubscribe the CPU. The
+text of a request is read through a context cache (predict.ContextReader): typing one more
+character costs segmenting the last clause and a step or two of the model, not a re-read.
+
+One process serves. uvicorn's --workers is not offered: each worker would load its own copy
+of the model and keep its own cache (a keep-alive connection stays on one worker, so a typist's
+context would mostly stay warm), which could pay on many cores; on 2 cores shared with the
+clients there is little for a second process to run on.
 """
 
 from __future__ import annotations
@@ -151,31 +158,29 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # ---------------------------------------------------------------- inference, one at a time
 class Engine:
-    """The predictor behind a lock, every call timed; texts are read through a ContextReader,
-    so a keystroke costs a step or two of the scorer, not a re-read of the whole text.
+    """The predictor behind a lock; every call runs in a worker thread and is timed. Texts are
+    read through a ContextReader, so a keystroke costs a step or two of the scorer, not a
+    re-read of the whole text (`context_cache` bounds its cache; 0: none, every text read
+    whole, the path before the cache).
 
-    A call runs on the event loop itself when it is cheap (a suggestion through the cache) and
-    the lock is free: a hop to a worker thread and back costs more than the work. Otherwise it
-    waits for the lock in a worker thread, never on the event loop. `context_cache` bounds the
-    reader's cache (0: none, every text read whole, always in a worker thread: the old path).
+    The worker thread stays even for a call of a fraction of a millisecond: running it on the
+    event loop instead, when the lock is free, measured slower with 20 clients on 2 cores
+    (bench/serve_load.py: ≈750 against ≈1,050 requests/s), since torch releases the GIL and the
+    loop parses the next requests meanwhile.
     """
 
     def __init__(self, predictor: Predictor, context_cache: int = DEFAULT_ENTRIES) -> None:
         self.predictor = predictor
         self.reader = ContextReader(predictor, context_cache)
-        self.inline = context_cache > 0
         self._lock = threading.Lock()
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
         with self._lock:
-            return _time(work)
+            start = time.perf_counter()
+            result = work()
+            return result, (time.perf_counter() - start) * 1000
 
-    async def run(self, work: Callable[[], T], cheap: bool = False) -> tuple[T, float]:
-        if cheap and self.inline and self._lock.acquire(blocking=False):
-            try:
-                return _time(work)
-            finally:
-                self._lock.release()
+    async def run(self, work: Callable[[], T]) -> tuple[T, float]:
         return await run_in_threadpool(self._timed, work)
 
     def suggest(self, text: str, k: int) -> list[dict[str, Any]]:
@@ -196,12 +201,6 @@ class Engine:
         read = self.reader.read(context)
         return decode(self.predictor.scorer, letters, read.ids, k=k,
                       start=(read.state, read.log_probs)).as_dict()
-
-
-def _time(work: Callable[[], T]) -> tuple[T, float]:
-    start = time.perf_counter()
-    result = work()
-    return result, (time.perf_counter() - start) * 1000
 
 
 # ---------------------------------------------------------------- errors: 4xx, one clear line
@@ -303,8 +302,7 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
     @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
     async def suggest(request: SuggestRequest) -> JSONResponse:
         """The k most likely next words after `text`, with their probabilities."""
-        words, ms = await engine.run(lambda: engine.suggest(request.text, request.k),
-                                     cheap=True)
+        words, ms = await engine.run(lambda: engine.suggest(request.text, request.k))
         return JSONResponse({"model": health.model, "suggestions": words,
                              "latency_ms": round(ms, 3)})
 
