@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_load.py --model models/default          # starts its own servers
     .venv/bin/python bench/serve_load.py --url http://127.0.0.1:8000/    # a running one
+    .venv/bin/python bench/serve_load.py --url URL1 URL2   # running servers, taking turns
     .venv/bin/python bench/serve_load.py --model M --clients 1 20 --requests 2000
 
 Each value of --clients is one run of --requests requests (httpx, async, one connection per
@@ -78,7 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", help="start `rnn-ime serve --model M` on a free 127.0.0.1 port")
-    target.add_argument("--url", help="a running server on a loopback address")
+    target.add_argument("--url", nargs="+",
+                        help="running servers on loopback addresses (several: they take turns, "
+                             "and each is compared with the last, e.g. this code's server and "
+                             "one of an older checkout)")
     p.add_argument("--clients", type=int, nargs="+", default=[20],
                    help="concurrent clients; several values compare them in one run")
     p.add_argument("--requests", type=int, default=2000, help="requests per run")
@@ -97,8 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.requests < 1 or min(args.clients) < 1:
         p.error("--requests and --clients must be at least 1")
-    if args.url:
-        check_loopback(p, args.url)
+    for url in args.url or []:
+        check_loopback(p, url)
     return args
 
 
@@ -281,16 +285,18 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 
 def ratios(runs: list[dict[str, Any]]) -> list[str]:
-    """served against plain, requests/s and round-trip p99, for each number of clients."""
+    """Each variant against the last one (plain, or the last --url), requests/s and round-trip
+    p99, for each number of clients."""
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
     by = {(r["variant"], r["clients"]): r for r in runs}
     out = []
-    for (variant, clients), served in by.items():
-        plain = by.get(("plain", clients))
-        if variant != "served" or plain is None or not plain["requests_per_second"]:
+    for (variant, clients), run in by.items():
+        base = by.get((variants[-1], clients))
+        if variant == variants[-1] or base is None or not base["requests_per_second"]:
             continue
-        speed = served["requests_per_second"] / plain["requests_per_second"]
-        p99 = served["latency_ms"]["p99"] / plain["latency_ms"]["p99"]
-        out.append(f"{clients} clients: served/plain requests/s × {speed:.2f}, "
+        speed = run["requests_per_second"] / base["requests_per_second"]
+        p99 = run["latency_ms"]["p99"] / base["latency_ms"]["p99"]
+        out.append(f"{clients} clients: {variant}/{variants[-1]} requests/s × {speed:.2f}, "
                    f"round-trip p99 × {p99:.2f}")
     return out
 
@@ -303,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             for variant in args.variants:
                 servers[variant] = start_server(args.model, VARIANTS[variant])
         else:
-            servers["url"] = (None, args.url if args.url.endswith("/") else args.url + "/")
+            for number, url in enumerate(args.url, 1):
+                servers[f"url{number}"] = (None, url if url.endswith("/") else url + "/")
         health = {variant: wait_healthy(url) for variant, (_, url) in servers.items()}
         runs = []
         for clients in args.clients:
