@@ -88,6 +88,61 @@ def test_complete_returns_ranked_continuations(client):
     assert probabilities == sorted(probabilities, reverse=True)
 
 
+# ---------------------------------------------------------------- the served path: cached contexts
+def test_typing_through_the_api_gets_the_answers_of_reading_each_text_whole(client, predictor):
+    passage = "我今天想去公园散步，房间很干净。"
+    texts = [passage[:i] for i in range(len(passage) + 1)]
+    texts += [passage[:5] + "明天" + passage[7:], passage[:3], ""]  # an edit, a deletion
+    for text in texts:
+        body = client.post("/api/suggest", json={"text": text, "k": 5}).json()
+        expected = predictor.suggest(text, 5)  # reads the whole text, no cache
+        assert [s["word"] for s in body["suggestions"]] == [s.word for s in expected], text
+        assert [s["probability"] for s in body["suggestions"]] == pytest.approx(
+            [round(s.probability, 6) for s in expected], abs=2e-6), text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/complete", {"text": "我今天想去", "beam": 3, "length": 3}),
+    ("/api/complete", {"text": "", "beam": 2, "length": 2}),
+    ("/api/pinyin", {"letters": "qugongyuan", "context": "我今天想", "k": 5}),
+    ("/api/pinyin", {"letters": "wo", "k": 3}),
+])
+def test_complete_and_pinyin_answer_alike_with_and_without_the_cache(predictor, path, body):
+    cached = TestClient(create_app(predictor))
+    plain = TestClient(create_app(predictor, context_cache=0))
+    for _ in range(2):  # the second time, the context comes from the cache
+        got, want = cached.post(path, json=body).json(), plain.post(path, json=body).json()
+        del got["latency_ms"], want["latency_ms"]
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True) or \
+            _close(got, want)
+
+
+def _close(got, want) -> bool:
+    """Equal but for the last digits of floats (a context stepped vs read in one pass)."""
+    if isinstance(got, dict):
+        return got.keys() == want.keys() and all(_close(got[k], want[k]) for k in got)
+    if isinstance(got, list):
+        return len(got) == len(want) and all(map(_close, got, want))
+    if isinstance(got, float):
+        return got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    return got == want
+
+
+def test_answers_fit_their_documented_models(client):
+    from rnn_ime.server import CompleteResponse, PinyinResponse, SuggestResponse
+
+    SuggestResponse.model_validate(client.post("/api/suggest", json={"text": "我"}).json())
+    CompleteResponse.model_validate(client.post("/api/complete", json={"text": "我"}).json())
+    PinyinResponse.model_validate(client.post("/api/pinyin", json={"letters": "wo"}).json())
+
+
+def test_serve_refuses_a_context_cache_of_one(small_model, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--model", str(small_model), "--context-cache", "1"])
+    assert exc.value.code == 2
+    assert "--context-cache" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- validation: 4xx, never 500
 @pytest.mark.parametrize("body, field", [
     ({"text": "好" * 2001}, "text"),

@@ -62,12 +62,15 @@ def _best(items: list[Continuation], beam: int) -> list[Continuation]:
 
 
 def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: int = 3,
-                may_end: bool = False) -> list[Continuation]:
-    """The `beam` most likely continuations of `context` (ids typed after <s>), best first."""
+                may_end: bool = False, start: tuple[Any, torch.Tensor] | None = None
+                ) -> list[Continuation]:
+    """The `beam` most likely continuations of `context` (ids typed after <s>), best first.
+
+    `start`: the scorer's (state, log_probs) after the context, when the caller has it."""
     check_beam(beam, length)
     allowed = torch.from_numpy(scorer.vocab.suggestable_mask())
     width = min(beam, int(allowed.sum()))
-    live = [_Live((), 0.0, *scorer.read(context))]
+    live = [_Live((), 0.0, *(start if start is not None else scorer.read(context)))]
     finished: list[Continuation] = []
     for depth in range(1, length + 1):
         candidates: list[Continuation] = []  # live prefixes one word longer, parent in `owner`

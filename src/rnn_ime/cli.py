@@ -449,13 +449,21 @@ def add_serve(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one)")
     p.add_argument("--no-mixture", action="store_true",
                    help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
+    p.add_argument("--context-cache", type=int, default=256, metavar="N",
+                   help="states after typed contexts kept, so a keystroke costs a step, not a "
+                        "re-read (0: none, every text read whole; each holds ~4 bytes a "
+                        "vocabulary word; default: 256)")
     p.set_defaults(func=run_serve)
 
 
 def run_serve(args) -> None:
+    from .errors import ConfigError
     from .server import serve
 
-    serve(args.model, args.host, args.port, mixture=not args.no_mixture)
+    if args.context_cache != 0 and not 2 <= args.context_cache <= 1_000_000:
+        raise ConfigError("--context-cache must be 0 or between 2 and 1,000,000")
+    serve(args.model, args.host, args.port, mixture=not args.no_mixture,
+          context_cache=args.context_cache)
 
 
 # ---------------------------------------------------------------- pinyin

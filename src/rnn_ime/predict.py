@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from . import modeldir
+from .context_cache import DEFAULT_ENTRIES, ContextCache
 from .errors import ConfigError, RnnImeError
 from .limits import MAX_K
 from .scoring import NeuralScorer, Scorer
-from .text import get_tokenizer
+from .text import ClauseCache, get_tokenizer
 from .vocab import BOS_ID, SPECIALS, UNK_ID, Vocab
 
 
@@ -88,6 +89,44 @@ class Predictor:
 
     def session(self) -> TypingSession:
         return TypingSession(self)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Typed text as the scorer has read it: its word ids, the state and next-word
+    log-probabilities after <s> and them (shared with a cache: never write into them)."""
+    ids: list[int]
+    state: Any
+    log_probs: torch.Tensor
+
+
+class ContextReader:
+    """Typed text → Context, reusing the work of texts read before (what a server answering
+    every keystroke wants): jieba's words of each clause (text.ClauseCache), and the scorer's
+    states after word prefixes (context_cache.ContextCache), so typing one more character costs
+    segmenting the last clause and at most a step or two. `entries` bounds the state cache
+    (0: no caches, every text segmented and read whole: the plain path). The same words and
+    the same numbers, to float rounding, as `Predictor.encode` and reading the context whole.
+    """
+
+    def __init__(self, predictor: Predictor, entries: int = DEFAULT_ENTRIES) -> None:
+        self.predictor = predictor
+        self.states = ContextCache(predictor.scorer, entries) if entries else None
+        self.clauses = ClauseCache(predictor.tokenizer, 16 * entries) if entries else None
+
+    def encode(self, text: str) -> list[int]:
+        words = (self.clauses or self.predictor.tokenizer).tokenize(text)
+        return self.predictor.vocab.encode(words)
+
+    def read(self, text: str) -> Context:
+        ids = self.encode(text)
+        if self.states is None:
+            return Context(ids, *self.predictor.scorer.read(ids))
+        return Context(ids, *self.states.read(ids))
+
+    def suggest(self, text: str, k: int = 5) -> list[Suggestion]:
+        """Predictor.suggest through the caches."""
+        return top_k(self.read(text).log_probs, self.predictor.vocab, check_k(k))
 
 
 class TypingSession:

@@ -7,11 +7,19 @@
     GET  /openapi.json                        → the schema;  GET / → the page (static/)
 
 Inference runs in a worker thread (never on the event loop), one request at a time: one lock
-guards the shared model, so concurrent requests are safe and do not oversubscribe the CPU.
+guards the shared model, so concurrent requests are safe and do not oversubscribe the CPU. The
+text of a request is read through a context cache (predict.ContextReader): typing one more
+character costs segmenting the last clause and a step or two of the model, not a re-read.
+
+One process serves. uvicorn's --workers is not offered: each worker would load its own copy
+of the model and keep its own cache (a keep-alive connection stays on one worker, so a typist's
+context would mostly stay warm), which could pay on many cores; on 2 cores shared with the
+clients there is little for a second process to run on.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import socket
@@ -31,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .beam import beam_search
+from .context_cache import DEFAULT_ENTRIES
 from .errors import ConfigError, RnnImeError
 from .limits import (
     MAX_LETTERS,
@@ -41,7 +50,7 @@ from .limits import (
     SERVER_MAX_TEXT,
 )
 from .pinyin import decode, lexicon_for
-from .predict import Predictor
+from .predict import ContextReader, Predictor
 
 STATIC = Path(__file__).with_name("static")
 # The page loads nothing from elsewhere; say so to the browser too.
@@ -153,12 +162,22 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-# ---------------------------------------------------------------- inference off the event loop
+# ---------------------------------------------------------------- inference, one at a time
 class Engine:
-    """The predictor behind a lock; every call runs in a worker thread and is timed."""
+    """The predictor behind a lock; every call runs in a worker thread and is timed. Texts are
+    read through a ContextReader, so a keystroke costs a step or two of the scorer, not a
+    re-read of the whole text (`context_cache` bounds its cache; 0: none, every text read
+    whole, the path before the cache).
 
-    def __init__(self, predictor: Predictor) -> None:
+    The worker thread stays even for a call of a fraction of a millisecond: running it on the
+    event loop instead, when the lock is free, measured slower with 20 clients on 2 cores
+    (bench/serve_load.py: ≈750 against ≈1,050 requests/s), since torch releases the GIL and the
+    loop parses the next requests meanwhile.
+    """
+
+    def __init__(self, predictor: Predictor, context_cache: int = DEFAULT_ENTRIES) -> None:
         self.predictor = predictor
+        self.reader = ContextReader(predictor, context_cache)
         self._lock = threading.Lock()
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
@@ -170,24 +189,24 @@ class Engine:
     async def run(self, work: Callable[[], T]) -> tuple[T, float]:
         return await run_in_threadpool(self._timed, work)
 
-    def suggest(self, text: str, k: int) -> list[Word]:
-        return [Word(word=s.word, probability=round(s.probability, 6))
-                for s in self.predictor.suggest(text, k)]
+    def suggest(self, text: str, k: int) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.reader.suggest(text, k)]
 
-    def complete(self, text: str, beam: int, length: int) -> list[Continuation]:
-        _, ids = self.predictor.encode(text)
+    def complete(self, text: str, beam: int, length: int) -> list[dict[str, Any]]:
+        context = self.reader.read(text)
         vocab = self.predictor.vocab
         out = []
-        for found in beam_search(self.predictor.scorer, ids, beam, length):
+        for found in beam_search(self.predictor.scorer, context.ids, beam, length,
+                                 start=(context.state, context.log_probs)):
             words = [vocab.word(i) for i in found.word_ids]
-            out.append(Continuation(words=words, text="".join(words),
-                                    probability=round(math.exp(found.log_prob), 6)))
+            out.append({"words": words, "text": "".join(words),
+                        "probability": round(math.exp(found.log_prob), 6)})
         return out
 
-
     def pinyin(self, letters: str, context: str, k: int) -> dict[str, Any]:
-        _, ids = self.predictor.encode(context)
-        return decode(self.predictor.scorer, letters, ids, k=k).as_dict()
+        read = self.reader.read(context)
+        return decode(self.predictor.scorer, letters, read.ids, k=k,
+                      start=(read.state, read.log_probs)).as_dict()
 
 
 # ---------------------------------------------------------------- errors: 4xx, one clear line
@@ -291,10 +310,11 @@ class LimitBodySize:
         await self.app(scope, replay, send)
 
 
-def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> FastAPI:
+def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
+               context_cache: int = DEFAULT_ENTRIES) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
-    /api/health without its local paths (public_config)."""
-    engine = Engine(predictor)
+    /api/health without its local paths (public_config); `context_cache`: see Engine."""
+    engine = Engine(predictor, context_cache)
     health = HealthResponse(status="ok", model=predictor.model_name or "model",
                             vocab_size=len(predictor.vocab),
                             config=public_config(config) if config is not None
@@ -305,29 +325,34 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None) -> Fa
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RnnImeError, _user_error)
-
+    # a plain ASGI middleware: @app.middleware("http") costs a task and two streams a request
     app.add_middleware(LimitBodySize, limit=SERVER_MAX_BODY_BYTES)
+    app.state.engine = engine
 
+    # The answers are built as plain dicts and sent as they are (a Response skips FastAPI's
+    # re-validation of the return value); response_model still documents them in the schema,
+    # and tests/test_server.py checks that they match it.
     @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
-    async def suggest(request: SuggestRequest) -> SuggestResponse:
+    async def suggest(request: SuggestRequest) -> JSONResponse:
         """The k most likely next words after `text`, with their probabilities."""
         words, ms = await engine.run(lambda: engine.suggest(request.text, request.k))
-        return SuggestResponse(model=health.model, suggestions=words, latency_ms=round(ms, 3))
+        return JSONResponse({"model": health.model, "suggestions": words,
+                             "latency_ms": round(ms, 3)})
 
     @app.post("/api/complete", response_model=CompleteResponse, responses=ERROR_RESPONSES)
-    async def complete(request: CompleteRequest) -> CompleteResponse:
+    async def complete(request: CompleteRequest) -> JSONResponse:
         """Up to `beam` continuations of `length` words, most probable first (beam search)."""
         found, ms = await engine.run(
             lambda: engine.complete(request.text, request.beam, request.length))
-        return CompleteResponse(model=health.model,
-                                continuations=found, latency_ms=round(ms, 3))
+        return JSONResponse({"model": health.model, "continuations": found,
+                             "latency_ms": round(ms, 3)})
 
     @app.post("/api/pinyin", response_model=PinyinResponse, responses=ERROR_RESPONSES)
-    async def pinyin(request: PinyinRequest) -> PinyinResponse:
+    async def pinyin(request: PinyinRequest) -> JSONResponse:
         """Chinese candidates for typed pinyin after `context`, ranked by the model."""
         found, ms = await engine.run(
             lambda: engine.pinyin(request.letters, request.context, request.k))
-        return PinyinResponse(model=health.model, latency_ms=round(ms, 3), **found)
+        return JSONResponse({"model": health.model, **found, "latency_ms": round(ms, 3)})
 
     @app.get("/api/health", response_model=HealthResponse)
     async def get_health() -> HealthResponse:
@@ -381,16 +406,21 @@ def _say(message: str) -> None:
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
-          log: Callable[[str], None] = _say, mixture: bool = True) -> None:
+          log: Callable[[str], None] = _say, mixture: bool = True,
+          context_cache: int = DEFAULT_ENTRIES) -> None:
     """Load the model, listen, and serve until Ctrl-C."""
     import uvicorn
 
     from .modeldir import load_config
 
     predictor = Predictor.from_dir(model_dir, mixture=mixture)
-    app = create_app(predictor, load_config(Path(model_dir)))
+    app = create_app(predictor, load_config(Path(model_dir)), context_cache)
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
     lexicon_for(predictor.vocab)  # and the pinyin lexicon (about a second for 30k words)
+    # What is loaded now lives as long as the server: out of the collector's sight, or every
+    # full collection walks it all (≈0.2 s with the lexicon, stalling every request in flight).
+    gc.collect()
+    gc.freeze()
     sock = listen(host, port)
     log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")
     if not host.startswith("127.") and host not in ("localhost", "::1"):

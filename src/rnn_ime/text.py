@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -79,3 +81,44 @@ def get_tokenizer(name: str = "jieba") -> JiebaTokenizer:
     if _TOKENIZER is None:
         _TOKENIZER = JiebaTokenizer()
     return _TOKENIZER
+
+
+# Characters that end a clause for jieba: it cuts a text into runs of Han characters, letters,
+# digits and +#&._%- and segments each run on its own, so no word spans one of these, and a
+# text's words are its clauses' words, one clause after another (tests/test_text.py checks it).
+CLAUSE_ENDS = "，。！？；：、,!?;:\n "
+_ENDS = re.escape(CLAUSE_ENDS)
+_CLAUSES = re.compile(f"[^{_ENDS}]*[{_ENDS}]|[^{_ENDS}]+")  # clauses, each with its end
+
+
+class ClauseCache:
+    """`tokenizer.tokenize(text)`, with the words of each clause (the text up to and including
+    a CLAUSE_ENDS character) kept in an LRU of `entries` clauses: typing appends to the text,
+    so only its last clause is segmented again. Thread-safe; the same words as the tokenizer."""
+
+    def __init__(self, tokenizer: JiebaTokenizer, entries: int = 4096) -> None:
+        if entries < 1:
+            raise ValueError("ClauseCache: entries must be at least 1")
+        self.tokenizer = tokenizer
+        self.entries = entries
+        self._clauses: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: str) -> list[str]:
+        words: list[str] = []
+        for clause in _CLAUSES.findall(text):
+            words += self._clause(clause)
+        return words
+
+    def _clause(self, clause: str) -> tuple[str, ...]:
+        with self._lock:
+            found = self._clauses.get(clause)
+            if found is not None:
+                self._clauses.move_to_end(clause)
+                return found
+        found = tuple(self.tokenizer.tokenize(clause))
+        with self._lock:
+            self._clauses[clause] = found
+            while len(self._clauses) > self.entries:
+                self._clauses.popitem(last=False)
+        return found
