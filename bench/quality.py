@@ -18,6 +18,7 @@ and bench/out/quality.json; the trained models stay in bench/out/quality-models/
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import shutil
 import statistics
@@ -236,21 +237,48 @@ def plot(rows: list[dict], docs: Path) -> list[str]:
 
 
 def run_mixture(best: dict, data: str) -> dict:
-    """The best cell's first seed mixed with the KN 4-gram, its weight fitted on validation."""
+    """The best cell's first seed mixed with the KN 4-gram, one weight per context bucket
+    fitted on validation, as `rnn-ime mix` does."""
     run = best["runs"][0]
     model, vocab, _ = load(run["model_dir"])
     data_dir = DataDir(data)
     neural = NeuralScorer(model, vocab)
     ngram = NgramScorer.train(data_dir.split("train"), vocab, NGRAMS[BASELINE])
     record = mixture.fit(neural, ngram, data_dir.split("valid"))
-    scorer = mixture.MixtureScorer(neural, ngram, record["weight"])
+    scorer = mixture.MixtureScorer(neural, ngram, record["weights"])
     valid = evaluate(scorer, data_dir.split("valid"), data_dir.source_names)
     test = evaluate(scorer, data_dir.split("test"), data_dir.source_names)
-    name = f"{best['name']} (seed {run['seed']}) + {BASELINE}, weight {record['weight']:g}"
+    name = f"{best['name']} (seed {run['seed']}) + {BASELINE}, weights by context"
     row = summarise([{"name": name, "seed": run["seed"], "options": {"fit": record},
                       "valid": valid, **test, "parameters": None, "size_mb": None,
                       "validation": []}])
     return {**row, "kind": "mixture"}
+
+
+def mixture_section(mixed: dict, baseline: dict) -> list[str]:
+    fit = mixed["options"]["fit"]
+    labels = fit["buckets"]
+    grid = list(fit["by_bucket"][labels[0]])
+    lines = ["## The mixture against the n-gram", "",
+             "Validation top-1 + KSR@5 of (1 − λ)·p_model + λ·p_kn for each λ, by words of "
+             f"context (`rnn_ime.mixture.fit`, {mixture.FIT_WORDS:,} validation words asked for, "
+             "evenly spaced passages); the λ kept in each row is the best one there:", "",
+             "| words of context | words | " + " | ".join(f"λ {w}" for w in grid) + " | kept |",
+             "|---|---|" + "---|" * len(grid) + "---|"]
+    for label, weight in zip(labels, fit["weights"], strict=True):
+        curve = fit["by_bucket"][label]
+        lines.append(f"| {label} | {curve[grid[0]]['words']:,} | " + " | ".join(
+            pct(curve[w]["top1"] + curve[w].get("ksr5", 0)) for w in grid) + f" | {weight:g} |")
+    lines += ["", "| on validation | ppl | top-1 | top-5 | KSR@1 | KSR@5 |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['perplexity']:.1f} | {pct(r['top1'])} | {pct(r['top5'])} | "
+              f"{pct(r.get('ksr1'))} | {pct(r.get('ksr5'))} |"
+              for name, r in fit["validation"].items()]
+    lines += ["", f"Test, against {BASELINE}: top-1 {mixed['top1'] / baseline['top1']:.2f}×, "
+              f"KSR@1 {mixed['ksr1'] / baseline['ksr1']:.2f}×, "
+              f"KSR@5 {mixed['ksr5'] / baseline['ksr5']:.2f}×, perplexity "
+              f"{mixed['perplexity']:.1f} against {baseline['perplexity']:.1f}.", ""]
+    return lines
 
 
 def lead_over_spread(rows: list[dict]) -> str:
@@ -282,7 +310,16 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=None,
                         help=f"subset of: {', '.join([*NEURAL, *NGRAMS, MIXTURE, REVIEWS_ONLY])}")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the rows of the last run (bench/out/quality.json) that were "
+                             "made with the same --seconds and seeds instead of training them "
+                             "again (the mixture is always fitted anew)")
     args = parser.parse_args()
+    previous = {}
+    if args.reuse and (OUT / "quality.json").is_file():
+        last = json.loads((OUT / "quality.json").read_text())
+        if last["seconds"] == args.seconds and last["seeds"] == args.seeds:
+            previous = {r["name"]: r for r in last["results"] if r.get("kind") != "mixture"}
     command = "python bench/quality.py " + " ".join(
         f"'{a}'" if " " in a else a for a in sys.argv[1:])
     data = str(ensure_data(Path(args.data), ["embedded"], 3, None))
@@ -292,7 +329,10 @@ def main() -> None:
         raise SystemExit(f"unknown configs: {unknown}")
     rows, extra = [], []
     for name in wanted:
-        if name in NGRAMS:
+        if name in previous and name != REVIEWS_ONLY:
+            print(f"… {name}: the last run's row", flush=True)
+            rows.append(previous[name])
+        elif name in NGRAMS:
             print(f"… {name}", flush=True)
             rows.append(summarise([run_ngram(name, NGRAMS[name], data)]))
         elif name in NEURAL:
@@ -312,8 +352,11 @@ def main() -> None:
     if REVIEWS_ONLY in wanted:
         print(f"… {REVIEWS_ONLY}", flush=True)
         reviews = str(ensure_data(Path(args.reviews_data), ["embedded:reviews"], 3, None))
-        extra.append(summarise([run_neural(REVIEWS_ONLY, NEURAL["lm-gru"], reviews,
-                                           args.seconds, args.seeds[0])]))
+        row = previous.get(REVIEWS_ONLY) or summarise([run_neural(
+            REVIEWS_ONLY, NEURAL["lm-gru"], reviews, args.seconds, args.seeds[0])])
+        # one source: evaluate gives no by-source figures; they are the whole split's
+        row["by_source"] = {"reviews": {k: row[k] for k in ("perplexity", "top1", "top5")}}
+        extra.append(row)
     for r in rows + extra:
         print(f"{r['name']:<48} valid top-1 {spread(r, 'valid_top1'):>14} · test top-1 "
               f"{spread(r, 'top1'):>14} KSR@5 {spread(r, 'ksr5'):>14}")
@@ -356,17 +399,7 @@ def main() -> None:
                   f"{', '.join(r['name'] for r in cells)}). " + lead_over_spread(cells), ""]
     mixed = next((r for r in rows if r.get("kind") == "mixture"), None)
     if mixed and baseline:
-        fit = mixed["options"]["fit"]
-        lines += ["## The mixture against the n-gram", "",
-                  f"Weight of the n-gram fitted on {fit['fitted_on_words']:,} validation words "
-                  "(evenly spaced passages), the one with the best KSR@5:", "",
-                  "| weight | valid ppl | valid top-1 | valid KSR@5 |", "|---|---|---|---|",
-                  *(f"| {w} | {v['perplexity']:.1f} | {pct(v['top1'])} | {pct(v.get('ksr5'))} |"
-                    for w, v in fit["validation"].items()), "",
-                  f"Test, against {BASELINE}: top-1 {mixed['top1'] / baseline['top1']:.2f}×, "
-                  f"KSR@1 {mixed['ksr1'] / baseline['ksr1']:.2f}×, "
-                  f"KSR@5 {mixed['ksr5'] / baseline['ksr5']:.2f}×, perplexity "
-                  f"{mixed['perplexity']:.1f} against {baseline['perplexity']:.1f}.", ""]
+        lines += mixture_section(mixed, baseline)
     lines += ["## By source", "", *source_table(rows + extra, source_names), "",
               f"The row '{REVIEWS_ONLY}' is the GRU trained as long on the reviews alone and "
               "scored on the reviews test passages: the effect of more text of other kinds.", "",

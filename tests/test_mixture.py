@@ -27,7 +27,7 @@ def parts(small_data, small_model):
 def test_the_mixture_is_a_distribution_and_each_end_is_one_scorer(parts):
     neural, ngram, _ = parts
     contexts = [[], [5, 6], [7]]
-    mixed = MixtureScorer(neural, ngram, 0.3).log_probs(contexts)
+    mixed = MixtureScorer(neural, ngram, [0.3] * 6).log_probs(contexts)
     assert torch.allclose(mixed.exp().sum(-1), torch.ones(3), atol=1e-4)
     a, b = neural.log_probs(contexts), ngram.log_probs(contexts)
     expected = torch.log(0.7 * a.double().exp() + 0.3 * b.double().exp())
@@ -36,8 +36,10 @@ def test_the_mixture_is_a_distribution_and_each_end_is_one_scorer(parts):
 
 
 def test_typing_and_evaluation_give_the_mixture_the_same_numbers(parts):
+    """One weight per words-of-context bucket: stepping, reading and evaluation must agree on
+    how many words precede each one."""
     neural, ngram, data = parts
-    scorer = MixtureScorer(neural, ngram, 0.4)
+    scorer = MixtureScorer(neural, ngram, [1.0, 0.0, 0.3, 0.5, 0.7, 0.2])
     split = data.split("test")
     words = [int(w) for w in split.passage_tokens(0)[1:]]
     state, stepped = scorer.step(scorer.start(), BOS_ID)
@@ -50,28 +52,44 @@ def test_typing_and_evaluation_give_the_mixture_the_same_numbers(parts):
     start = int(split.starts[0])
     for i, log_probs in enumerate(by_step):
         assert torch.allclose(log_probs, chunks[start + 1 + i], atol=1e-4)
-    _, read = scorer.read(words[:3])
-    assert torch.allclose(read, by_step[3], atol=1e-4)
+    for n in (0, 3, len(by_step) - 1):
+        _, read = scorer.read(words[:n])
+        assert torch.allclose(read, by_step[n], atol=1e-4)
+        assert torch.allclose(scorer.log_probs([words[:n]])[0], by_step[n], atol=1e-4)
+    # after an inner <s>, the count starts again
+    _, again = scorer.read([*words[:4], BOS_ID])
+    assert torch.allclose(again, by_step[0], atol=1e-4)
 
 
 def test_evaluation_at_either_end_equals_each_scorer_alone(parts):
     neural, ngram, data = parts
     split = data.split("valid")
     alone = evaluate(neural, split)
-    mixed = evaluate(MixtureScorer(neural, ngram, 0.0), split)
+    mixed = evaluate(MixtureScorer(neural, ngram, [0.0] * 6), split)
     assert mixed["top1"] == alone["top1"] and mixed["loss"] == pytest.approx(alone["loss"])
-    assert evaluate(MixtureScorer(neural, ngram, 1.0), split)["top1"] == \
+    assert evaluate(MixtureScorer(neural, ngram, [1.0] * 6), split)["top1"] == \
         evaluate(ngram, split)["top1"]
 
 
-def test_fit_scores_every_weight_and_keeps_the_best_by_keystroke_savings(parts):
+def test_fit_keeps_the_best_weight_of_each_context_bucket(parts):
     neural, ngram, data = parts
     record = fit(neural, ngram, data.split("valid"), None, grid=(0.0, 0.5, 1.0))
-    curve = record["validation"]
-    assert set(curve) == {"0.0", "0.5", "1.0"}
-    best = max(curve.values(), key=lambda r: r["ksr5"])["ksr5"]
-    assert curve[str(record["weight"])]["ksr5"] == best
-    assert record["chosen"] == ("rnn" if record["weight"] == 0.0 else "mixture")
+    assert len(record["weights"]) == len(record["buckets"]) == 6
+    for label, weight in zip(record["buckets"], record["weights"], strict=True):
+        curve = record["by_bucket"][label]
+        assert set(curve) == {"0.0", "0.5", "1.0"}
+        if curve["0.0"].get("words"):
+            score = {w: r["top1"] + r["ksr5"] for w, r in curve.items()}
+            assert score[str(weight)] == pytest.approx(max(score.values()))
+    validation = record["validation"]
+    fitted = validation["weights by context"]
+    assert all(fitted["top1"] + fitted["ksr5"] >= r["top1"] + r["ksr5"] - 1e-9
+               for r in validation.values())
+    assert record["chosen"] == ("rnn" if not any(record["weights"]) else "mixture")
+    # and the fitted scorer, evaluated, gives the figures the fit reported
+    scorer = MixtureScorer(neural, ngram, record["weights"])
+    assert evaluate(scorer, data.split("valid"))["ksr5"] == pytest.approx(fitted["ksr5"],
+                                                                          abs=1e-4)
 
 
 def test_a_saved_ngram_loads_with_the_same_numbers_and_refuses_garbage(parts, tmp_path):
@@ -93,7 +111,7 @@ def test_mix_command_writes_the_choice_and_every_front_end_loads_it(small_model,
     record = json.loads((model / "mixture.json").read_text())
     assert record["order"] == 3 and "using the" in out
     # force the mixture, so that loading it is tested whatever the tiny model chose
-    record.update(chosen="mixture", weight=0.5)
+    record.update(chosen="mixture", weights=[0.5] * 6)
     (model / "mixture.json").write_text(json.dumps(record))
     if not (model / "ngram.npz").exists():
         data_dir = modeldir.load_config(model)["train"]["data"]

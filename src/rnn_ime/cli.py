@@ -270,21 +270,23 @@ def run_mix(args) -> None:
     record = mixture.fit(NeuralScorer(model, vocab), ngram, data.split("valid"),
                          args.valid_words or None)
     mixture.save(Path(args.model), record, ngram)
-    curve = record["validation"]
-    print(f"validation ({record['fitted_on_words']:,} words), weight of the {ngram.name}:")
-    print(f"{'weight':>8}{'ppl':>9}{'top-1':>8}{'top-5':>8}{'KSR@5':>8}")
-    for weight, r in curve.items():
-        print(f"{weight:>8}{r['perplexity']:>9.1f}{r['top1']:>8.1%}{r['top5']:>8.1%}"
-              f"{r.get('ksr5', 0):>8.1%}")
-    alone, chosen = curve["0.0"], curve[str(record["weight"])]
+    print(f"validation top-1 + KSR@5 for each weight λ of the {ngram.name}, by words of "
+          "context (the best kept in each):")
+    print(f"{'context':>8}{'words':>8}" + "".join(f"{w:>6}" for w in mixture.WEIGHT_GRID))
+    for label, curve in record["by_bucket"].items():
+        row = [curve[str(w)].get("top1", 0) + curve[str(w)].get("ksr5", 0)
+               for w in mixture.WEIGHT_GRID]
+        print(f"{label:>8}{curve['0.0']['words']:>8,}" + "".join(f"{r:>6.1%}" for r in row))
+    print(f"{'chosen':>16}" + "".join(f"{w:>6g}" for w in record["weights"]) + "  (λ per row)")
+    print(f"\n{'':<22}{'ppl':>8}{'top-1':>8}{'top-5':>8}{'KSR@1':>8}{'KSR@5':>8}")
+    for name, r in record["validation"].items():
+        print(f"{name:<22}{r['perplexity']:>8.1f}{r['top1']:>8.1%}{r['top5']:>8.1%}"
+              f"{r.get('ksr1', 0):>8.1%}{r.get('ksr5', 0):>8.1%}")
     if record["chosen"] == "mixture":
-        print(f"using the mixture, weight {record['weight']:g}: validation KSR@5 "
-              f"{chosen.get('ksr5', 0):.1%} and top-1 {chosen['top1']:.1%} against "
-              f"{alone.get('ksr5', 0):.1%} and {alone['top1']:.1%} for the model alone "
-              "(turn it off with --no-mixture)")
+        print("using the mixture with these weights from now on (--no-mixture: the model "
+              "alone)")
     else:
-        print(f"using the model alone: no mixture beats its validation KSR@5 "
-              f"({alone.get('ksr5', 0):.1%})")
+        print("using the model alone: no mixture beats it on validation")
 
 
 # ---------------------------------------------------------------- predict

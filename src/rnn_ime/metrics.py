@@ -45,6 +45,12 @@ class Tally:
             for column, k in enumerate(KS):
                 self.typed[k] += float(torch.where(hits[:, column], SELECT_KEYS, cost).sum())
 
+    def merged(self, other: Tally) -> Tally:
+        """The tally of both sets of words together."""
+        return Tally(self.words + other.words, self.nll + other.nll,
+                     {k: self.hits[k] + other.hits[k] for k in KS}, self.keys + other.keys,
+                     {k: self.typed[k] + other.typed[k] for k in KS})
+
     def summary(self) -> dict[str, float]:
         if self.words == 0:
             return {"words": 0}
@@ -71,6 +77,12 @@ class Judge:
         found = (top == targets[:, None]).cumsum(dim=1) > 0
         hits = torch.stack([found[:, k - 1] for k in KS], dim=1)
         return nll, hits, self.costs[targets]
+
+
+def context_bucket(lengths: np.ndarray) -> np.ndarray:
+    """The index in CONTEXT_BUCKETS of each context length (words since the passage's <s>)."""
+    lows = np.asarray([low for low, _, _ in CONTEXT_BUCKETS])
+    return np.searchsorted(lows, lengths, side="right") - 1
 
 
 def context_lengths(split: Split, offsets: np.ndarray) -> np.ndarray:

@@ -5,11 +5,14 @@ has seen every passage start; the recurrent model generalises across longer cont
 similar words. A linear mixture of two distributions is a distribution (it sums to one), so
 every consumer of the Scorer interface (evaluation, suggestions, beam, pinyin) takes it as is.
 
-`rnn-ime mix --model M` fits λ on the validation split (a grid; the one with the best keystroke
-savings, ties to the lower loss), compares it with the model alone and writes the choice into
-the model dir:
+λ depends on how many words of the passage precede the predicted one (the buckets of
+metrics.CONTEXT_BUCKETS: 0, 1, 2, 3–4, 5–9, 10+): at a passage's first word the n-gram's
+counts of first words are hard to beat, deep in a passage the recurrent model knows more.
+`rnn-ime mix --model M` scores λ = 0, 0.1, …, 1 in each bucket on the validation split, keeps
+for each the one with the best top-1 + KSR@5 (ties to the lower loss), and writes the choice
+into the model dir:
 
-    mixture.json   {"weight": λ, "order": 4, "chosen": "mixture" | "rnn", "validation": …}
+    mixture.json   {"weights": [λ per bucket], "order": 4, "chosen": "mixture" | "rnn", …}
     ngram.npz      the n-gram's tables (only when the mixture is chosen)
 
 Loading a model dir (`load_scorer`) then gives the mixture wherever the model is used.
@@ -17,109 +20,174 @@ Loading a model dir (`load_scorer`) then gives the mixture wherever the model is
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .data import Split, every_kth_passage
 from .errors import ConfigError, ModelError
 from .fsutil import read_json, write_json
-from .metrics import Judge, Tally
+from .metrics import CONTEXT_BUCKETS, Judge, Tally, context_bucket, context_lengths
 from .ngram import NgramScorer
 from .scoring import Chunk, Scorer
+from .vocab import BOS_ID
 
 MIXTURE_FILE = "mixture.json"
 NGRAM_FILE = "ngram.npz"
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
-FIT_WORDS = 60_000  # validation words the weight is fitted on (evenly spaced passages)
+FIT_WORDS = 60_000  # validation words the weights are fitted on (evenly spaced passages)
+BUCKET_LABELS = tuple(label for _, _, label in CONTEXT_BUCKETS)
+LONGEST = CONTEXT_BUCKETS[-1][0]  # context lengths past this share the last bucket
 
 
-def mix_log_probs(first: torch.Tensor, second: torch.Tensor, weight: float) -> torch.Tensor:
-    """log((1 − w)·exp(first) + w·exp(second)), exactly either one at w = 0 or 1."""
-    if weight <= 0.0:
-        return first
-    if weight >= 1.0:
-        return second
-    return torch.logaddexp(first.float() + math.log1p(-weight), second.float() + math.log(weight))
+def mix_log_probs(first: torch.Tensor, second: torch.Tensor,
+                  weight: float | torch.Tensor) -> torch.Tensor:
+    """log((1 − w)·exp(first) + w·exp(second)); `weight` one number, or one per row (N,)."""
+    if not isinstance(weight, torch.Tensor):
+        if weight <= 0.0:
+            return first
+        if weight >= 1.0:
+            return second
+        weight = torch.tensor(weight)
+    weight = weight.to(torch.float64)
+    keep = torch.log1p(-weight).float()  # -inf at w = 1, so that row is exactly `second`
+    take = torch.log(weight).float()  # -inf at w = 0
+    if weight.ndim == 1:
+        keep, take = keep[:, None], take[:, None]
+    return torch.logaddexp(first.float() + keep, second.float() + take)
 
 
-MixtureState = tuple[Any, Any]  # (the recurrent scorer's state, the n-gram's state)
+MixtureState = tuple[Any, Any, int]  # (model's state, n-gram's state, words since <s>)
 
 
 class MixtureScorer(Scorer[MixtureState]):
-    """Any scorer (the recurrent model, under torch or ONNX) mixed with an n-gram. Its state is
-    the pair of the two scorers' states."""
+    """Any scorer (the recurrent model, under torch or ONNX) mixed with an n-gram, with one
+    weight per context-length bucket. Its state: the two scorers' states and how many words
+    the passage has so far."""
 
-    def __init__(self, first: Scorer, ngram: NgramScorer, weight: float) -> None:
-        if not 0.0 <= weight <= 1.0:
-            raise ConfigError(f"the mixture weight must be in [0, 1], not {weight}")
+    def __init__(self, first: Scorer, ngram: NgramScorer, weights: Sequence[float]) -> None:
+        if len(weights) != len(CONTEXT_BUCKETS) or any(not 0.0 <= w <= 1.0 for w in weights):
+            raise ConfigError(f"the mixture needs {len(CONTEXT_BUCKETS)} weights in [0, 1] "
+                              "(one per context-length bucket)")
         if first.vocab.sha256 != ngram.vocab.sha256:
             raise ModelError("the n-gram and the model have different vocabularies")
-        self.first, self.ngram, self.weight = first, ngram, weight
+        self.first, self.ngram = first, ngram
+        self.weights = tuple(float(w) for w in weights)
+        self._by_length = torch.tensor([self.weights[b] for b in
+                                        context_bucket(np.arange(LONGEST + 1))])
         self.vocab = first.vocab
         self.name = f"{first.name}+{ngram.name}"
 
+    def weight_of(self, lengths: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """λ for each context length."""
+        return self._by_length[np.minimum(np.asarray(lengths, dtype=np.int64), LONGEST)]
+
     def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         return mix_log_probs(self.first.log_probs(contexts), self.ngram.log_probs(contexts),
-                             self.weight)
+                             self.weight_of([_words_since_start(c) for c in contexts]))
 
     def start(self) -> MixtureState:
-        return self.first.start(), self.ngram.start()
+        return self.first.start(), self.ngram.start(), 0
 
     def step_batch(self, states: Sequence[MixtureState], word_ids: Sequence[int]
                    ) -> list[tuple[MixtureState, torch.Tensor]]:
+        if not states:
+            return []
         firsts = self.first.step_batch([s[0] for s in states], word_ids)
         seconds = self.ngram.step_batch([s[1] for s in states], word_ids)
-        return [((a_state, b_state), mix_log_probs(a, b, self.weight))
-                for (a_state, a), (b_state, b) in zip(firsts, seconds, strict=True)]
+        lengths = [0 if w == BOS_ID else min(s[2] + 1, LONGEST)
+                   for s, w in zip(states, word_ids, strict=True)]
+        mixed = mix_log_probs(torch.stack([a for _, a in firsts]),
+                              torch.stack([b for _, b in seconds]), self.weight_of(lengths))
+        return [((a_state, b_state, n), mixed[i]) for i, ((a_state, _), (b_state, _), n)
+                in enumerate(zip(firsts, seconds, lengths, strict=True))]
 
     def read(self, context: Sequence[int]) -> tuple[MixtureState, torch.Tensor]:
         a_state, a = self.first.read(context)
         b_state, b = self.ngram.read(context)
-        return (a_state, b_state), mix_log_probs(a, b, self.weight)
+        n = min(_words_since_start(context), LONGEST)
+        return (a_state, b_state, n), mix_log_probs(a[None], b[None], self.weight_of([n]))[0]
 
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:
         for log_probs, targets, offsets in self.first.split_log_probs(split):
-            yield (mix_log_probs(log_probs, self.ngram.log_probs_at(split, offsets),
-                                 self.weight), targets, offsets)
+            weights = self.weight_of(context_lengths(split, offsets))
+            yield (mix_log_probs(log_probs, self.ngram.log_probs_at(split, offsets), weights),
+                   targets, offsets)
 
 
-# ---------------------------------------------------------------- fitting the weight
+def _words_since_start(context: Sequence[int]) -> int:
+    """Words typed since the last <s> of a context (the context itself follows one)."""
+    ids = list(context)
+    return ids[::-1].index(BOS_ID) if BOS_ID in ids else len(ids)
 
-def weight_curve(first: Scorer, ngram: NgramScorer, split: Split,
-                 grid: Sequence[float] = WEIGHT_GRID) -> dict[float, dict]:
-    """Every weight of the grid scored on `split` in one pass over it: {λ: metrics}."""
+
+# ---------------------------------------------------------------- fitting the weights
+
+def weight_curves(first: Scorer, ngram: NgramScorer, split: Split,
+                  grid: Sequence[float] = WEIGHT_GRID) -> list[dict[float, Tally]]:
+    """Every weight of the grid scored on `split` in one pass over it, per context-length
+    bucket: [{λ: tally} for each bucket]."""
     judge = Judge(first.vocab)
-    tallies = {weight: Tally() for weight in grid}
+    curves = [{weight: Tally() for weight in grid} for _ in CONTEXT_BUCKETS]
     for log_probs, targets, offsets in first.split_log_probs(split):
         other = ngram.log_probs_at(split, offsets)
-        for weight, tally in tallies.items():
+        buckets = context_bucket(context_lengths(split, offsets))
+        for weight in grid:
             nll, hits, cost = judge(mix_log_probs(log_probs, other, weight), targets)
-            tally.add(nll, hits, cost=cost)
-    return {weight: tally.summary() for weight, tally in tallies.items()}
+            for index, curve in enumerate(curves):
+                curve[weight].add(nll, hits, buckets == index, cost)
+    return curves
 
 
-def best_weight(curve: dict[float, dict]) -> float:
-    """The weight with the best keystroke savings (KSR@5), ties to the lower loss."""
-    return max(curve, key=lambda w: (curve[w].get("ksr5", 0.0), -curve[w]["loss"]))
+def best_weight(curve: dict[float, Tally]) -> float:
+    """The weight with the best top-1 + KSR@5 (the two figures a user feels: the first
+    suggestion, and the keystrokes that five suggestions save), ties to the lower loss; 0 (the
+    model alone) for a bucket without words."""
+    scored = {w: t.summary() for w, t in curve.items() if t.words}
+    if not scored:
+        return 0.0
+    return max(scored, key=lambda w: (round(scored[w]["top1"] + scored[w].get("ksr5", 0.0), 6),
+                                      -scored[w]["loss"]))
+
+
+def _total(tallies: Sequence[Tally]) -> Tally:
+    total = Tally()
+    for tally in tallies:
+        total = total.merged(tally)
+    return total
+
+
+FIGURES = ("words", "loss", "perplexity", "top1", "top5", "ksr1", "ksr5")
+
+
+def _figures(tally: Tally) -> dict:
+    summary = tally.summary()
+    return {k: summary[k] for k in FIGURES if k in summary}
 
 
 def fit(first: Scorer, ngram: NgramScorer, valid: Split, max_words: int | None = FIT_WORDS,
         grid: Sequence[float] = WEIGHT_GRID) -> dict:
-    """Fit λ on (evenly spaced passages of) the validation split; the record of mixture.json."""
-    subset = every_kth_passage(valid, max_words)
-    curve = weight_curve(first, ngram, subset, grid)
-    weight = best_weight(curve)
-    n_words = curve[weight]["words"]
-    return {"weight": weight, "order": ngram.order,
-            "chosen": "rnn" if weight == 0.0 else "mixture",
-            "fitted_on_words": n_words,
-            "validation": {str(w): {k: r[k] for k in ("loss", "perplexity", "top1", "top5",
-                                                      "ksr1", "ksr5") if k in r}
-                           for w, r in curve.items()}}
+    """Fit one λ per context-length bucket on (evenly spaced passages of) the validation
+    split; the record of mixture.json, with the validation figures of the model alone, of the
+    n-gram alone, of the best single λ and of the fitted weights."""
+    curves = weight_curves(first, ngram, every_kth_passage(valid, max_words), grid)
+    weights = [best_weight(curve) for curve in curves]
+    single = {w: _total([curve[w] for curve in curves]) for w in grid}
+    best_single = best_weight(single)
+    compare = {"model alone": single[0.0] if 0.0 in single else None,
+               "n-gram alone": single[1.0] if 1.0 in single else None,
+               f"one weight, {best_single:g}": single[best_single],
+               "weights by context": _total([curve[w] for curve, w in
+                                             zip(curves, weights, strict=True)])}
+    return {"weights": weights, "order": ngram.order,
+            "chosen": "rnn" if not any(weights) else "mixture",
+            "buckets": list(BUCKET_LABELS),
+            "validation": {name: _figures(t) for name, t in compare.items() if t is not None},
+            "by_bucket": {label: {str(w): _figures(t) for w, t in curve.items()}
+                          for label, curve in zip(BUCKET_LABELS, curves, strict=True)}}
 
 
 def save(model_dir: Path, record: dict, ngram: NgramScorer) -> None:
@@ -138,18 +206,23 @@ def load_scorer(model_dir: str | Path, scorer: Scorer, use_mixture: bool = True)
     if not use_mixture or not path.is_file():
         return scorer
     record = read_json(path)
-    if not isinstance(record, dict) or record.get("chosen") not in ("rnn", "mixture") \
-            or not isinstance(record.get("weight"), int | float):
+    if not isinstance(record, dict):
+        record = {}
+    weights = record.get("weights")
+    if record.get("chosen") not in ("rnn", "mixture") or not isinstance(weights, list) \
+            or not all(isinstance(w, int | float) for w in weights):
         raise ModelError(f"{path}: not a mixture record; delete it or rerun `rnn-ime mix`")
     if record["chosen"] == "rnn":
         return scorer
     ngram = NgramScorer.load(model_dir / NGRAM_FILE, scorer.vocab)
-    return MixtureScorer(scorer, ngram, float(record["weight"]))
+    return MixtureScorer(scorer, ngram, weights)
 
 
 def describe(scorer: Scorer) -> str:
-    """One line saying what scores: the model alone, or the mixture and its weight."""
+    """One line saying what scores: the model alone, or the mixture and its weights."""
     if isinstance(scorer, MixtureScorer):
-        return (f"{scorer.name}: (1 − {scorer.weight:g})·p_model + {scorer.weight:g}·p_kn "
-                "(weight fitted on validation by `rnn-ime mix`)")
+        weights = ", ".join(f"{label}: {w:g}" for label, w in
+                            zip(BUCKET_LABELS, scorer.weights, strict=True))
+        return (f"{scorer.name}: (1 − λ)·p_model + λ·p_kn, λ by words of context ({weights}; "
+                "fitted on validation by `rnn-ime mix`)")
     return f"{scorer.name} alone"
