@@ -61,6 +61,7 @@ import torch
 
 from rnn_ime import modeldir
 from rnn_ime.data import DataDir, Split
+from rnn_ime.mixture import load_scorer
 from rnn_ime.model import ModelConfig, NextWordModel, State
 from rnn_ime.onnx_export import ExportConfig, export_model
 from rnn_ime.onnx_runtime import OnnxScorer
@@ -338,10 +339,15 @@ def main() -> None:
                                args.seed)
     results = measure(variants, prefixes, args.warmup)
     tokenizer = modeldir.load_config(model_dir).get("tokenizer", {}).get("name", "jieba")
-    served = measure_served(Predictor(torch_scorer, tokenizer, model_dir.name),
-                            served_texts(DataDir(data).split("test"), vocab, args.requests,
-                                         args.served_prefix, args.seed),
+    texts = served_texts(DataDir(data).split("test"), vocab, args.requests, args.served_prefix,
+                         args.seed)
+    served = measure_served(Predictor(torch_scorer, tokenizer, model_dir.name), texts,
                             args.requests, args.warmup)
+    product = load_scorer(model_dir, torch_scorer)  # what `serve` runs: the mixture, if chosen
+    if product is not torch_scorer:
+        mixed = measure_served(Predictor(product, tokenizer, model_dir.name), texts,
+                               args.requests, args.warmup)
+        served.update({f"{name} (mixture)": row for name, row in mixed.items()})
     setting = {"model": str(model_dir), "data": str(data), "vocab_size": len(vocab),
                "weights": "random" if not args.model and args.train_seconds <= 0 else "trained",
                "architecture": {k: v for k, v in vars(model.config).items()},

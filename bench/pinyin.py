@@ -32,13 +32,14 @@ from rnn_ime.data import DataDir  # noqa: E402
 from rnn_ime.errors import RnnImeError  # noqa: E402
 from rnn_ime.ngram import NgramScorer  # noqa: E402
 from rnn_ime.pinyin import _HAN, DEFAULT_BEAM, decode, lexicon_for  # noqa: E402
+from rnn_ime.scoring import Scorer  # noqa: E402
 from rnn_ime.vocab import BOS_ID, SPECIALS, UNK_ID, Vocab  # noqa: E402
 
 CUTS = frozenset("。！？，,!?")
 LENGTHS = (10, 20, 40)
 
 
-class UnigramScorer:
+class UnigramScorer(Scorer[None]):
     """Every word by its training count, whatever came before (the floor)."""
     name = "unigram"
 
@@ -51,8 +52,9 @@ class UnigramScorer:
     def start(self) -> None:
         return None
 
-    def step(self, state: None, word_id: int) -> tuple[None, torch.Tensor]:
-        return None, self.table
+    def step_batch(self, states: list[None], word_ids: list[int]
+                   ) -> list[tuple[None, torch.Tensor]]:
+        return [(None, self.table) for _ in word_ids]
 
 
 def to_pinyin(text: str) -> str:
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         scorers.append(alone)
         chosen = load_scorer(args.model, alone)  # the product's scorer when `mix` chose one
         if isinstance(chosen, MixtureScorer):
-            chosen.name = f"rnn + KN mixture, weight {chosen.weight:g}"
+            chosen.name = "rnn + KN mixture (rnn-ime mix)"
             scorers.append(chosen)
 
     items = pieces(data, vocab, args.pieces, args.seed)
