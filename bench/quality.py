@@ -318,7 +318,8 @@ def main() -> None:
     previous = {}
     if args.reuse and (OUT / "quality.json").is_file():
         last = json.loads((OUT / "quality.json").read_text())
-        if last["seconds"] == args.seconds and last["seeds"] == args.seeds:
+        if (last["seconds"], last["seeds"], last.get("data")) == (args.seconds, args.seeds,
+                                                                   args.data):
             previous = {r["name"]: r for r in last["results"] if r.get("kind") != "mixture"}
     command = "python bench/quality.py " + " ".join(
         f"'{a}'" if " " in a else a for a in sys.argv[1:])
@@ -408,6 +409,7 @@ def main() -> None:
     lines += [f"![{f}]({f})" for f in figures]
     (docs / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_json("quality.json", {"command": command, "machine": m, "seconds": args.seconds,
+                                "data": args.data,
                                 "seeds": args.seeds, "chosen": best["name"] if best else None,
                                 "results": rows + extra})
     print(f"wrote {docs / 'results.md'}")

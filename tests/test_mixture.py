@@ -7,7 +7,7 @@ import torch
 from rnn_ime import modeldir
 from rnn_ime.cli import main
 from rnn_ime.data import DataDir
-from rnn_ime.errors import DataDirError, ModelError
+from rnn_ime.errors import ModelError
 from rnn_ime.metrics import evaluate
 from rnn_ime.mixture import MixtureScorer, fit, load_scorer, mix_log_probs
 from rnn_ime.ngram import NgramScorer
@@ -98,8 +98,11 @@ def test_a_saved_ngram_loads_with_the_same_numbers_and_refuses_garbage(parts, tm
     loaded = NgramScorer.load(tmp_path / "ngram.npz", data.vocab)
     assert torch.equal(loaded.log_probs([[5], []]), ngram.log_probs([[5], []]))
     (tmp_path / "bad.npz").write_bytes(b"not an npz at all")
-    with pytest.raises(DataDirError, match="not a saved n-gram"):
-        NgramScorer.load(tmp_path / "bad.npz", data.vocab)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes((tmp_path / "ngram.npz").read_bytes()[:5000])  # a copy cut short
+    for bad in (tmp_path / "bad.npz", cut, tmp_path / "missing.npz"):
+        with pytest.raises(ModelError, match="not a saved n-gram"):
+            NgramScorer.load(bad, data.vocab)
 
 
 def test_mix_command_writes_the_choice_and_every_front_end_loads_it(small_model, tmp_path,
@@ -111,7 +114,7 @@ def test_mix_command_writes_the_choice_and_every_front_end_loads_it(small_model,
     record = json.loads((model / "mixture.json").read_text())
     assert record["order"] == 3 and "using the" in out
     # force the mixture, so that loading it is tested whatever the tiny model chose
-    record.update(chosen="mixture", weights=[0.5] * 6)
+    record.update(chosen="mixture", weights=[0.5] * 6)  # keeps its weights_sha256
     (model / "mixture.json").write_text(json.dumps(record))
     if not (model / "ngram.npz").exists():
         data_dir = modeldir.load_config(model)["train"]["data"]
@@ -124,10 +127,25 @@ def test_mix_command_writes_the_choice_and_every_front_end_loads_it(small_model,
     assert json.loads(capsys.readouterr().out)["scorer"] == "rnn"
 
 
-def test_a_broken_mixture_record_is_a_clear_error(small_model, tmp_path):
+def test_a_broken_or_stale_mixture_record_is_a_clear_error(small_model, tmp_path, capsys):
     model = tmp_path / "m"
     shutil.copytree(small_model, model)
-    (model / "mixture.json").write_text('{"chosen": "both"}')
     scorer = NeuralScorer(*modeldir.load(model)[:2])
-    with pytest.raises(ModelError, match="not a mixture record"):
+    for text, message in (('{"chosen": "both"}', "not a mixture record"),
+                          ('{"chosen": "mixture", "weights": [0.5, true, 0.5, 0.5, 0.5, 0.5]}',
+                           "not a mixture record"),
+                          ('{"chosen": "mixture", "weights": [0.5]}', "not a mixture record"),
+                          ("{not json", "not valid JSON")):
+        (model / "mixture.json").write_text(text)
+        with pytest.raises(ModelError, match=message):
+            load_scorer(model, scorer)
+    main(["mix", "--model", str(model), "--order", "3"])
+    load_scorer(model, scorer)
+    # the model trained again after `mix`: its weights no longer match the record
+    (model / "best.safetensors").write_bytes((model / "last.safetensors").read_bytes() + b" ")
+    with pytest.raises(ModelError, match="fitted for other weights"):
         load_scorer(model, scorer)
+    assert load_scorer(model, scorer, use_mixture=False) is scorer
+    with pytest.raises(SystemExit):
+        main(["mix", "--model", str(model), "--valid-words", "-5"])
+    assert "--valid-words" in capsys.readouterr().err

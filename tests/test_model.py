@@ -93,3 +93,17 @@ def test_lm_state_after_a_passage_start_ignores_what_came_before():
     _, after_reset = model(torch.tensor([[3, 4, BOS_ID, 5]]), torch.randn(1, 1, 5))
     _, fresh = model(torch.tensor([[BOS_ID, 5]]))
     assert torch.allclose(after_reset, fresh, atol=1e-6)
+
+
+def test_a_typing_step_on_s_starts_from_the_zero_state_like_read():
+    from rnn_ime.scoring import NeuralScorer
+    from rnn_ime.vocab import BOS_ID, Vocab
+
+    vocab = Vocab(("<pad>", "<unk>", "<s>", *(f"w{i}" for i in range(17))), (0,) * 20)
+    model = NextWordModel(ModelConfig(vocab_size=20, cell="lstm", embed=4, hidden=5)).eval()
+    scorer = NeuralScorer(model, vocab)
+    state, _ = scorer.read([5, 6, 7])
+    _, stepped = scorer.step(state, BOS_ID)
+    _, fresh = scorer.step(scorer.start(), BOS_ID)
+    assert torch.allclose(stepped, fresh, atol=1e-6)
+    assert torch.allclose(scorer.read([5, 6, 7, BOS_ID])[1], fresh, atol=1e-5)

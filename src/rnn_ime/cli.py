@@ -249,23 +249,29 @@ def add_mix(sub) -> None:
     p.add_argument("--order", type=int, default=None, help="n-gram order, 2 to 5 (default 4)")
     p.add_argument("--valid-words", type=int, default=FIT_WORDS,
                    help="validation words to fit on (evenly spaced passages; 0: all)")
+    p.add_argument("--data", help="a data dir with the model's vocabulary (default: the one "
+                                  "the model was trained on)")
     p.set_defaults(func=run_mix)
 
 
 def run_mix(args) -> None:
     from . import mixture, modeldir
     from .data import DataDir
-    from .errors import DataDirError
+    from .errors import ConfigError, DataDirError
     from .ngram import DEFAULT_ORDER, NgramScorer, check_order
     from .scoring import NeuralScorer
 
     order = check_order(DEFAULT_ORDER if args.order is None else args.order)
+    if args.valid_words < 0:
+        raise ConfigError("--valid-words must be 0 (all) or more")
     model, vocab, config = modeldir.load(args.model)
-    data_path = config["train"]["data"]
+    data_path = args.data or modeldir.trained_on(Path(args.model), config)
     data = DataDir(data_path)
     if data.vocab.sha256 != vocab.sha256:
         raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "
                            "now; the mixture needs the one the model was trained with")
+    if not data.manifest.get("splits", {}).get("valid", {}).get("words"):
+        raise DataDirError(f"{data_path}: the validation split is empty: nothing to fit on")
     ngram = NgramScorer.train(data.split("train"), vocab, order)
     record = mixture.fit(NeuralScorer(model, vocab), ngram, data.split("valid"),
                          args.valid_words or None)

@@ -106,10 +106,9 @@ def evaluate(scorer: Scorer, split: Split, source_names: list[str] | None = None
             sources = split.passages[passage, 1]
             for index, name in enumerate(source_names or []):
                 by_source[name].add(nll, hits, sources == index, cost)
-        history = context_lengths(split, offsets)
-        for low, high, label in CONTEXT_BUCKETS:
-            inside = (history >= low) & (history <= (high if high is not None else history.max()))
-            by_context[label].add(nll, hits, inside, cost)
+        buckets = context_bucket(context_lengths(split, offsets))
+        for index, (_, _, label) in enumerate(CONTEXT_BUCKETS):
+            by_context[label].add(nll, hits, buckets == index, cost)
         if max_words is not None and overall.words >= max_words:
             break
     result = overall.summary()

@@ -29,8 +29,9 @@ import torch
 
 from .data import Split, every_kth_passage
 from .errors import ConfigError, ModelError
-from .fsutil import read_json, write_json
+from .fsutil import read_json_object, sha256_file, write_json
 from .metrics import CONTEXT_BUCKETS, Judge, Tally, context_bucket, context_lengths
+from .modeldir import weights_file
 from .ngram import NgramScorer
 from .scoring import Chunk, Scorer
 from .vocab import BOS_ID
@@ -52,7 +53,8 @@ def mix_log_probs(first: torch.Tensor, second: torch.Tensor,
         if weight >= 1.0:
             return second
         weight = torch.tensor(weight)
-    weight = weight.to(torch.float64)
+    second = second.to(first.device)
+    weight = weight.to(first.device, torch.float64)
     keep = torch.log1p(-weight).float()  # -inf at w = 1, so that row is exactly `second`
     take = torch.log(weight).float()  # -inf at w = 0
     if weight.ndim == 1:
@@ -108,7 +110,7 @@ class MixtureScorer(Scorer[MixtureState]):
     def read(self, context: Sequence[int]) -> tuple[MixtureState, torch.Tensor]:
         a_state, a = self.first.read(context)
         b_state, b = self.ngram.read(context)
-        n = min(_words_since_start(context), LONGEST)
+        n = min(_words_since_start(context), LONGEST)  # the state keeps it capped
         return (a_state, b_state, n), mix_log_probs(a[None], b[None], self.weight_of([n]))[0]
 
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:
@@ -191,27 +193,35 @@ def fit(first: Scorer, ngram: NgramScorer, valid: Split, max_words: int | None =
 
 
 def save(model_dir: Path, record: dict, ngram: NgramScorer) -> None:
+    """mixture.json (with the hash of the weights it was fitted for) and, for a mixture, the
+    n-gram; a stop between two writes never leaves a record that names a missing n-gram."""
+    record = {**record, "weights_sha256": sha256_file(weights_file(model_dir))}
     if record["chosen"] == "mixture":
         ngram.save(model_dir / NGRAM_FILE)
-    elif (model_dir / NGRAM_FILE).exists():
-        (model_dir / NGRAM_FILE).unlink()
-    write_json(model_dir / MIXTURE_FILE, record)
+        write_json(model_dir / MIXTURE_FILE, record)
+    else:
+        write_json(model_dir / MIXTURE_FILE, record)
+        (model_dir / NGRAM_FILE).unlink(missing_ok=True)
 
 
 def load_scorer(model_dir: str | Path, scorer: Scorer, use_mixture: bool = True) -> Scorer:
     """The model dir's chosen scorer around `scorer` (the model alone when no mixture was
-    fitted, or when it is turned off)."""
+    fitted, or when it is turned off). A record fitted for other weights (the model was
+    trained again since `rnn-ime mix`) is refused."""
     model_dir = Path(model_dir)
     path = model_dir / MIXTURE_FILE
     if not use_mixture or not path.is_file():
         return scorer
-    record = read_json(path)
-    if not isinstance(record, dict):
-        record = {}
+    record = read_json_object(path, ModelError)
     weights = record.get("weights")
     if record.get("chosen") not in ("rnn", "mixture") or not isinstance(weights, list) \
-            or not all(isinstance(w, int | float) for w in weights):
+            or len(weights) != len(CONTEXT_BUCKETS) or not all(
+                isinstance(w, int | float) and not isinstance(w, bool) and 0.0 <= w <= 1.0
+                for w in weights):
         raise ModelError(f"{path}: not a mixture record; delete it or rerun `rnn-ime mix`")
+    if record.get("weights_sha256") != sha256_file(weights_file(model_dir)):
+        raise ModelError(f"{path}: fitted for other weights (the model was trained again "
+                         "since); rerun `rnn-ime mix`, or pass --no-mixture")
     if record["chosen"] == "rnn":
         return scorer
     ngram = NgramScorer.load(model_dir / NGRAM_FILE, scorer.vocab)

@@ -195,11 +195,9 @@ class NextWordModel(nn.Module):
         cuts = torch.nonzero(starts.any(dim=0)).flatten().tolist()
         if not cuts:
             return self.rnn(x, state)
-        bounds = [0, *[t for t in cuts if t > 0], x.shape[1]]
+        bounds = sorted({0, *cuts, x.shape[1]})
         outputs = []
         for begin, end in zip(bounds, bounds[1:], strict=False):
-            if begin == end:
-                continue
             if begin in cuts and state is not None:
                 keep = (~starts[:, begin]).to(x.dtype)[None, :, None]  # (1, B, 1)
                 state = (tuple(part * keep for part in state) if isinstance(state, tuple)

@@ -35,6 +35,7 @@ gets 0.
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 
 from .data import DataDir, Split, target_positions, windows
-from .errors import ConfigError, DataDirError
+from .errors import ConfigError, DataDirError, ModelError
 from .fsutil import write_with
 from .scoring import Chunk, Scorer
 from .vocab import BOS_ID, PAD_ID, Vocab
@@ -313,8 +314,12 @@ class NgramScorer(Scorer[tuple[int, ...]]):
     def log_probs_at(self, split: Split, positions: np.ndarray) -> torch.Tensor:
         """(N, V) log-probabilities of the words at `positions` of the split, each read from its
         passage's <s> (any positions, in any order: a mixture asks for another scorer's)."""
-        context = windows(split, positions, self.order - 1)  # <pad> before the passage
-        return self._log_probs(np.where(context == PAD_ID, MISSING, context))
+        parts = []
+        for begin in range(0, len(positions), self.rows_per_chunk):  # (rows, V) float64 each
+            context = windows(split, positions[begin:begin + self.rows_per_chunk],
+                              self.order - 1)  # <pad> before the passage
+            parts.append(self._log_probs(np.where(context == PAD_ID, MISSING, context)))
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
 
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:
         """Every word of the split, each passage read from its <s>, in chunks of rows."""
@@ -338,20 +343,25 @@ class NgramScorer(Scorer[tuple[int, ...]]):
 
     @classmethod
     def load(cls, path: Path, vocab: Vocab) -> NgramScorer:
+        """A saved n-gram, checked against `vocab`; anything else is one ModelError."""
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
-            order = int(arrays["order"])
             if str(arrays["vocab_sha256"]) != vocab.sha256:
-                raise DataDirError(f"{path}: the n-gram was counted with another vocabulary")
+                raise ModelError(f"{path}: the n-gram was counted with another vocabulary; "
+                                 "rerun `rnn-ime mix`")
+            order = int(arrays["order"])
+            if not MIN_ORDER <= order <= MAX_ORDER or arrays["unigram"].shape != (len(vocab),) \
+                    or len(arrays["discount"]) != order:
+                raise ValueError("tables of the wrong shape")
             orders = [OrderTable(**{name: arrays[f"order_{j}_{name}"] for name in
                                     ("keys", "words", "weight", "begin", "gamma")})
                       for j in range(2, order + 1)]
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise DataDirError(f"{path}: not a saved n-gram ({exc})") from None
-        tables = [arrays["table_1"], *(table.keys for table in orders)]
-        return cls(vocab, check_order(order), arrays["unigram"], tables, orders,
-                   arrays["discount"])
+            tables = [arrays["table_1"], *(table.keys for table in orders)]
+            return cls(vocab, order, arrays["unigram"], tables, orders, arrays["discount"])
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"{path}: not a saved n-gram ({exc}); rerun `rnn-ime mix`"
+                             ) from None
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

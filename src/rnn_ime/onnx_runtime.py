@@ -111,6 +111,9 @@ class OnnxScorer(Scorer[OnnxState]):
         """Every state's step in one run of the graph."""
         if not states:
             return []
+        # a <s> starts a passage from the zero state, as in training
+        states = [self.start() if word_id == BOS_ID else state
+                  for state, word_id in zip(states, word_ids, strict=True)]
         if self.kind == "window":
             windows = [next_window(state.window, word_id, self.seq_len)
                        for state, word_id in zip(states, word_ids, strict=True)]

@@ -195,6 +195,9 @@ class NeuralScorer(Scorer[RecurrentState]):
         """
         if not states:
             return []
+        # a <s> starts a passage from the zero state, as in training and in read()
+        states = [self.start() if word_id == BOS_ID else state
+                  for state, word_id in zip(states, word_ids, strict=True)]
         if self.model.config.objective == "window":
             windows = [next_window(state.window, word_id, self.seq_len)
                        for state, word_id in zip(states, word_ids, strict=True)]
