@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, prepare the embedded corpus, train the default model (eight
-# minutes on 2 CPU cores; about 14 for the whole job), fit its mixture with the n-gram on validation, evaluate it beside the
-# n-gram on the test split and show next-word predictions.
+# minutes on 2 CPU cores; about 14 for the whole job), fit its mixture with the n-gram on
+# validation, evaluate it beside the n-gram on the test split and show next-word predictions.
 # Environment: TIME_BUDGET (training seconds, default 480), DATA, MODEL (dirs), RETRAIN=1.
 set -euo pipefail
 cd "$(dirname "$0")"
