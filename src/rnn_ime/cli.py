@@ -203,23 +203,31 @@ def _check_baseline_options(args) -> None:
 
 def _baseline_result(args, config, vocab, split, names) -> dict:
     """Train the n-gram on the training split of the model's own data dir and score `split`."""
-    from .data import DataDir
-    from .errors import DataDirError
     from .metrics import evaluate
-    from .modeldir import trained_on
     from .ngram import NgramScorer
 
-    data_path = trained_on(Path(args.model), config)
-    data = DataDir(data_path)
-    if data.vocab.sha256 != vocab.sha256:
-        raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "
-                           "now; the n-gram baseline needs the one the model was trained with")
+    data_path, data = _training_data(args.model, config, vocab)
     scorer = NgramScorer.train(data.split("train"), vocab, args.order)
     began = time.perf_counter()
     result = evaluate(scorer, split, names)
     return {"name": scorer.name, "order": scorer.order, "trained_on": f"{data_path} (train)",
             "train_seconds": round(scorer.train_seconds, 3),
             "evaluate_seconds": round(time.perf_counter() - began, 3), **result}
+
+
+def _training_data(model_dir: str, config: dict, vocab, data_path: str | None = None):
+    """(path, DataDir) of the data the model was trained on (or `data_path`), refused when its
+    vocabulary is not the model's: the n-gram of a baseline or a mixture is counted there."""
+    from .data import DataDir
+    from .errors import DataDirError
+    from .modeldir import trained_on
+
+    data_path = data_path or trained_on(Path(model_dir), config)
+    data = DataDir(data_path)
+    if data.vocab.sha256 != vocab.sha256:
+        raise DataDirError(f"{data_path}: its vocabulary is not the one the model was trained "
+                           "with; the n-gram must be counted with the model's vocabulary")
+    return data_path, data
 
 
 def _print_with_baseline(args, result: dict, baseline: dict, where: str) -> None:
@@ -256,7 +264,6 @@ def add_mix(sub) -> None:
 
 def run_mix(args) -> None:
     from . import mixture, modeldir
-    from .data import DataDir
     from .errors import ConfigError, DataDirError
     from .ngram import DEFAULT_ORDER, NgramScorer, check_order
     from .scoring import NeuralScorer
@@ -265,11 +272,7 @@ def run_mix(args) -> None:
     if args.valid_words < 0:
         raise ConfigError("--valid-words must be 0 (all) or more")
     model, vocab, config = modeldir.load(args.model)
-    data_path = args.data or modeldir.trained_on(Path(args.model), config)
-    data = DataDir(data_path)
-    if data.vocab.sha256 != vocab.sha256:
-        raise DataDirError(f"{data_path}: the model's training data dir has another vocabulary "
-                           "now; the mixture needs the one the model was trained with")
+    data_path, data = _training_data(args.model, config, vocab, args.data)
     if not data.manifest.get("splits", {}).get("valid", {}).get("words"):
         raise DataDirError(f"{data_path}: the validation split is empty: nothing to fit on")
     ngram = NgramScorer.train(data.split("train"), vocab, order)

@@ -41,7 +41,6 @@ NGRAM_FILE = "ngram.npz"
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 FIT_WORDS = 60_000  # validation words the weights are fitted on (evenly spaced passages)
 BUCKET_LABELS = tuple(label for _, _, label in CONTEXT_BUCKETS)
-LONGEST = CONTEXT_BUCKETS[-1][0]  # context lengths past this share the last bucket
 
 
 def mix_log_probs(first: torch.Tensor, second: torch.Tensor,
@@ -78,14 +77,12 @@ class MixtureScorer(Scorer[MixtureState]):
             raise ModelError("the n-gram and the model have different vocabularies")
         self.first, self.ngram = first, ngram
         self.weights = tuple(float(w) for w in weights)
-        self._by_length = torch.tensor([self.weights[b] for b in
-                                        context_bucket(np.arange(LONGEST + 1))])
         self.vocab = first.vocab
         self.name = f"{first.name}+{ngram.name}"
 
     def weight_of(self, lengths: Sequence[int] | np.ndarray) -> torch.Tensor:
-        """λ for each context length."""
-        return self._by_length[np.minimum(np.asarray(lengths, dtype=np.int64), LONGEST)]
+        """λ for each context length (words since the passage's <s>)."""
+        return torch.tensor(self.weights)[context_bucket(np.asarray(lengths))]
 
     def log_probs(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
         return mix_log_probs(self.first.log_probs(contexts), self.ngram.log_probs(contexts),
@@ -100,8 +97,7 @@ class MixtureScorer(Scorer[MixtureState]):
             return []
         firsts = self.first.step_batch([s[0] for s in states], word_ids)
         seconds = self.ngram.step_batch([s[1] for s in states], word_ids)
-        lengths = [0 if w == BOS_ID else min(s[2] + 1, LONGEST)
-                   for s, w in zip(states, word_ids, strict=True)]
+        lengths = [0 if w == BOS_ID else s[2] + 1 for s, w in zip(states, word_ids, strict=True)]
         mixed = mix_log_probs(torch.stack([a for _, a in firsts]),
                               torch.stack([b for _, b in seconds]), self.weight_of(lengths))
         return [((a_state, b_state, n), mixed[i]) for i, ((a_state, _), (b_state, _), n)
@@ -110,7 +106,7 @@ class MixtureScorer(Scorer[MixtureState]):
     def read(self, context: Sequence[int]) -> tuple[MixtureState, torch.Tensor]:
         a_state, a = self.first.read(context)
         b_state, b = self.ngram.read(context)
-        n = min(_words_since_start(context), LONGEST)  # the state keeps it capped
+        n = _words_since_start(context)
         return (a_state, b_state, n), mix_log_probs(a[None], b[None], self.weight_of([n]))[0]
 
     def split_log_probs(self, split: Split) -> Iterator[Chunk]:

@@ -67,9 +67,6 @@ class Duplicates:
     exact: Counter[str] = field(default_factory=Counter)  # per source
     near: Counter[str] = field(default_factory=Counter)  # per source, beyond the exact ones
 
-    def total(self) -> int:
-        return sum(self.exact.values()) + sum(self.near.values())
-
 
 def deduplicate(documents: list[Document]) -> tuple[list[Document], Duplicates]:
     """Keep the first copy of each document, compared after cleaning across all sources:
