@@ -52,6 +52,16 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lexicon_cache(tmp_path_factory) -> Path:
+    """The pinyin lexicon is cached in a temporary dir, never in the user's ~/.cache (built once
+    per test session, about 10 s)."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RNN_IME_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
     return write_lines(tmp_path_factory.mktemp("corpus") / "small.txt", template_passages(600))

@@ -58,7 +58,7 @@ def test_shared_constants_live_in_the_lower_layer():
     assert "rnn_ime.prepare" not in graph["rnn_ime.data"]  # SPLITS is data's
     assert "rnn_ime.onnx_runtime" not in graph["rnn_ime.onnx_export"]
     assert "rnn_ime.onnx_export" not in graph["rnn_ime.onnx_runtime"]
-    for module in ("rnn_ime.beam", "rnn_ime.pinyin", "rnn_ime.predict", "rnn_ime.server"):
+    for module in ("rnn_ime.beam", "rnn_ime.ime.decoder", "rnn_ime.predict", "rnn_ime.server"):
         assert "rnn_ime.limits" in graph[module]
     assert graph["rnn_ime.limits"] == set()
 

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from rnn_ime.cli import main
-from rnn_ime.pinyin import (
-    LITERAL_PENALTY,
-    PinyinError,
-    build_lattice,
-    decode,
-    lexicon_for,
-    normalize,
-    segmentations,
-    word_readings,
-)
+from rnn_ime.ime import DecoderSettings, Penalties, PinyinError, decode, normalize, segmentations
+from rnn_ime.ime.lattice import build_lattice
+from rnn_ime.ime.lexicon import base_of, build_lexicon, word_readings
 from rnn_ime.scoring import Scorer
-from rnn_ime.vocab import SPECIALS, Vocab
+from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
 
 WORDS = ["西安", "西", "安", "先", "今天", "今", "天", "金", "田", "气", "天气", "很", "好", "绿",
          "题", "是"]
@@ -52,8 +46,19 @@ def vocab() -> Vocab:
     return Vocab(SPECIALS + tuple(WORDS), (0, 0, 0) + tuple(range(100, 100 - len(WORDS), -1)))
 
 
+@pytest.fixture(scope="module")
+def lexicon(vocab):
+    """The vocabulary's words and their characters only: small enough to search by brute
+    force (the open-vocabulary tests below add words outside the vocabulary)."""
+    return build_lexicon(vocab, base_of({}, "".join(WORDS)))
+
+
 def texts(decoding) -> list[str]:
     return [c.text for c in decoding.phrases]
+
+
+def run(scorer, raw, lexicon, context=(), **settings):
+    return decode(scorer, raw, context, DecoderSettings(**settings), lexicon)
 
 
 # ---------------------------------------------------------------- syllables and input
@@ -80,46 +85,71 @@ def test_normalize_rejects_bad_input(bad):
 
 
 def test_word_readings_heteronyms_and_v():
-    assert word_readings("今天") == [("jin", "tian")]
+    assert word_readings("今天")[0] == ("jin", "tian")
+    assert word_readings("银行", limit=1) == [("yin", "hang")]  # the phrase's reading
     assert ("lv",) in word_readings("绿")
     assert word_readings("ok") == [] and word_readings("，") == []
 
 
 # ---------------------------------------------------------------- lattice
-def _edges(vocab, raw):
+def _edges(lexicon, raw, fuzzy=frozenset()):
     letters, breaks, _ = normalize(raw)
-    lattice = build_lattice(letters, breaks, lexicon_for(vocab))
-    return {(s, e.end, vocab.word(int(i)) if not e.literal else letters[s:e.end])
-            for s, group in enumerate(lattice) for e in group for i in e.ids}
+    lattice = build_lattice(letters, breaks, lexicon, frozenset(fuzzy))
+    return {(s, e.end, lexicon.words[int(i)] if not e.literal else letters[s:e.end])
+            for s, group in enumerate(lattice) for e in group for i in e.words}
 
 
-def test_lattice_full_syllables_and_apostrophe(vocab):
-    edges = _edges(vocab, "xian")
+def test_lattice_full_syllables_and_apostrophe(lexicon):
+    edges = _edges(lexicon, "xian")
     assert {(0, 4, "先"), (0, 4, "西安"), (0, 2, "西"), (2, 4, "安")} <= edges
-    edges = _edges(vocab, "xi'an")
+    edges = _edges(lexicon, "xi'an")
     assert (0, 4, "西安") in edges and (0, 4, "先") not in edges
 
 
-def test_lattice_abbreviations_and_partial_last_syllable(vocab):
-    assert (0, 2, "今天") in _edges(vocab, "jt")
-    assert (0, 4, "今天") in _edges(vocab, "jint")
-    assert (0, 5, "今天") in _edges(vocab, "jinti")  # ti → tian, at the end only
-    assert not any(w == "今天" and e == 5 for _, e, w in _edges(vocab, "jintiqi"))
+def test_lattice_abbreviations_and_partial_last_syllable(lexicon):
+    assert (0, 2, "今天") in _edges(lexicon, "jt")
+    assert (0, 4, "今天") in _edges(lexicon, "jint")
+    assert (0, 5, "今天") in _edges(lexicon, "jinti")  # ti → tian, at the end only
+    assert not any(w == "今天" and e == 5 for _, e, w in _edges(lexicon, "jintiqi"))
+    assert (0, 5, "今天") not in _edges(lexicon, "jtian")  # no whole syllable after an initial
 
 
-def test_letters_that_fit_no_syllable_are_kept(vocab):
-    found = decode(BigramScorer(vocab), "iuv", k=3)
+@pytest.mark.parametrize("typed", ["lv", "lve", "lue", "nve", "nue"])
+def test_u_umlaut_spellings(typed):
+    vocab = Vocab(SPECIALS + ("绿", "略", "虐", "女"), (0, 0, 0, 5, 5, 5, 5))
+    lexicon = build_lexicon(vocab, base_of({}))
+    assert any(w in "绿略虐女" for _, _, w in _edges(lexicon, typed))
+    assert segmentations("zhanlue")[0] == ("zhan", "lve") == segmentations("zhanlve")[0]
+    assert segmentations("xve")[0] == ("xue",)
+
+
+def test_fuzzy_pinyin_is_off_by_default_and_costs_a_penalty(lexicon):
+    assert (0, 2, "是") not in _edges(lexicon, "si")
+    assert (0, 2, "是") in _edges(lexicon, "si", {"s-sh"})
+    assert (0, 3, "安") in _edges(lexicon, "ang", {"an-ang"})
+    scorer = BigramScorer(lexicon_vocab := Vocab(SPECIALS + ("是", "四"), (0, 0, 0, 5, 5)))
+    small = build_lexicon(lexicon_vocab, base_of({}))
+    exact = next(c for c in run(scorer, "shi", small, k=5).phrases if c.text == "是")
+    fuzzy = run(scorer, "si", small, fuzzy={"s-sh"}, k=5)
+    shi = next(c for c in fuzzy.phrases if c.text == "是")
+    assert shi.score == pytest.approx(exact.score - Penalties().fuzzy)
+    with pytest.raises(PinyinError):
+        DecoderSettings(fuzzy={"z-x"})
+
+
+def test_letters_that_fit_no_syllable_are_kept(vocab, lexicon):
+    found = run(BigramScorer(vocab), "iuv", lexicon, k=3)
     assert texts(found) == ["iuv"] and found.literal
-    found = decode(BigramScorer(vocab), "xianv", k=3)
+    found = run(BigramScorer(vocab), "xianv", lexicon, k=3)
     assert all(t.endswith("v") for t in texts(found))
     assert found.phrases[0].letters == 5
 
 
 # ---------------------------------------------------------------- search vs brute force
-def _all_paths(vocab, raw, scorer):
+def _all_paths(lexicon, raw, scorer):
     """Every path through the lattice with its exact score."""
     letters, breaks, _ = normalize(raw)
-    lattice = build_lattice(letters, breaks, lexicon_for(vocab))
+    lattice = build_lattice(letters, breaks, lexicon)
     out = []
 
     def walk(s, state, lp, words, score):
@@ -127,10 +157,11 @@ def _all_paths(vocab, raw, scorer):
             out.append(("".join(words), score))
             return
         for group in lattice[s]:
-            for i, pen in zip(group.ids.tolist(), group.penalty.tolist(), strict=True):
-                word = letters[s:group.end] if group.literal else vocab.word(i)
-                gain = 0.0 if group.literal else float(lp[i])
-                nxt, nlp = scorer.step(state, i)
+            for i, pen in zip(group.words.tolist(), group.penalty.tolist(), strict=True):
+                word = letters[s:group.end] if group.literal else lexicon.words[i]
+                step_id = UNK_ID if group.literal else int(lexicon.step_id[i])
+                gain = 0.0 if group.literal else float(lp[step_id]) + lexicon.extra[i]
+                nxt, nlp = scorer.step(state, step_id)
                 walk(group.end, nxt, nlp, [*words, word], score + gain - pen)
 
     walk(0, *scorer.step(scorer.start(), 2), [], 0.0)
@@ -140,43 +171,85 @@ def _all_paths(vocab, raw, scorer):
 @pytest.mark.parametrize("raw", ["xian", "jintianqi", "jttq", "xiantianqihenhao", "jinti",
                                  "xi'antian"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_search_finds_the_best_path_of_brute_force(vocab, raw, seed):
+def test_search_finds_the_best_path_of_brute_force(vocab, lexicon, raw, seed):
     scorer = BigramScorer(vocab, seed)
-    expected = _all_paths(vocab, raw, scorer)
-    found = decode(scorer, raw, k=3, beam=16, margin=math.inf)
+    expected = _all_paths(lexicon, raw, scorer)
+    found = run(scorer, raw, lexicon, k=3, beam=16, margin=math.inf)
     assert found.phrases[0].score == pytest.approx(expected[0][1])
     assert found.phrases[0].text == expected[0][0]
-    small = decode(scorer, raw, k=1, beam=1)  # a narrow beam still returns a full path
+    small = run(scorer, raw, lexicon, k=1, beam=1)  # a narrow beam still returns a full path
     assert small.phrases and small.phrases[0].letters == len(raw)
 
 
-def test_context_changes_the_ranking(vocab):
+def test_context_changes_the_ranking(vocab, lexicon):
     scorer = BigramScorer(vocab)
-    after = {w: texts(decode(scorer, "xian", [vocab.id(w)], k=1))[0] for w in WORDS}
+    after = {w: texts(run(scorer, "xian", lexicon, [vocab.id(w)], k=1))[0] for w in WORDS}
     assert len(set(after.values())) > 1
-    best = max(["先", "西安"], key=lambda w: float(scorer.table[vocab.id("好"), vocab.id(w)]))
-    assert after["好"] in (best, "西安", "先")
 
 
-def test_first_words_lead_with_the_best_phrase_and_consume_letters(vocab):
-    found = decode(BigramScorer(vocab), "jintianhenhao", k=5)
+def test_first_words_lead_with_the_best_phrase_and_consume_letters(vocab, lexicon):
+    found = run(BigramScorer(vocab), "jintianhenhao", lexicon, k=5)
     assert found.first_words[0].text == found.phrases[0].words[0]
     assert found.phrases[0].letters == 13
     assert {c.text for c in found.first_words} >= {"今天", "今"}
+    ranked = found.ranked(9)
+    assert ranked[0] == found.phrases[0] and len({(c.text, c.letters) for c in ranked}) == \
+        len(ranked)
 
 
-def test_literal_penalty_is_applied(vocab):
-    found = decode(BigramScorer(vocab), "v", k=1)
-    assert found.phrases[0].score == pytest.approx(-LITERAL_PENALTY)
+def test_literal_penalty_is_applied(vocab, lexicon):
+    found = run(BigramScorer(vocab), "v", lexicon, k=1)
+    assert found.phrases[0].score == pytest.approx(-Penalties().literal)
     assert np.isfinite(found.phrases[0].log_prob)
 
 
-def test_bad_options(vocab):
+def test_bad_options(vocab, lexicon):
     with pytest.raises(PinyinError):
-        decode(BigramScorer(vocab), "xian", k=0)
+        DecoderSettings(k=0)
     with pytest.raises(PinyinError):
-        decode(BigramScorer(vocab), "xian", beam=1000)
-    assert decode(BigramScorer(vocab), "'").phrases == []
+        DecoderSettings(beam=1000)
+    assert run(BigramScorer(vocab), "'", lexicon).phrases == []
+
+
+# ---------------------------------------------------------------- words outside the vocabulary
+OUTSIDE = {"循环": 50.0, "网络": 80.0, "神经网络": 20.0, "战略": 30.0, "略": 5.0}
+
+
+@pytest.fixture(scope="module")
+def open_lexicon_small(vocab):
+    return build_lexicon(vocab, base_of(OUTSIDE, "".join(WORDS)))
+
+
+def test_words_outside_the_vocabulary_step_as_unk_and_score_by_frequency(vocab,
+                                                                        open_lexicon_small):
+    lexicon = open_lexicon_small
+    position = lexicon.position
+    assert lexicon.step_id[position["今天"]] == vocab.id("今天") and lexicon.extra[
+        position["今天"]] == 0.0
+    assert lexicon.step_id[position["网络"]] == UNK_ID
+    assert lexicon.extra[position["网络"]] > lexicon.extra[position["神经网络"]]
+    scorer = BigramScorer(vocab)
+    found = run(scorer, "xunhuanshenjingwangluo", lexicon, k=3)
+    assert found.phrases[0].text == "循环神经网络" and not found.phrases[0].known
+    unk = float(scorer.step(scorer.start(), 2)[1][UNK_ID])
+    after_unk = scorer.table[UNK_ID]
+    expected = (unk + lexicon.extra[position["循环"]]
+                + float(after_unk[UNK_ID]) + lexicon.extra[position["神经网络"]])
+    assert found.phrases[0].log_prob == pytest.approx(expected)
+
+
+def test_open_vocabulary_probabilities_sum_to_one(vocab, open_lexicon_small):
+    """p(w) = p(w | h) for a vocabulary word, p(<unk> | h)·p(w | <unk>) for the others:
+    over the vocabulary and the lexicon together, one."""
+    lexicon = open_lexicon_small
+    probs = torch.softmax(torch.randn(len(vocab), dtype=torch.float64), 0).numpy()
+    inside = probs[[i for i in range(len(vocab)) if i != UNK_ID]].sum()
+    outside = probs[UNK_ID] * np.exp(lexicon.extra[lexicon.step_id == UNK_ID]).sum()
+    assert inside + outside == pytest.approx(1.0)
+    assert lexicon.oov_log_prob("网络") == lexicon.extra[lexicon.position["网络"]]
+    spelled = lexicon.oov_log_prob("略略")  # listed by nobody: from its characters
+    assert np.isfinite(spelled) and spelled < lexicon.oov_log_prob("略")
+    assert lexicon.oov_log_prob("今天") == -math.inf  # a vocabulary word: not through <unk>
 
 
 # ---------------------------------------------------------------- CLI and API
@@ -217,6 +290,7 @@ def test_api_pinyin(client):
     body = response.json()
     assert body["phrases"][0]["text"] == "我今天" and body["phrases"][0]["letters"] == 10
     assert len(body["phrases"]) <= 3 and body["latency_ms"] >= 0
+    assert body["candidates"][0] == body["phrases"][0]
 
 
 @pytest.mark.parametrize("body, status, field", [
@@ -238,3 +312,38 @@ def test_api_pinyin_not_json(client):
     response = client.post("/api/pinyin", content=b"{", headers={"content-type":
                                                                     "application/json"})
     assert response.status_code == 400
+
+
+# ---------------------------------------------------------------- a model of the user's own text
+OWN_CORPUS = Path(__file__).parent / "data" / "own_corpus.txt"
+
+
+@pytest.fixture(scope="module")
+def own_model(tmp_path_factory):
+    """A model trained on 30 lines of dialogue written for this test: its vocabulary has none
+    of the words typed below."""
+    from conftest import tiny_train_config
+    from rnn_ime.prepare import PrepareConfig, prepare
+    from rnn_ime.train import train
+
+    data = tmp_path_factory.mktemp("own") / "data"
+    prepare(PrepareConfig(corpus=[str(OWN_CORPUS)], out=str(data), min_count=1,
+                          progress=False), log=lambda *_: None)
+    out = data.parent / "model"
+    train(tiny_train_config(data, out, max_steps=60), log=lambda *_: None)
+    return out
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("jintian", "今天"), ("xunhuanshenjingwangluo", "循环神经网络"), ("zhanlve", "战略"),
+    ("zhanlue", "战略"), ("nihao", "你好"), ("woxiangheyibeire'cha", "我想喝一杯热茶"),
+])
+def test_a_small_model_types_words_it_never_saw(own_model, typed, expected):
+    from rnn_ime.predict import Predictor
+
+    predictor = Predictor.from_dir(own_model)
+    assert "今天" not in predictor.vocab and "战略" not in predictor.vocab
+    found = decode(predictor.scorer, typed, (), DecoderSettings(k=5))
+    assert found.phrases[0].text == expected
+    suggestions = [s.word for s in predictor.suggest("你好", 20)]
+    assert "<unk>" not in suggestions

@@ -479,7 +479,7 @@ def run_serve(args) -> None:
 
 # ---------------------------------------------------------------- pinyin
 def add_pinyin(sub) -> None:
-    from .pinyin import DEFAULT_BEAM
+    from .ime import DEFAULT_BEAM
 
     p = sub.add_parser("pinyin", help="typed pinyin → ranked Chinese candidates")
     p.add_argument("--model", required=True, help="a model dir")
@@ -496,14 +496,14 @@ def add_pinyin(sub) -> None:
 
 
 def run_pinyin(args) -> None:
-    from .pinyin import check_options, decode, normalize
+    from .ime import DecoderSettings, decode, normalize
     from .predict import Predictor
 
-    check_options(args.k, args.beam)
+    settings = DecoderSettings(k=args.k, beam=args.beam)
     normalize(args.letters)  # a bad input fails before the model loads
     predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
     _, context = predictor.encode(args.context)
-    found = decode(predictor.scorer, args.letters, context, k=args.k, beam=args.beam)
+    found = decode(predictor.scorer, args.letters, context, settings)
     if args.json:
         print(json.dumps({"context": args.context, **found.as_dict()}, ensure_ascii=False))
         return

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .beam import beam_search
 from .context_cache import DEFAULT_ENTRIES
 from .errors import ConfigError, RnnImeError
+from .ime import DecoderSettings, decode, open_lexicon
 from .limits import (
     MAX_LETTERS,
     SERVER_MAX_BEAM,
@@ -49,7 +50,6 @@ from .limits import (
     SERVER_MAX_LENGTH,
     SERVER_MAX_TEXT,
 )
-from .pinyin import decode, lexicon_for
 from .predict import ContextReader, Predictor
 
 STATIC = Path(__file__).with_name("static")
@@ -112,6 +112,8 @@ class PinyinResponse(BaseModel):
     letters: str
     phrases: list[PinyinCandidate] = Field(description="for the whole input, best first")
     first_words: list[PinyinCandidate] = Field(description="what the input can start with")
+    candidates: list[PinyinCandidate] = Field(
+        description="the list to show, in order: the best phrases, then first words (k at most)")
     latency_ms: float
 
 
@@ -205,8 +207,8 @@ class Engine:
 
     def pinyin(self, letters: str, context: str, k: int) -> dict[str, Any]:
         read = self.reader.read(context)
-        return decode(self.predictor.scorer, letters, read.ids, k=k,
-                      start=(read.state, read.log_probs)).as_dict()
+        return decode(self.predictor.scorer, letters, read.ids, DecoderSettings(k=k),
+                      start=(read.state, read.log_probs)).as_dict(limit=k)
 
 
 # ---------------------------------------------------------------- errors: 4xx, one clear line
@@ -416,7 +418,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
     predictor = Predictor.from_dir(model_dir, mixture=mixture)
     app = create_app(predictor, load_config(Path(model_dir)), context_cache)
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
-    lexicon_for(predictor.vocab)  # and the pinyin lexicon (about a second for 30k words)
+    open_lexicon(predictor.vocab)  # and the pinyin lexicon (cached on disk; built once)
     # What is loaded now lives as long as the server: out of the collector's sight, or every
     # full collection walks it all (≈0.2 s with the lexicon, stalling every request in flight).
     gc.collect()

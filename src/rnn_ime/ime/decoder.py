@@ -1,0 +1,235 @@
+"""Search a pinyin lattice for the phrases the language model likes best.
+
+A beam over lattice positions, left to right. A hypothesis is a path from 0 to a position with
+its score: the language model's log-probability of its words given the text before it (`read`
+of the context, then one `step` per word), minus the lattice's penalties. A word outside the
+model's vocabulary scores log p(<unk> | history) + log p(word | <unk>) (the lexicon's `extra`),
+and the scorer then steps with <unk>. At each position only the `beam` best hypotheses are
+extended (each costs one `step`, done lazily when it is extended; a position's hypotheses are
+stepped together in one `step_batch`), and a position whose best hypothesis, plus an
+optimistic unigram estimate of the rest, falls far behind the best seen is skipped. Works with
+any Scorer: the recurrent model, the n-gram, their mixture, ONNX.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..limits import PINYIN_MAX_BEAM, PINYIN_MAX_K
+from ..scoring import Scorer
+from ..vocab import SPECIALS, UNK_ID, Vocab
+from .candidates import Candidate, Decoding
+from .lattice import Edges, Penalties, build_lattice
+from .lexicon import Lexicon, open_lexicon
+from .syllables import PinyinError, check_fuzzy, normalize
+
+DEFAULT_BEAM = 4
+PRUNE_MARGIN = 10.0  # nats: a position this far behind the best estimate is not extended
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """Everything that shapes a decoding, in one place (the CLI, the API and the page set it)."""
+    k: int = 5  # candidates of each kind
+    beam: int = DEFAULT_BEAM  # hypotheses kept per lattice position
+    fuzzy: frozenset[str] = frozenset()  # fuzzy-pinyin rules (syllables.FUZZY_RULES)
+    penalties: Penalties = field(default_factory=Penalties)
+    margin: float = PRUNE_MARGIN
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= PINYIN_MAX_K:
+            raise PinyinError(f"-k must be between 1 and {PINYIN_MAX_K}")
+        if not 1 <= self.beam <= PINYIN_MAX_BEAM:
+            raise PinyinError(f"--beam must be between 1 and {PINYIN_MAX_BEAM}")
+        object.__setattr__(self, "fuzzy", check_fuzzy(self.fuzzy))
+
+
+@dataclass(frozen=True)
+class Segment:
+    word: int  # lexicon word index; -1 for letters kept as typed
+    start: int  # letter positions (apostrophes not counted)
+    end: int
+
+
+@dataclass
+class _Hyp:
+    score: float
+    log_prob: float
+    path: tuple[Segment, ...]
+    step_id: int  # the id the scorer steps with for the last word
+    parent: Any  # the state before the last word (stepped lazily)
+    state: Any = None
+    log_probs: np.ndarray | None = None
+
+
+def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
+    """Step every hypothesis not yet stepped, in one batched call; returns how many."""
+    pending = [hyp for hyp in hyps if hyp.log_probs is None]
+    stepped = scorer.step_batch([hyp.parent for hyp in pending],
+                                [hyp.step_id for hyp in pending])
+    for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
+        hyp.state, hyp.log_probs = state, log_probs.double().cpu().numpy()
+    return len(pending)
+
+
+def _unigram(vocab: Vocab) -> np.ndarray:
+    counts = np.asarray(vocab.counts, dtype=np.float64) + 0.5
+    counts[: len(SPECIALS)] = 0.5
+    counts[UNK_ID] = max(float(vocab.counts[UNK_ID]), 0.5)
+    return np.log(counts / counts.sum())
+
+
+class _WordScores:
+    """log p(word | history) of lexicon words from a scorer's next-word log-probabilities."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.step_id, self.extra = lexicon.step_id, lexicon.extra
+
+    def __call__(self, log_probs: np.ndarray, words: np.ndarray) -> np.ndarray:
+        if words[0] < 0:
+            return np.zeros(1)
+        return log_probs[self.step_id[words]] + self.extra[words]
+
+
+def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, scores: _WordScores,
+               n: int, literal: float) -> np.ndarray:
+    """best[s]: the best unigram score from s to the end (an optimistic guess of the rest)."""
+    best = np.full(n + 1, -math.inf)
+    best[n] = 0.0
+    for s in range(n - 1, -1, -1):
+        for edges in lattice[s]:
+            word = -literal if edges.literal else \
+                float(np.max(scores(unigram, edges.words) - edges.penalty))
+            best[s] = max(best[s], word + best[edges.end])
+    return best
+
+
+def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
+           settings: DecoderSettings = DecoderSettings(), lexicon: Lexicon | None = None,
+           start: tuple[Any, Any] | None = None) -> Decoding:
+    """Ranked candidates for the typed pinyin `raw` after the word ids `context`.
+
+    `start`: the scorer's (state, log_probs) after the context, when the caller has it."""
+    vocab = scorer.vocab
+    lexicon = lexicon or open_lexicon(vocab)
+    if lexicon.vocab_sha256 != vocab.sha256:
+        raise PinyinError("the lexicon was built for another vocabulary")
+    letters, breaks, consumed = normalize(raw)
+    n = len(letters)
+    if n == 0:
+        return Decoding([], [], letters=letters)
+    lattice = build_lattice(letters, breaks, lexicon, settings.fuzzy, settings.penalties)
+    state, log_probs = start if start is not None else scorer.read(context)
+    root_lp = log_probs.double().cpu().numpy()
+    found = _search(scorer, lattice, n, state, root_lp, lexicon, settings)
+    if found is None:  # pruned every way to the end: search again without pruning
+        found = _search(scorer, lattice, n, state, root_lp, lexicon,
+                        replace(settings, margin=math.inf))
+    finals, steps = found or ([], 0)
+    make = _Maker(letters, lexicon, consumed)
+    phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)[:settings.k]
+    first = _first_words(lattice[0], root_lp, phrases, make, _WordScores(lexicon), settings.k)
+    literal = any(e.literal for edges in lattice for e in edges)
+    return Decoding(phrases, first, steps, letters, literal)
+
+
+def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
+            root_lp: np.ndarray, lexicon: Lexicon, settings: DecoderSettings
+            ) -> tuple[list[_Hyp], int] | None:
+    scores = _WordScores(lexicon)
+    estimate = _estimates(lattice, _unigram(scorer.vocab), scores, n, settings.penalties.literal)
+    beam, width = settings.beam, max(settings.beam, settings.k)
+    root = _Hyp(0.0, 0.0, (), UNK_ID, None, state, root_lp)
+    at: dict[int, list[_Hyp]] = defaultdict(list)
+    at[0].append(root)
+    steps, reference = 0, -math.inf
+    for s in range(n):
+        if not at[s]:
+            continue
+        hyps = sorted(at.pop(s), key=lambda h: -h.score)[:beam]
+        best = hyps[0].score + estimate[s]
+        reference = max(reference, best)
+        if best < reference - settings.margin:
+            continue
+        steps += _expand(hyps, scorer)
+        for hyp in hyps:
+            for edges in lattice[s]:
+                _extend(hyp, edges, scores(hyp.log_probs, edges.words), s, lexicon,
+                        width if edges.end == n else beam, at)
+    if not at.get(n):
+        return None if settings.margin != math.inf else ([], steps)
+    return sorted(at[n], key=lambda h: -h.score), steps
+
+
+def _extend(hyp: _Hyp, edges: Edges, word_lp: np.ndarray, s: int, lexicon: Lexicon,
+            width: int, at: dict[int, list[_Hyp]]) -> None:
+    scores = hyp.score + word_lp - edges.penalty
+    if len(scores) > width:
+        keep = np.argpartition(-scores, width - 1)[:width]
+    else:
+        keep = np.arange(len(scores))
+    for i in keep:
+        if not np.isfinite(scores[i]):
+            continue
+        word = int(edges.words[i])
+        step_id = int(lexicon.step_id[word]) if word >= 0 else UNK_ID
+        at[edges.end].append(_Hyp(float(scores[i]), hyp.log_prob + float(word_lp[i]),
+                                  (*hyp.path, Segment(word, s, edges.end)), step_id,
+                                  hyp.state))
+
+
+@dataclass(frozen=True)
+class _Maker:
+    letters: str
+    lexicon: Lexicon
+    consumed: list[int]
+
+    def __call__(self, path: Sequence[Segment], log_prob: float, score: float) -> Candidate:
+        words = tuple(self.letters[seg.start:seg.end] if seg.word < 0
+                      else self.lexicon.words[seg.word] for seg in path)
+        known = all(seg.word >= 0 and self.lexicon.step_id[seg.word] != UNK_ID for seg in path)
+        return Candidate(words, self.consumed[path[-1].end], log_prob, score, known)
+
+
+def _unique(candidates: Iterable[Candidate]) -> list[Candidate]:
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for c in candidates:
+        if (c.text, c.letters) not in seen:
+            seen.add((c.text, c.letters))
+            out.append(c)
+    return out
+
+
+def _first_words(edges_at_0: list[Edges], log_probs: np.ndarray, phrases: list[Candidate],
+                 make: _Maker, scores: _WordScores, k: int) -> list[Candidate]:
+    """The first words of the best phrases, then the words the input can start with: exact
+    matches (no abbreviation, partial syllable or literal) consuming more letters first, then
+    the others by score. One entry per text."""
+    found: list[Candidate] = []
+    for edges in edges_at_0:
+        word_lp = scores(log_probs, edges.words)
+        total = word_lp - edges.penalty
+        for i in np.argsort(-total)[:k]:
+            if not np.isfinite(total[i]):
+                continue
+            path = (Segment(int(edges.words[i]), 0, edges.end),)
+            found.append(make(path, float(word_lp[i]), float(total[i])))
+    found.sort(key=lambda c: (c.score < c.log_prob, -c.letters if c.score >= c.log_prob else 0,
+                              -c.score))
+    best_of: dict[str, Candidate] = {}
+    for c in found:
+        best_of.setdefault(c.text, c)
+    leading = [best_of[c.words[0]] for c in phrases if c.words[0] in best_of]
+    out, seen = [], set()
+    for c in [*leading, *found]:
+        if c.text not in seen:
+            seen.add(c.text)
+            out.append(c)
+    return out[:k]

@@ -1,0 +1,440 @@
+"""The lexicon: every word the input method can type, with its pinyin, apart from the model's
+vocabulary.
+
+Sources, merged:
+
+- every character pypinyin knows (about 42k, each reading; the first is the common one),
+- jieba's dictionary (about 349k words with frequencies; the reading of a word comes from
+  pypinyin's phrase-aware conversion, so 银行 reads yin hang),
+- the model's vocabulary (its words are scored by the model itself),
+- word lists of the user's (`--lexicon FILE`: a word and an optional frequency per line).
+
+The first two do not depend on the model: they are built once (about 10 s) and cached on disk
+(`cache_dir()`), keyed by the versions of pypinyin and of jieba's dictionary; a cold start then
+loads them in well under a second. The model's vocabulary and the user's lists are laid over
+them in memory.
+
+Lookup is by the *initials* of a reading (今天 → "j t"): a typed piece — a whole syllable, an
+initial, the start of a syllable — always has one initial, so the decoder walks typed pieces
+through the keys and then keeps the entries whose syllables fit each piece.
+
+A word outside the model's vocabulary is scored as log p(<unk> | context) + log p(word | <unk>);
+`Lexicon.extra` holds the second term, from the words' frequencies (see `OOV_SMOOTHING`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RnnImeError
+from ..fsutil import sha256_file, write_bytes
+from ..vocab import SPECIALS, UNK_ID, Vocab
+from .syllables import all_syllables, initial, strip_tone, syllable_ids
+
+CACHE_FORMAT = 1
+MAX_WORD_SYLLABLES = 8  # longer dictionary entries are left out (idioms are ≤ 4–8)
+MAX_READINGS = 4  # readings kept per vocabulary word outside the cached lexicon
+OOV_SMOOTHING = 1.0  # added to every out-of-vocabulary word's frequency
+USER_WORD_FREQUENCY = 1000  # a user's word listed without a frequency
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+class LexiconError(RnnImeError):
+    """A word list that cannot be read (not UTF-8, missing)."""
+
+
+def cache_dir() -> Path:
+    """$RNN_IME_CACHE, else $XDG_CACHE_HOME/rnn-ime, else ~/.cache/rnn-ime."""
+    if os.environ.get("RNN_IME_CACHE"):
+        return Path(os.environ["RNN_IME_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnn-ime"
+
+
+# ---------------------------------------------------------------- readings
+def word_readings(word: str, limit: int = MAX_READINGS) -> list[tuple[str, ...]]:
+    """Tone-less readings of a word of Chinese characters: pypinyin's phrase-aware reading
+    first, then other combinations of the characters' readings (up to `limit`); [] for
+    anything else."""
+    if not HAN.fullmatch(word):
+        return []
+    from itertools import product
+
+    from pypinyin import Style, lazy_pinyin, pinyin
+
+    known = syllable_ids()
+    first = tuple(s.replace("ü", "v") for s in lazy_pinyin(word, style=Style.NORMAL,
+                                                             errors="ignore"))
+    out = [first] if len(first) == len(word) and all(s in known for s in first) else []
+    if limit > 1:
+        options = pinyin(word, heteronym=True, style=Style.NORMAL, errors="ignore")
+        if len(options) == len(word):
+            for combination in product(*options):
+                if len(out) >= limit:
+                    break
+                reading = tuple(s.replace("ü", "v") for s in combination)
+                if reading not in out and all(s in known for s in reading):
+                    out.append(reading)
+    return out
+
+
+def _jieba_dict() -> Path:
+    import jieba
+
+    return Path(jieba.__file__).parent / "dict.txt"
+
+
+# ---------------------------------------------------------------- entries, indexed by initials
+@dataclass(frozen=True)
+class Entries:
+    """Readings of words, sorted by their initials key; `word` indexes a word list."""
+    word: np.ndarray  # (E,) int32
+    syllables: np.ndarray  # (E, MAX_WORD_SYLLABLES) int16, -1 past the word's end
+    rank: np.ndarray  # (E,) int8: 0 for a word's first reading
+    keys: tuple[str, ...]  # distinct initials keys ("j t"), sorted
+    offsets: np.ndarray  # (K + 1,) int64: entries of keys[i] are offsets[i]:offsets[i+1]
+
+    @cached_property
+    def index(self) -> dict[str, tuple[int, int]]:
+        bounds = self.offsets.tolist()
+        return {key: (bounds[i], bounds[i + 1]) for i, key in enumerate(self.keys)}
+
+    @cached_property
+    def prefixes(self) -> frozenset[str]:
+        """Every key and every proper prefix of a key (whole initials)."""
+        out: set[str] = set()
+        for key in self.keys:
+            parts = key.split(" ")
+            out.update(" ".join(parts[:i]) for i in range(1, len(parts) + 1))
+        return frozenset(out)
+
+
+def key_of(syllable_row: Sequence[int]) -> str:
+    names = all_syllables()
+    return " ".join(initial(names[s]) for s in syllable_row)
+
+
+def build_entries(readings: Iterable[tuple[int, tuple[str, ...], int]]) -> Entries:
+    """(word index, reading, rank) triples → Entries."""
+    ids = syllable_ids()
+    rows, words, ranks, keys = [], [], [], []
+    for word, reading, rank in readings:
+        if not 1 <= len(reading) <= MAX_WORD_SYLLABLES:
+            continue
+        row = [ids[s] for s in reading]
+        rows.append(row + [-1] * (MAX_WORD_SYLLABLES - len(row)))
+        words.append(word)
+        ranks.append(min(rank, 127))
+        keys.append(" ".join(initial(s) for s in reading))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    sorted_keys = [keys[i] for i in order]
+    distinct, offsets = [], []
+    for position, key in enumerate(sorted_keys):
+        if not distinct or distinct[-1] != key:
+            distinct.append(key)
+            offsets.append(position)
+    offsets.append(len(sorted_keys))
+    syllables = np.asarray(rows, dtype=np.int16).reshape(-1, MAX_WORD_SYLLABLES)
+    return Entries(np.asarray(words, dtype=np.int32)[order], syllables[order],
+                   np.asarray(ranks, dtype=np.int8)[order], tuple(distinct),
+                   np.asarray(offsets, dtype=np.int64))
+
+
+# ---------------------------------------------------------------- the cached base
+@dataclass(frozen=True)
+class BaseLexicon:
+    """Characters and jieba's words with their frequencies: independent of any model."""
+    words: tuple[str, ...]
+    frequency: np.ndarray  # (W,) float64
+    entries: Entries
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
+
+def _base_fingerprint() -> str:
+    import pypinyin
+
+    parts = [str(CACHE_FORMAT), pypinyin.__version__, sha256_file(_jieba_dict())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def build_base() -> BaseLexicon:
+    """Every character pypinyin knows and every word of jieba's dictionary, with readings."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    frequency: dict[str, float] = {}
+    for line in _jieba_dict().read_text(encoding="utf-8").splitlines():
+        parts = line.split(" ")
+        if len(parts) >= 2 and HAN.fullmatch(parts[0]) and parts[1].isdigit():
+            frequency[parts[0]] = frequency.get(parts[0], 0.0) + float(parts[1])
+    return base_of(frequency, (chr(code) for code in sorted(pinyin_dict)))
+
+
+def base_of(frequency: dict[str, float], characters: Iterable[str] = ()) -> BaseLexicon:
+    """A base lexicon of `characters` (every reading of each) and the words of `frequency`
+    (their phrase-aware reading); a single character listed in `frequency` counts as one of
+    `characters`. Small ones serve tests."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    known = syllable_ids()
+    words: list[str] = []
+    readings: list[tuple[int, tuple[str, ...], int]] = []
+    singles = dict.fromkeys([*characters, *(w for w in frequency if len(w) == 1)])
+    for char in singles:
+        if not HAN.fullmatch(char) or ord(char) not in pinyin_dict:
+            continue
+        found = [strip_tone(r) for r in pinyin_dict[ord(char)].split(",")]
+        found = [s for i, s in enumerate(found) if s in known and s not in found[:i]]
+        if found:
+            readings.extend((len(words), (s,), rank) for rank, s in enumerate(found))
+            words.append(char)
+    for word in frequency:
+        if 1 < len(word) <= MAX_WORD_SYLLABLES:
+            reading = word_readings(word, limit=1)
+            if reading:
+                readings.append((len(words), reading[0], 0))
+                words.append(word)
+    freq = np.asarray([frequency.get(w, 0.0) for w in words], dtype=np.float64)
+    return BaseLexicon(tuple(words), freq, build_entries(readings))
+
+
+def _text_array(items: Sequence[str]) -> np.ndarray:
+    return np.frombuffer("\n".join(items).encode("utf-8"), dtype=np.uint8)
+
+
+def _array_text(array: np.ndarray) -> tuple[str, ...]:
+    text = array.tobytes().decode("utf-8")
+    return tuple(text.split("\n")) if text else ()
+
+
+def save_base(base: BaseLexicon, path: Path) -> None:
+    buffer = io.BytesIO()
+    e = base.entries
+    np.savez(buffer, words=_text_array(base.words), frequency=base.frequency, word=e.word,
+             syllables=e.syllables, rank=e.rank, keys=_text_array(e.keys), offsets=e.offsets)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_base_file(path: Path) -> BaseLexicon:
+    with np.load(path, allow_pickle=False) as f:
+        entries = Entries(f["word"], f["syllables"], f["rank"], _array_text(f["keys"]),
+                          f["offsets"])
+        base = BaseLexicon(_array_text(f["words"]), f["frequency"], entries)
+    if len(base.frequency) != len(base.words) or len(entries.offsets) != len(entries.keys) + 1:
+        raise ValueError("inconsistent arrays")
+    return base
+
+
+@lru_cache(maxsize=1)
+def base_lexicon() -> BaseLexicon:
+    """The cached base lexicon, built (and written to the cache) the first time."""
+    path = cache_dir() / f"lexicon-{_base_fingerprint()}.npz"
+    if path.is_file():
+        try:
+            return load_base_file(path)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError):
+            print(f"note: {path} is damaged; building the lexicon again", file=sys.stderr)
+    started = time.perf_counter()
+    _note("building the pinyin lexicon (characters and jieba's dictionary), once …")
+    base = build_base()
+    try:
+        save_base(base, path)
+        where = f"cached in {path}"
+    except OSError as error:
+        where = f"not cached ({error.strerror or error})"
+    _note(f"lexicon: {len(base.words):,} words, built in "
+                   f"{time.perf_counter() - started:.1f} s, {where}")
+    return base
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- a user's word list
+@dataclass(frozen=True)
+class WordList:
+    words: tuple[tuple[str, float], ...]
+    skipped: int
+    examples: tuple[str, ...]
+
+
+@lru_cache(maxsize=8)
+def _read_word_list(path: str, digest: str) -> WordList:
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise LexiconError(f"{path}: not UTF-8 text (byte {error.start}); save the word list "
+                           "as UTF-8") from None
+    found: dict[str, float] = {}
+    skipped, examples = 0, []
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or line.lstrip().startswith("#"):
+            continue
+        word = parts[0]
+        ok = HAN.fullmatch(word) is not None and len(word) <= MAX_WORD_SYLLABLES
+        frequency = USER_WORD_FREQUENCY
+        if ok and len(parts) >= 2:
+            try:
+                frequency = float(parts[1])
+                ok = frequency > 0 and np.isfinite(frequency) and len(parts) == 2
+            except ValueError:
+                ok = False
+        if not ok or not word_readings(word, limit=1):
+            skipped += 1
+            if len(examples) < 3:
+                examples.append(f"line {number}: {line[:40]!r}")
+            continue
+        found[word] = found.get(word, 0.0) + frequency
+    return WordList(tuple(found.items()), skipped, tuple(examples))
+
+
+def read_word_list(path: str | Path) -> WordList:
+    """A user's word list: `word [frequency]` per line (# starts a comment); lines that are not
+    one word of Chinese characters with an optional positive number are counted and skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise LexiconError(f"{path}: no such word list")
+    return _read_word_list(str(path), sha256_file(path))
+
+
+# ---------------------------------------------------------------- the lexicon a decoder uses
+@dataclass(frozen=True)
+class Lexicon:
+    """The base lexicon with the model's vocabulary and the user's words laid over it.
+
+    Words are numbered: the base's first, then the overlay's. For each word: the id the scorer
+    steps with (its vocabulary id, or <unk>) and `extra`, the log-probability added to the
+    scorer's (0 for a vocabulary word, log p(word | <unk>) for the others)."""
+    words: tuple[str, ...]
+    step_id: np.ndarray  # (W,) int64
+    extra: np.ndarray  # (W,) float64
+    parts: tuple[Entries, ...]  # the base's entries, then the overlay's
+    vocab_sha256: str
+    skipped_user_lines: int = 0
+
+    @cached_property
+    def memo(self) -> dict:
+        """The lattice's memo of matched spans (lattice.MATCH_MEMO)."""
+        return {}
+
+    @cached_property
+    def prefixes(self) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for part in self.parts:
+            out = out | part.prefixes
+        return out
+
+    def lookup(self, key: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(word, syllables, rank) arrays of the entries whose initials are `key`."""
+        out = []
+        for part in self.parts:
+            bounds = part.index.get(key)
+            if bounds is not None:
+                a, b = bounds
+                out.append((part.word[a:b], part.syllables[a:b], part.rank[a:b]))
+        return out
+
+    @property
+    def in_vocab(self) -> np.ndarray:
+        return self.step_id != UNK_ID
+
+    def oov_log_prob(self, word: str) -> float:
+        """log p(word | <unk>) of a word outside the vocabulary: from its frequency when the
+        lexicon lists it, else from its characters' (each char's probability times a share for
+        strings nobody lists)."""
+        position = self.position.get(word)
+        if position is not None and self.step_id[position] == UNK_ID:
+            return float(self.extra[position])
+        chars = [self.position.get(c) for c in word]
+        if not word or any(c is None or self.step_id[c] != UNK_ID for c in chars):
+            return -np.inf
+        return UNLISTED_SHARE_LOG + float(sum(self.extra[c] for c in chars))
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
+
+UNLISTED_SHARE_LOG = float(np.log(0.01))
+
+
+def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray) -> np.ndarray:
+    """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies; they sum
+    to one over those words), 0 for the vocabulary's."""
+    weights = np.where(in_vocab, 0.0, frequency + OOV_SMOOTHING)
+    total = weights.sum()
+    with np.errstate(divide="ignore"):
+        extra = np.log(weights / total) if total > 0 else np.full(len(weights), -np.inf)
+    return np.where(in_vocab, 0.0, extra)
+
+
+def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList] = ()
+                  ) -> Lexicon:
+    """The base with the vocabulary's words (those the base lacks get their readings here) and
+    the user's words laid over it."""
+    words = list(base.words)
+    frequency = list(base.frequency.tolist())
+    position = dict(base.position)
+    extra_readings: list[tuple[int, tuple[str, ...], int]] = []
+
+    def add(word: str, limit: int) -> int | None:
+        if word in position:
+            return position[word]
+        readings = word_readings(word, limit=limit)
+        if not readings:
+            return None
+        position[word] = len(words)
+        extra_readings.extend((len(words), r, rank) for rank, r in enumerate(readings))
+        words.append(word)
+        frequency.append(0.0)
+        return position[word]
+
+    for word in vocab.words[len(SPECIALS):]:
+        add(word, MAX_READINGS)
+    skipped = 0
+    for word_list in word_lists:
+        skipped += word_list.skipped
+        for word, count in word_list.words:
+            index = add(word, 1)
+            if index is not None:
+                frequency[index] += count
+    step_id = np.full(len(words), UNK_ID, dtype=np.int64)
+    for word_id, word in enumerate(vocab.words):
+        if word_id >= len(SPECIALS) and word in position:
+            step_id[position[word]] = word_id
+    extra = oov_extra(np.asarray(frequency), step_id != UNK_ID)
+    parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
+    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped)
+
+
+def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:
+    """The lexicon for a model's vocabulary and the user's word lists (memoised)."""
+    lists = [read_word_list(p) for p in word_lists]
+    key = (vocab.sha256, tuple(id(w) for w in lists))  # word lists are memoised by content
+    found = _OPENED.get(key)
+    if found is None:
+        found = build_lexicon(vocab, base_lexicon(), lists)
+        found.prefixes  # noqa: B018 — built now, not on the first keystroke
+        while len(_OPENED) >= 4:
+            _OPENED.pop(next(iter(_OPENED)))
+        _OPENED[key] = found
+    return found
+
+
+_OPENED: dict[tuple, Lexicon] = {}
