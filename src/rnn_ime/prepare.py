@@ -139,14 +139,33 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def prepare(config: PrepareConfig, log=print) -> dict:
-    """Run the whole pipeline and write the data dir; returns the manifest."""
+@dataclass
+class CorpusSplit:
+    """The deterministic front of the pipeline: the corpus read, cleaned, deduplicated and split.
+
+    `documents` holds the distinct documents in corpus order; `members[split]` the indices of a
+    split's documents, in the order prepare encodes them (source by source, then any document
+    `fill_empty_splits` moved); `by_source[name]` the indices of a source's documents."""
+    documents: list[Document]
+    reports: list[ReadReport]
+    dropped: Duplicates
+    members: dict[str, list[int]]
+    by_source: dict[str, list[int]]
+
+    @property
+    def source_names(self) -> list[str]:
+        return [r.source for r in self.reports]
+
+    def split(self, name: str) -> list[Document]:
+        return [self.documents[i] for i in self.members[name]]
+
+
+def split_corpus(config: PrepareConfig, log=print) -> CorpusSplit:
+    """Read the sources → clean → deduplicate → split each source by the seed. No segmentation:
+    this is what prepare does before words exist, so a benchmark can recover the raw text of
+    a data dir's test documents (the token arrays lose the text of <unk> words)."""
     if not config.corpus:
         raise CorpusError("no corpus given")
-    if config.min_count < 1:
-        raise CorpusError("--min-count must be at least 1")
-    if config.max_vocab is not None and config.max_vocab < 4:
-        raise CorpusError("--max-vocab must be at least 4 (3 special tokens + 1 word)")
     specs = expand_specs(config.corpus)
     reports: list[ReadReport] = []
     documents: list[Document] = []
@@ -170,7 +189,6 @@ def prepare(config: PrepareConfig, log=print) -> dict:
         "punctuation, spaces and digits)")
 
     # Split each source separately, so every source has its share of valid and test documents.
-    source_index = {name: i for i, name in enumerate(source_names)}
     by_source: dict[str, list[int]] = {name: [] for name in source_names}
     for i, doc in enumerate(unique):
         by_source[doc.source].append(i)
@@ -185,6 +203,27 @@ def prepare(config: PrepareConfig, log=print) -> dict:
     fill_empty_splits(split_members, config.seed, log)
     if not split_members["train"]:
         raise CorpusError("no training documents after the split")
+    return CorpusSplit(unique, reports, dropped, split_members, by_source)
+
+
+def documents_by_split(config: PrepareConfig, log=print) -> dict[str, list[Document]]:
+    """The raw (cleaned) documents of each split, exactly as `prepare(config)` splits them."""
+    corpus = split_corpus(config, log)
+    return {name: corpus.split(name) for name in SPLITS}
+
+
+def prepare(config: PrepareConfig, log=print) -> dict:
+    """Run the whole pipeline and write the data dir; returns the manifest."""
+    if not config.corpus:
+        raise CorpusError("no corpus given")
+    if config.min_count < 1:
+        raise CorpusError("--min-count must be at least 1")
+    if config.max_vocab is not None and config.max_vocab < 4:
+        raise CorpusError("--max-vocab must be at least 4 (3 special tokens + 1 word)")
+    corpus = split_corpus(config, log)
+    unique, reports, dropped = corpus.documents, corpus.reports, corpus.dropped
+    split_members, by_source = corpus.members, corpus.by_source
+    source_index = {name: i for i, name in enumerate(corpus.source_names)}
 
     tokenizer = get_tokenizer()
     all_passages = sum(len(d.passages) for d in unique)
