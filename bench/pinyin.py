@@ -52,8 +52,8 @@ from common import OUT, ROOT, machine, print_table  # noqa: E402
 from rnn_ime.corpus import Document  # noqa: E402
 from rnn_ime.data import DataDir  # noqa: E402
 from rnn_ime.errors import RnnImeError  # noqa: E402
+from rnn_ime.ime import DEFAULT_BEAM, DecoderSettings, decode, open_lexicon  # noqa: E402
 from rnn_ime.ngram import NgramScorer  # noqa: E402
-from rnn_ime.pinyin import DEFAULT_BEAM, lexicon_for  # noqa: E402
 from rnn_ime.prepare import (  # noqa: E402
     DEFAULT_CORPUS,
     CorpusSplit,
@@ -154,9 +154,7 @@ def decode_texts(scorer: Scorer, letters: str, context_ids: Sequence[int],
                  beam: int = DEFAULT_BEAM) -> list[str]:
     """Candidate texts for the typed `letters` after the word ids `context_ids`, best first.
     The only call into the decoder: a new decoder API changes this function alone."""
-    from rnn_ime.pinyin import decode
-
-    found = decode(scorer, letters, context_ids, k=K, beam=beam)
+    found = decode(scorer, letters, context_ids, DecoderSettings(k=K, beam=beam))
     return [c.text for c in found.phrases]
 
 
@@ -585,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
     sources, test = recover_test(args, data)
     by_source, info = all_pieces(args, sources, test, data.vocab)
     started = time.perf_counter()
-    lexicon_for(data.vocab)
+    open_lexicon(data.vocab)
     lexicon_seconds = time.perf_counter() - started
     scorers = load_rankers(args, data)
     rows = run_rankers(scorers, by_source, args.beam)
