@@ -219,13 +219,13 @@ def check_manifest(corpus: CorpusSplit, manifest: dict, data_path: str) -> None:
                           f"documents, not {len(corpus.members['test'])})")
 
 
-def reencodes(test: list[Document], data: DataDir) -> bool:
-    """Whether the recovered test documents, segmented and encoded as prepare does, give the
-    data dir's test.npy exactly (a second check, after the hashes; a few seconds)."""
+def reencodes(test: list[Document], data: DataDir, split_name: str = "test") -> bool:
+    """Whether the recovered documents of a split, segmented and encoded as prepare does, give
+    the data dir's array exactly (a second check, after the hashes; a few seconds)."""
     tokenizer, names = get_tokenizer(), data.source_names
     ids, passages = encode_split([[tokenizer.tokenize(p) for p in d.passages] for d in test],
                                  [names.index(d.source) for d in test], data.vocab)
-    split = data.split("test")
+    split = data.split(split_name)
     return np.array_equal(ids, np.asarray(split.tokens)) and \
         np.array_equal(passages, np.asarray(split.passages))
 
@@ -434,6 +434,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke test: fewer pieces and "
                         "latency runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("valid", "test"), default="test",
+                        help="where the pieces come from: tune settings on valid, report test")
     args = parser.parse_args(argv)
     args.pieces = args.pieces or (30 if args.quick else 500)
     args.latency_runs = args.latency_runs or (20 if args.quick else 100)
@@ -458,9 +460,10 @@ def recover_test(args: argparse.Namespace, data: DataDir) -> tuple[list[str], li
     unknown = [s for s in sources if s not in available]
     if unknown:
         raise RnnImeError(f"no source {unknown[0]!r}; choose from {', '.join(available)}")
-    test = corpus.split("test")
-    if not reencodes(test, data):
-        _log(f"warning: the recovered test text does not encode to {data.path}/test.npy (the "
+    test = corpus.split(args.split)
+    if not reencodes(test, data, args.split):
+        _log(f"warning: the recovered {args.split} text does not encode to "
+             f"{data.path}/{args.split}.npy (the "
              "sources match by sha256: another tokenizer version?)")
     return sources, test
 

@@ -158,28 +158,30 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
         if best < reference - settings.margin:
             continue
         steps += _expand(hyps, scorer)
-        for hyp in hyps:
-            for edges in lattice[s]:
-                _extend(hyp, edges, scores(hyp.log_probs, edges.words), s, lexicon,
-                        width if edges.end == n else beam, at)
+        for edges in lattice[s]:
+            _extend(hyps, edges, scores, s, lexicon, width if edges.end == n else beam, at)
     if not at.get(n):
         return None if settings.margin != math.inf else ([], steps)
     return sorted(at[n], key=lambda h: -h.score), steps
 
 
-def _extend(hyp: _Hyp, edges: Edges, word_lp: np.ndarray, s: int, lexicon: Lexicon,
-            width: int, at: dict[int, list[_Hyp]]) -> None:
-    scores = hyp.score + word_lp - edges.penalty
-    if len(scores) > width:
-        keep = np.argpartition(-scores, width - 1)[:width]
-    else:
-        keep = np.arange(len(scores))
-    for i in keep:
-        if not np.isfinite(scores[i]):
+def _extend(hyps: Sequence[_Hyp], edges: Edges, scores: _WordScores, s: int,
+            lexicon: Lexicon, width: int, at: dict[int, list[_Hyp]]) -> None:
+    """The `width` best extensions of any of `hyps` by one word of `edges` (only these can
+    survive at edges.end, which keeps at most that many)."""
+    word_lp = np.stack([scores(hyp.log_probs, edges.words) for hyp in hyps])  # (h, m)
+    totals = (np.asarray([hyp.score for hyp in hyps])[:, None] + word_lp
+              - edges.penalty[None, :]).ravel()
+    keep = np.argpartition(-totals, width - 1)[:width] if len(totals) > width \
+        else np.arange(len(totals))
+    m = word_lp.shape[1]
+    for flat in keep.tolist():
+        if not np.isfinite(totals[flat]):
             continue
+        hyp, i = hyps[flat // m], flat % m
         word = int(edges.words[i])
         step_id = int(lexicon.step_id[word]) if word >= 0 else UNK_ID
-        at[edges.end].append(_Hyp(float(scores[i]), hyp.log_prob + float(word_lp[i]),
+        at[edges.end].append(_Hyp(float(totals[flat]), hyp.log_prob + float(word_lp[flat // m, i]),
                                   (*hyp.path, Segment(word, s, edges.end)), step_id,
                                   hyp.state))
 
