@@ -11,9 +11,24 @@ import pytest
 import torch
 
 from rnn_ime.cli import main
-from rnn_ime.ime import DecoderSettings, Penalties, PinyinError, decode, normalize, segmentations
+from rnn_ime.ime import (
+    FULL_WIDTH,
+    FUZZY_RULES,
+    Candidate,
+    DecoderSettings,
+    Decoding,
+    Penalties,
+    PinyinError,
+    commit_of,
+    commit_text,
+    decode,
+    normalize,
+    segmentations,
+    split_mark,
+)
 from rnn_ime.ime.lattice import build_lattice
 from rnn_ime.ime.lexicon import base_of, build_lexicon, word_readings
+from rnn_ime.ime.punctuation import mark_class
 from rnn_ime.scoring import Scorer
 from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
 
@@ -252,6 +267,27 @@ def test_open_vocabulary_probabilities_sum_to_one(vocab, open_lexicon_small):
     assert lexicon.oov_log_prob("今天") == -math.inf  # a vocabulary word: not through <unk>
 
 
+# ---------------------------------------------------------------- punctuation in a composition
+def test_a_mark_commits_the_first_phrase_in_full_width():
+    assert split_mark("nihao,") == ("nihao", ",") and split_mark("nihao") == ("nihao", "")
+    assert split_mark("xi'an\\") == ("xi'an", "\\")
+    assert [commit_text("你好", m) for m in ",.?!;:\\"] == [f"你好{w}" for w in "，。？！；：、"]
+    phrase = Candidate(("你好",), 5, -1.0, -1.0)
+    first = Candidate(("你",), 2, -0.5, -0.5)
+    found = Decoding([phrase], [first, phrase], letters="nihao")
+    assert commit_of(found, "nihao.").as_dict() == {"text": "你好。", "letters": 6}
+    assert commit_of(found, "nihao") is None
+    assert commit_of(Decoding([], [], letters="xx"), "x'x?").text == "x'x？"  # letters as typed
+
+
+def test_the_mark_pattern_allows_exactly_the_marks():
+    import re
+
+    marks = re.compile(f"{mark_class()}")
+    assert all(marks.fullmatch(m) for m in FULL_WIDTH)
+    assert not any(marks.fullmatch(c) for c in "a'，。-]^ ")
+
+
 # ---------------------------------------------------------------- CLI and API
 def test_cli_pinyin_json(small_model, capsys):
     main(["pinyin", "--model", str(small_model), "--json", "-k", "3", "--context", "我",
@@ -272,6 +308,59 @@ def test_cli_pinyin_user_errors(small_model, capsys):
             main(argv)
         assert exit_info.value.code == 2
         assert capsys.readouterr().err.startswith("rnn-ime: error: ")
+
+
+def cli_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnn-ime: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_cli_pinyin_prints_the_ranked_list_and_a_marks_commit(small_model, capsys):
+    main(["pinyin", "--model", str(small_model), "--json", "-k", "4", "nihao,"])
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["letters"] == "nihao" and len(answer["candidates"]) <= 4
+    assert answer["commit"] == {"text": answer["phrases"][0]["text"] + "，", "letters": 6}
+    main(["pinyin", "--model", str(small_model), "-k", "4", "nihao,"])
+    ranked, commit = capsys.readouterr().out.splitlines()
+    assert ranked == "  ".join(f"{i}.{c['text']}" for i, c in enumerate(answer["candidates"], 1))
+    assert commit == "commit: " + answer["commit"]["text"]
+    main(["pinyin", "--model", str(small_model), "--json", "nihao"])
+    assert "commit" not in json.loads(capsys.readouterr().out)
+
+
+def test_cli_fuzzy_rules(small_model, capsys):
+    main(["pinyin", "--model", str(small_model), "zongguo"])
+    assert "中国" not in capsys.readouterr().out
+    main(["pinyin", "--model", str(small_model), "--fuzzy", "an-ang, z-zh", "--fuzzy", "n-l",
+          "zongguo"])
+    assert capsys.readouterr().out.startswith("1.中国")
+    err = cli_error(["pinyin", "--model", str(small_model), "--fuzzy", "z-zh,zh-j", "nihao"],
+                    capsys)
+    assert "'zh-j'" in err and ", ".join(FUZZY_RULES) in err
+    assert "'x'" in cli_error(["serve", "--model", str(small_model), "--fuzzy", "x"], capsys)
+
+
+def test_cli_word_lists(small_model, tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("# my words\n鲸落 100000\nabc\n鲸落 -1\n\n", encoding="utf-8")
+    main(["pinyin", "--model", str(small_model), "jingluo"])
+    assert "鲸落" not in capsys.readouterr().out
+    main(["pinyin", "--model", str(small_model), "--lexicon", str(words), "jingluo"])
+    out, err = capsys.readouterr()
+    assert out.startswith("1.鲸落")
+    assert err.startswith("note: skipped 2 lines") and err.count("\n") == 1
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("鲸落".encode("gbk"))
+    missing = str(tmp_path / "missing.txt")
+    model = ["--model", str(small_model)]
+    assert "missing.txt: no such word list" in cli_error(
+        ["pinyin", *model, "--lexicon", missing, "nihao"], capsys)
+    assert "not UTF-8" in cli_error(["pinyin", *model, "--lexicon", str(bad), "nihao"], capsys)
+    assert "missing.txt" in cli_error(["serve", *model, "--lexicon", missing], capsys)
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +401,72 @@ def test_api_pinyin_not_json(client):
     response = client.post("/api/pinyin", content=b"{", headers={"content-type":
                                                                     "application/json"})
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("mark, wide", list(FULL_WIDTH.items()))
+def test_api_a_trailing_mark_commits_the_first_candidate(client, mark, wide):
+    body = client.post("/api/pinyin", json={"letters": "nihao" + mark}).json()
+    assert body["letters"] == "nihao"
+    assert body["commit"] == {"text": body["candidates"][0]["text"] + wide, "letters": 6}
+    assert body["commit"]["text"] == "你好" + wide
+    assert "commit" not in client.post("/api/pinyin", json={"letters": "nihao"}).json()
+
+
+@pytest.mark.parametrize("letters", ["nihao,,", "ni,hao", ",", "nihao，", "nihao-", "a" * 65,
+                                     "a" * 65 + ","])
+def test_api_letters_may_end_in_one_mark_only(client, letters):
+    response = client.post("/api/pinyin", json={"letters": letters})
+    assert response.status_code == 422 and response.json()["error"].startswith("letters: ")
+
+
+def test_api_the_longest_composition_may_end_in_a_mark(client):
+    assert client.post("/api/pinyin", json={"letters": "a" * 64 + "."}).status_code == 200
+
+
+def test_api_fuzzy_rules(client):
+    def texts(**body):
+        answer = client.post("/api/pinyin", json={"letters": "zongguo", **body})
+        assert answer.status_code == 200, answer.text
+        return [c["text"] for c in answer.json()["candidates"]]
+
+    assert "中国" not in texts() and "中国" not in texts(fuzzy=[])
+    assert texts(fuzzy=["z-zh"])[0] == "中国"
+    for bad in (["zh-z"], "z-zh", [1], list(FUZZY_RULES) * 2):
+        response = client.post("/api/pinyin", json={"letters": "zongguo", "fuzzy": bad})
+        assert response.status_code == 422 and response.json()["error"].startswith("fuzzy")
+
+
+def test_api_the_servers_fuzzy_default_and_options(small_model):
+    from fastapi.testclient import TestClient
+
+    from rnn_ime.predict import Predictor
+    from rnn_ime.server import create_app
+
+    client = TestClient(create_app(Predictor.from_dir(small_model), fuzzy={"an-ang", "z-zh"}))
+    options = client.get("/api/pinyin/options").json()
+    assert options == {"fuzzy_rules": list(FUZZY_RULES), "fuzzy_default": ["z-zh", "an-ang"],
+                       "punctuation": FULL_WIDTH}
+    first = client.post("/api/pinyin", json={"letters": "zongguo"}).json()["candidates"][0]
+    assert first["text"] == "中国"  # the server's default
+    answer = client.post("/api/pinyin", json={"letters": "zongguo", "fuzzy": []}).json()
+    assert "中国" not in [c["text"] for c in answer["candidates"]]  # the request's own
+    with pytest.raises(PinyinError, match="'x'"):
+        create_app(Predictor.from_dir(small_model), fuzzy={"x"})
+
+
+def test_api_decodes_with_the_servers_lexicon(small_model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rnn_ime.ime import open_lexicon
+    from rnn_ime.predict import Predictor
+    from rnn_ime.server import create_app
+
+    words = tmp_path / "words.txt"
+    words.write_text("鲸落 100000\n", encoding="utf-8")
+    predictor = Predictor.from_dir(small_model)
+    client = TestClient(create_app(predictor, lexicon=open_lexicon(predictor.vocab, [words])))
+    body = client.post("/api/pinyin", json={"letters": "jingluo"}).json()
+    assert body["candidates"][0]["text"] == "鲸落"
 
 
 # ---------------------------------------------------------------- a model of the user's own text

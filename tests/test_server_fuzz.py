@@ -36,7 +36,8 @@ def operations(schema) -> list:
 
 def test_the_schema_has_every_operation(api_schema):
     assert {op.label for op in operations(api_schema)} == {
-        "POST /api/suggest", "POST /api/complete", "POST /api/pinyin", "GET /api/health"}
+        "POST /api/suggest", "POST /api/complete", "POST /api/pinyin", "GET /api/health",
+        "GET /api/pinyin/options"}
 
 
 # schemathesis's own pytest plugin (schema.parametrize) does not run under pytest 9, so each
@@ -45,7 +46,8 @@ POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 CASES = [("POST /api/suggest", POSITIVE), ("POST /api/suggest", NEGATIVE),
          ("POST /api/complete", POSITIVE), ("POST /api/complete", NEGATIVE),
          ("POST /api/pinyin", POSITIVE), ("POST /api/pinyin", NEGATIVE),
-         ("GET /api/health", POSITIVE)]  # health has no input to get wrong
+         ("GET /api/health", POSITIVE),  # health and the options have no input to get wrong
+         ("GET /api/pinyin/options", POSITIVE)]
 
 
 @pytest.mark.parametrize("label, mode", CASES, ids=[f"{op}-{m.value}" for op, m in CASES])

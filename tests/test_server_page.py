@@ -159,4 +159,42 @@ def test_pinyin_mode_types_and_commits_chinese(browser, server_url, tmp_path):
     page.keyboard.press("Enter")  # the letters as typed
     expect(editor).to_have_value("我今天去学校去kan")
     page.screenshot(path=tmp_path / "pinyin-page-committed.png")
+
+    # a mark in a composition commits the first candidate and the full-width mark (the
+    # server's commit); one typed with nothing composing types its full-width form, in order
+    # even while the commit before it is still on its way
+    editor.press_sequentially("nihao,.")
+    expect(editor).to_have_value("我今天去学校去kan你好，。")
+    expect(page.locator("#pinyin")).to_be_hidden()
     print(f"screenshots: {tmp_path}")
+
+
+def test_fuzzy_pinyin_checkboxes_come_from_the_server_and_are_remembered(browser, server_url):
+    from playwright.sync_api import expect
+
+    from rnn_ime.ime import FUZZY_RULES
+
+    page = browser.new_page(viewport={"width": 900, "height": 620})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server_url)
+    boxes = page.locator("#fuzzy input[type=checkbox]")
+    expect(boxes).to_have_count(len(FUZZY_RULES))
+    assert [boxes.nth(i).get_attribute("value") for i in range(len(FUZZY_RULES))] == \
+        list(FUZZY_RULES)
+    expect(page.locator("#marks")).to_contain_text("，。？！；：、")
+    page.get_by_role("button", name="拼音").click()
+    editor, candidates = page.locator("#editor"), page.locator("#candidates")
+    editor.click()
+    editor.press_sequentially("zongguo")
+    expect(candidates).to_have_attribute("data-for", "zongguo")
+    assert "中国" not in candidates.locator(".chip .word").all_inner_texts()
+
+    page.locator("#settings summary").click()
+    z_zh = page.locator('#fuzzy input[value="z-zh"]')
+    z_zh.check()  # the composition is decoded again with the rule
+    expect(candidates.locator(".chip .word").first).to_have_text("中国")
+
+    page.reload()
+    expect(page.locator('#fuzzy input[value="z-zh"]')).to_be_checked()
+    expect(page.locator('#fuzzy input[value="n-l"]')).not_to_be_checked()
+    page.evaluate("localStorage.clear()")

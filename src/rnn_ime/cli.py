@@ -464,6 +464,7 @@ def add_serve(sub) -> None:
                    help="states after typed contexts kept, so a keystroke costs a step, not a "
                         "re-read (0: none, every text read whole; each holds ~4 bytes a "
                         "vocabulary word; default: 256)")
+    _add_pinyin_options(p, "the rules the page starts with, and /api/pinyin's default")
     p.set_defaults(func=run_serve)
 
 
@@ -473,42 +474,87 @@ def run_serve(args) -> None:
 
     if args.context_cache != 0 and not 2 <= args.context_cache <= 1_000_000:
         raise ConfigError("--context-cache must be 0 or between 2 and 1,000,000")
+    fuzzy, word_lists = _fuzzy_option(args.fuzzy), _word_lists(args.lexicon)
     serve(args.model, args.host, args.port, mixture=not args.no_mixture,
-          context_cache=args.context_cache)
+          context_cache=args.context_cache, fuzzy=fuzzy, word_lists=word_lists,
+          log_note=_stderr)
 
 
 # ---------------------------------------------------------------- pinyin
+def _add_pinyin_options(p, fuzzy_help: str) -> None:
+    from .ime import FUZZY_RULES
+
+    p.add_argument("--fuzzy", action="append", default=[], metavar="RULES",
+                   help=f"fuzzy pinyin rules, comma-separated ({fuzzy_help}; off by default): "
+                        + ", ".join(FUZZY_RULES))
+    p.add_argument("--lexicon", action="append", default=[], metavar="FILE",
+                   help="a word list of your own, UTF-8, `word [frequency]` per line "
+                        "(repeatable)")
+
+
+def _fuzzy_option(values: list[str]) -> frozenset[str]:
+    """`--fuzzy z-zh,an-ang --fuzzy n-l` → the rules, checked (an unknown one: PinyinError)."""
+    from .ime import check_fuzzy
+
+    return check_fuzzy(rule.strip() for value in values for rule in value.split(",")
+                       if rule.strip())
+
+
+def _word_lists(paths: list[str]) -> list[str]:
+    """The --lexicon files, read now (missing or not UTF-8: LexiconError) so that a bad one
+    fails before the model loads; reading them again later costs nothing (memoised)."""
+    from .ime.lexicon import read_word_list
+
+    for path in paths:
+        read_word_list(path)
+    return paths
+
+
 def add_pinyin(sub) -> None:
     from .ime import DEFAULT_BEAM
 
     p = sub.add_parser("pinyin", help="typed pinyin → ranked Chinese candidates")
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("--context", default="", help="the text already committed before it")
-    p.add_argument("-k", type=int, default=5, help="how many candidates of each kind")
+    p.add_argument("-k", type=int, default=5,
+                   help="how many candidates of each kind, and in the ranked list")
     p.add_argument("--beam", type=int, default=DEFAULT_BEAM,
                    help="hypotheses kept per position of the lattice")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_pinyin_options(p, "used in decoding")
+    p.add_argument("--json", action="store_true", help="print JSON: the whole decoding")
     p.add_argument("--no-mixture", action="store_true",
                    help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
     p.add_argument("letters", help="pinyin: full, with apostrophes (xi'an), a partial last "
-                                   "syllable, or initials (jt)")
+                                   "syllable, or initials (jt); one trailing mark (, . ? ! ; : "
+                                   "\\) commits the first candidate with its full-width form")
     p.set_defaults(func=run_pinyin)
 
 
 def run_pinyin(args) -> None:
-    from .ime import DecoderSettings, decode, normalize
+    from .ime import DecoderSettings, commit_of, decode, normalize, open_lexicon, split_mark
+    from .ime.lexicon import skipped_note
     from .predict import Predictor
 
-    settings = DecoderSettings(k=args.k, beam=args.beam)
-    normalize(args.letters)  # a bad input fails before the model loads
+    settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy))
+    letters, _ = split_mark(args.letters.strip())
+    normalize(letters)  # a bad input fails before the model loads
+    word_lists = _word_lists(args.lexicon)
     predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
+    lexicon = open_lexicon(predictor.vocab, word_lists)
+    if note := skipped_note(lexicon):
+        _stderr(note)
     _, context = predictor.encode(args.context)
-    found = decode(predictor.scorer, args.letters, context, settings)
+    found = decode(predictor.scorer, letters, context, settings, lexicon)
+    commit = commit_of(found, args.letters.strip())
     if args.json:
-        print(json.dumps({"context": args.context, **found.as_dict()}, ensure_ascii=False))
+        answer = {"context": args.context, **found.as_dict(limit=args.k)}
+        if commit is not None:
+            answer["commit"] = commit.as_dict()
+        print(json.dumps(answer, ensure_ascii=False))
         return
-    print("  ".join(f"{i}.{c.text}" for i, c in enumerate(found.phrases, 1)))
-    print("  ".join(f"{i}.{c.text}" for i, c in enumerate(found.first_words, 1)))
+    print("  ".join(f"{i}.{c.text}" for i, c in enumerate(found.ranked(args.k), 1)))
+    if commit is not None:
+        print(f"commit: {commit.text}")
 
 
 # ---------------------------------------------------------------- main

@@ -2,7 +2,9 @@
 
     POST /api/suggest   {text, k}             → the k most likely next words
     POST /api/complete  {text, beam, length}  → multi-word continuations
-    POST /api/pinyin    {letters, context, k} → Chinese candidates for typed pinyin
+    POST /api/pinyin    {letters, context, k, fuzzy} → Chinese candidates for typed pinyin;
+                        letters ending in a mark (nihao,) → also what to commit (你好，)
+    GET  /api/pinyin/options                  → fuzzy rules, the server's default, marks
     GET  /api/health                          → model name, vocabulary size, config (no paths)
     GET  /openapi.json                        → the schema;  GET / → the page (static/)
 
@@ -25,7 +27,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -41,7 +43,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .beam import beam_search
 from .context_cache import DEFAULT_ENTRIES
 from .errors import ConfigError, RnnImeError
-from .ime import DecoderSettings, decode, open_lexicon
+from .ime import (
+    FULL_WIDTH,
+    FUZZY_RULES,
+    DecoderSettings,
+    Lexicon,
+    check_fuzzy,
+    commit_of,
+    decode,
+    open_lexicon,
+    split_mark,
+)
+from .ime.lexicon import skipped_note
+from .ime.punctuation import mark_class
 from .limits import (
     MAX_LETTERS,
     SERVER_MAX_BEAM,
@@ -89,14 +103,24 @@ class CompleteRequest(_Request):
                                 description="words per continuation")
 
 
+FuzzyRule = Literal[FUZZY_RULES]  # type: ignore[valid-type]  # z-zh, c-ch, … an-ang …
+
+
 class PinyinRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    letters: str = Field(min_length=1, max_length=MAX_LETTERS, pattern=r"^[A-Za-z']+$",
-                         strict=True, description="typed pinyin: letters a-z and apostrophes")
+    letters: str = Field(min_length=1, max_length=MAX_LETTERS + 1,
+                         pattern=f"^[A-Za-z']{{1,{MAX_LETTERS}}}{mark_class()}?$", strict=True,
+                         description=f"typed pinyin: up to {MAX_LETTERS} letters a-z and "
+                                     "apostrophes, and optionally one mark at the end (, . ? ! "
+                                     "; : \\), which commits the first candidate (`commit`)")
     context: str = Field("", max_length=SERVER_MAX_TEXT, strict=True,
                          description="the text already committed before it")
     k: WholeNumber = Field(9, ge=1, le=SERVER_MAX_K, strict=True,
                            description="candidates of each kind")
+    fuzzy: list[FuzzyRule] | None = Field(
+        None, max_length=len(FUZZY_RULES),
+        description="fuzzy pinyin rules to use (GET /api/pinyin/options lists them); "
+                    "default: the server's (`rnn-ime serve --fuzzy`), [] for none")
 
 
 class PinyinCandidate(BaseModel):
@@ -107,6 +131,12 @@ class PinyinCandidate(BaseModel):
     score: float
 
 
+class PinyinCommit(BaseModel):
+    text: str = Field(description="what to insert: the first candidate and the full-width mark")
+    letters: int = Field(description="characters of `letters` it stands for (all, the mark "
+                                     "included)")
+
+
 class PinyinResponse(BaseModel):
     model: str
     letters: str
@@ -114,7 +144,15 @@ class PinyinResponse(BaseModel):
     first_words: list[PinyinCandidate] = Field(description="what the input can start with")
     candidates: list[PinyinCandidate] = Field(
         description="the list to show, in order: the best phrases, then first words (k at most)")
+    commit: PinyinCommit | None = Field(
+        None, description="only when `letters` ends in a mark: what typing it commits")
     latency_ms: float
+
+
+class PinyinOptions(BaseModel):
+    fuzzy_rules: list[str] = Field(description="every fuzzy pinyin rule, for `fuzzy`")
+    fuzzy_default: list[str] = Field(description="the rules used when a request has no `fuzzy`")
+    punctuation: dict[str, str] = Field(description="a mark typed → its full-width form")
 
 
 class Word(BaseModel):
@@ -177,9 +215,12 @@ class Engine:
     loop parses the next requests meanwhile.
     """
 
-    def __init__(self, predictor: Predictor, context_cache: int = DEFAULT_ENTRIES) -> None:
+    def __init__(self, predictor: Predictor, context_cache: int = DEFAULT_ENTRIES,
+                 lexicon: Lexicon | None = None, fuzzy: Iterable[str] = ()) -> None:
         self.predictor = predictor
         self.reader = ContextReader(predictor, context_cache)
+        self.lexicon = lexicon  # None: the model's (open_lexicon), without a user's word list
+        self.fuzzy = check_fuzzy(fuzzy)  # a request's default
         self._lock = threading.Lock()
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
@@ -205,10 +246,19 @@ class Engine:
                         "probability": round(math.exp(found.log_prob), 6)})
         return out
 
-    def pinyin(self, letters: str, context: str, k: int) -> dict[str, Any]:
+    def pinyin(self, typed: str, context: str, k: int,
+               fuzzy: Iterable[str] | None = None) -> dict[str, Any]:
+        """The decoding of `typed` (its letters; a trailing mark adds `commit`)."""
+        settings = DecoderSettings(k=k, fuzzy=self.fuzzy if fuzzy is None else frozenset(fuzzy))
+        letters, _ = split_mark(typed)
         read = self.reader.read(context)
-        return decode(self.predictor.scorer, letters, read.ids, DecoderSettings(k=k),
-                      start=(read.state, read.log_probs)).as_dict(limit=k)
+        found = decode(self.predictor.scorer, letters, read.ids, settings, self.lexicon,
+                       start=(read.state, read.log_probs))
+        answer = found.as_dict(limit=k)
+        commit = commit_of(found, typed)
+        if commit is not None:
+            answer["commit"] = commit.as_dict()
+        return answer
 
 
 # ---------------------------------------------------------------- errors: 4xx, one clear line
@@ -313,10 +363,15 @@ class LimitBodySize:
 
 
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
-               context_cache: int = DEFAULT_ENTRIES) -> FastAPI:
+               context_cache: int = DEFAULT_ENTRIES, lexicon: Lexicon | None = None,
+               fuzzy: Iterable[str] = ()) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
-    /api/health without its local paths (public_config); `context_cache`: see Engine."""
-    engine = Engine(predictor, context_cache)
+    /api/health without its local paths (public_config); `context_cache`, `lexicon` (the
+    pinyin lexicon, with a user's word lists) and `fuzzy` (the default rules): see Engine."""
+    engine = Engine(predictor, context_cache, lexicon, fuzzy)
+    options = PinyinOptions(fuzzy_rules=list(FUZZY_RULES),
+                            fuzzy_default=[r for r in FUZZY_RULES if r in engine.fuzzy],
+                            punctuation=dict(FULL_WIDTH))
     health = HealthResponse(status="ok", model=predictor.model_name or "model",
                             vocab_size=len(predictor.vocab),
                             config=public_config(config) if config is not None
@@ -353,8 +408,14 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
     async def pinyin(request: PinyinRequest) -> JSONResponse:
         """Chinese candidates for typed pinyin after `context`, ranked by the model."""
         found, ms = await engine.run(
-            lambda: engine.pinyin(request.letters, request.context, request.k))
+            lambda: engine.pinyin(request.letters, request.context, request.k, request.fuzzy))
         return JSONResponse({"model": health.model, **found, "latency_ms": round(ms, 3)})
+
+    @app.get("/api/pinyin/options", response_model=PinyinOptions)
+    async def pinyin_options() -> PinyinOptions:
+        """The fuzzy pinyin rules (and the server's default) and the marks a composition
+        commits on, with their full-width forms: the page builds its settings from them."""
+        return options
 
     @app.get("/api/health", response_model=HealthResponse)
     async def get_health() -> HealthResponse:
@@ -409,16 +470,23 @@ def _say(message: str) -> None:
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
           log: Callable[[str], None] = _say, mixture: bool = True,
-          context_cache: int = DEFAULT_ENTRIES) -> None:
-    """Load the model, listen, and serve until Ctrl-C."""
+          context_cache: int = DEFAULT_ENTRIES, fuzzy: Iterable[str] = (),
+          word_lists: Iterable[str | Path] = (),
+          log_note: Callable[[str], None] = _say) -> None:
+    """Load the model, listen, and serve until Ctrl-C. `fuzzy`: the pinyin rules a request
+    (and the page) starts with; `word_lists`: the user's, laid over the pinyin lexicon."""
     import uvicorn
 
     from .modeldir import load_config
 
+    fuzzy = check_fuzzy(fuzzy)
     predictor = Predictor.from_dir(model_dir, mixture=mixture)
-    app = create_app(predictor, load_config(Path(model_dir)), context_cache)
+    # the pinyin lexicon now, not on the first request (its base is cached on disk)
+    lexicon = open_lexicon(predictor.vocab, list(word_lists))
+    if note := skipped_note(lexicon):
+        log_note(note)
+    app = create_app(predictor, load_config(Path(model_dir)), context_cache, lexicon, fuzzy)
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
-    open_lexicon(predictor.vocab)  # and the pinyin lexicon (cached on disk; built once)
     # What is loaded now lives as long as the server: out of the collector's sight, or every
     # full collection walks it all (≈0.2 s with the lexicon, stalling every request in flight).
     gc.collect()

@@ -374,6 +374,15 @@ class Lexicon:
 UNLISTED_SHARE_LOG = float(np.log(0.01))
 
 
+def skipped_note(lexicon: Lexicon) -> str | None:
+    """One line about the user's word-list lines that were skipped, or None when none was."""
+    count = lexicon.skipped_user_lines
+    if not count:
+        return None
+    return (f"note: skipped {count} line{'s' if count != 1 else ''} of the word lists that "
+            "are not `word [frequency]` (one word of Chinese characters, a positive number)")
+
+
 def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray) -> np.ndarray:
     """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies; they sum
     to one over those words), 0 for the vocabulary's."""

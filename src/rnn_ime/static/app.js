@@ -149,25 +149,31 @@
 
   // ------------------------------------------------------------ pinyin mode
   // Letters typed in the editor gather in a composition (shown as typed); /api/pinyin ranks
-  // Chinese candidates for it given the text before the caret. Space commits the first, 1–9
-  // that one (the letters it stands for leave the composition; the rest are decoded again),
-  // Backspace edits, Enter commits the letters as typed, Esc drops them.
-  const MAX_LETTERS = 64; // the API's limit on `letters`
-  const pinyin = { on: false, letters: "", shown: [], sequence: 0 };
+  // Chinese candidates for it given the text before the caret, in the one order the server
+  // gives (`candidates`). Space commits the first, 1–9 that one (the letters it stands for
+  // leave the composition; the rest are decoded again), a mark (, . ? …) the first with the
+  // mark in full width (the server's commit), Backspace edits, Enter commits the letters as
+  // typed, Esc drops them. With nothing composing, a mark types its full-width form. The
+  // marks, their full-width forms and the fuzzy rules come from /api/pinyin/options.
+  const MAX_LETTERS = 64; // the API's limit on `letters` (a mark may follow)
+  const PINYIN_K = 9;
+  const FUZZY_KEY = "rnn-ime.fuzzy"; // localStorage: the fuzzy rules chosen
+  const pinyin = {
+    on: false, letters: "", shown: [], sequence: 0,
+    marks: {}, // typed mark → full-width form, from the server
+    fuzzy: null, // the rules chosen; null until the options arrive (the server's default)
+  };
   const pinyinBox = document.getElementById("pinyin");
   const compositionLine = document.getElementById("composition");
   const candidateBar = document.getElementById("candidates");
   const pinyinButton = document.getElementById("pinyin-mode");
+  const fuzzyBox = document.getElementById("fuzzy");
+  const marksHint = document.getElementById("marks");
 
-  function candidatesOf(data) {
-    // the best whole-input phrases first, then what the input can start with; 9 at most
-    const seen = new Set();
-    const out = [];
-    for (const c of [...data.phrases.slice(0, 3), ...data.first_words]) {
-      const key = `${c.text}/${c.letters}`;
-      if (!seen.has(key)) { seen.add(key); out.push(c); }
-    }
-    return out.slice(0, 9);
+  function pinyinBody(letters) {
+    const body = { letters, context: contextText(), k: PINYIN_K };
+    if (pinyin.fuzzy) body.fuzzy = pinyin.fuzzy;
+    return body;
   }
 
   async function decodePinyin() {
@@ -178,9 +184,9 @@
     if (!letters) { candidateBar.replaceChildren(); pinyin.shown = []; return; }
     hideBar();
     try {
-      const data = await post("/api/pinyin", { letters, context: contextText(), k: 9 });
+      const data = await post("/api/pinyin", pinyinBody(letters));
       if (mine !== pinyin.sequence) return;
-      pinyin.shown = candidatesOf(data);
+      pinyin.shown = data.candidates;
       candidateBar.dataset.for = letters;
       candidateBar.replaceChildren(...pinyin.shown.map((c, i) =>
         chip(c.text, 0, String(i + 1), () => commitCandidate(i))));
@@ -192,6 +198,20 @@
     }
   }
 
+  // Text committed in pinyin mode goes in in the order it was typed: a commit that waits for
+  // the server (a mark typed in a composition) holds back the ones typed after it.
+  let commits = Promise.resolve();
+
+  function commitInOrder(textOf) {
+    commits = commits
+      .then(textOf)
+      .then((text) => {
+        if (text) insert(text); // refresh() shows the next words once nothing is composing
+        decodePinyin(); // what is composing now, after the new text
+      })
+      .catch(showError);
+  }
+
   function commitCandidate(index) {
     const candidate = pinyin.shown[index];
     if (!candidate || candidateBar.dataset.for !== pinyin.letters) return;
@@ -201,8 +221,23 @@
 
   function commitPinyin(text) {
     if (!pinyin.letters) pinyinBox.hidden = true;
-    insert(text); // refresh() shows the next words once the composition is empty
-    decodePinyin();
+    commitInOrder(() => text);
+  }
+
+  function commitWithMark(mark) {
+    // the server decodes the letters and the mark together: `commit` is what to insert
+    const letters = pinyin.letters;
+    pinyin.letters = "";
+    decodePinyin(); // the composition empties now; the text follows
+    commitInOrder(async () => {
+      try {
+        const data = await post("/api/pinyin", pinyinBody(letters + mark));
+        return data.commit.text;
+      } catch (error) {
+        showError(error);
+        return letters + pinyin.marks[mark]; // nothing typed is lost
+      }
+    });
   }
 
   function setPinyinMode(on) {
@@ -210,6 +245,56 @@
     pinyinButton.setAttribute("aria-pressed", String(on));
     if (!on && pinyin.letters) { pinyin.letters = ""; decodePinyin(); refresh(); }
     editor.focus();
+  }
+
+  // ------------------------------------------------------------ pinyin settings
+  function storedFuzzy(known) {
+    try {
+      const stored = JSON.parse(localStorage.getItem(FUZZY_KEY));
+      return Array.isArray(stored) ? stored.filter((rule) => known.includes(rule)) : null;
+    } catch {
+      return null; // storage off, or not JSON: the server's default
+    }
+  }
+
+  function setFuzzy(rules) {
+    pinyin.fuzzy = rules;
+    try { localStorage.setItem(FUZZY_KEY, JSON.stringify(rules)); } catch { /* storage off */ }
+    if (pinyin.letters) decodePinyin();
+  }
+
+  function buildSettings(options) {
+    pinyin.marks = options.punctuation;
+    pinyin.fuzzy = storedFuzzy(options.fuzzy_rules) ?? options.fuzzy_default;
+    const boxes = options.fuzzy_rules.map((rule) => {
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = rule;
+      box.checked = pinyin.fuzzy.includes(rule);
+      box.addEventListener("change", () =>
+        setFuzzy(boxes.filter((b) => b.checked).map((b) => b.value)));
+      return box;
+    });
+    fuzzyBox.append(...boxes.map((box) => {
+      const label = document.createElement("label");
+      label.append(box, box.value);
+      return label;
+    }));
+    const marks = Object.entries(pinyin.marks);
+    marksHint.replaceChildren("组字时输入 ", ...marks.flatMap(([typed]) => {
+      const key = document.createElement("kbd");
+      key.textContent = typed;
+      return [key, " "];
+    }), `上屏首选并加中文标点（${marks.map(([, wide]) => wide).join("")}）；不在组字时直接输入中文标点`);
+  }
+
+  async function loadOptions() {
+    try {
+      const response = await fetch("/api/pinyin/options");
+      buildSettings(await response.json());
+    } catch (error) {
+      showError(error);
+    }
   }
 
   pinyinButton.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus
@@ -220,10 +305,15 @@
     if (event.ctrlKey || event.altKey || event.metaKey) return;
     const key = event.key;
     const typing = pinyin.letters !== "";
+    const mark = Object.hasOwn(pinyin.marks, key);
     let handled = true;
     if (/^[a-zA-Z]$/.test(key) || (key === "'" && typing)) {
       if (pinyin.letters.length < MAX_LETTERS) pinyin.letters += key.toLowerCase();
       decodePinyin();
+    } else if (mark && typing) {
+      commitWithMark(key);
+    } else if (mark) {
+      commitInOrder(() => pinyin.marks[key]); // Chinese mode: the full-width form
     } else if (!typing) {
       handled = false; // everything else types as usual
     } else if (key === "Backspace") {
@@ -309,5 +399,6 @@
   }
 
   loadHealth();
+  loadOptions();
   refresh(); // the first word of a passage
 })();
