@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,15 @@ from .vocab import BOS_ID, PAD_ID, Vocab
 
 Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
 StateT = TypeVar("StateT")
+
+
+class WordTable(Protocol):
+    """Words beyond the vocabulary (the pinyin lexicon): for each, the id a scorer steps with
+    (its vocabulary id, or <unk>) and `extra`, log p(word | <unk>) for a word outside it."""
+    words: tuple[str, ...]
+    step_id: np.ndarray
+    extra: np.ndarray
+    position: dict[str, int]
 
 
 class Scorer(ABC, Generic[StateT]):
@@ -59,6 +68,13 @@ class Scorer(ABC, Generic[StateT]):
     def step(self, state: StateT, word_id: int) -> tuple[StateT, torch.Tensor]:
         """Commit one word: the new state and the (V,) next-word log-probabilities."""
         return self.step_batch([state], [word_id])[0]
+
+    def lexicon_log_probs(self, state: StateT, log_probs: np.ndarray, lexicon: WordTable,
+                          words: np.ndarray) -> np.ndarray:
+        """log p(word | history) of lexicon words, given the state and its (V,) log-probs: a
+        vocabulary word's own, p(<unk>)·p(word | <unk>) for the others (a scorer that knows
+        more about words outside the vocabulary, like the user model, overrides this)."""
+        return log_probs[lexicon.step_id[words]] + lexicon.extra[words]
 
     def read(self, context: Sequence[int]) -> tuple[StateT, torch.Tensor]:
         """The state and (V,) log-probabilities after <s> and `context`, as stepping word by

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,7 +134,8 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
     finals, steps = found or ([], 0)
     make = _Maker(letters, lexicon, consumed)
     phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)[:settings.k]
-    first = _first_words(lattice[0], root_lp, phrases, make, _WordScores(lexicon), settings.k)
+    first = _first_words(lattice[0], lambda edges: _edge_log_probs(
+        scorer, state, root_lp, lexicon, edges), phrases, make, settings.k)
     literal = any(e.literal for edges in lattice for e in edges)
     return Decoding(phrases, first, steps, letters, literal)
 
@@ -159,17 +160,26 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
             continue
         steps += _expand(hyps, scorer)
         for edges in lattice[s]:
-            _extend(hyps, edges, scores, s, lexicon, width if edges.end == n else beam, at)
+            word_lp = np.stack([_edge_log_probs(scorer, hyp.state, hyp.log_probs, lexicon,
+                                                edges) for hyp in hyps])
+            _extend(hyps, edges, word_lp, s, lexicon, width if edges.end == n else beam, at)
     if not at.get(n):
         return None if settings.margin != math.inf else ([], steps)
     return sorted(at[n], key=lambda h: -h.score), steps
 
 
-def _extend(hyps: Sequence[_Hyp], edges: Edges, scores: _WordScores, s: int,
+def _edge_log_probs(scorer: Scorer, state: Any, log_probs: np.ndarray, lexicon: Lexicon,
+                    edges: Edges) -> np.ndarray:
+    """log p(word | history) of each word of `edges` (0 for letters kept as typed)."""
+    if edges.literal:
+        return np.zeros(1)
+    return scorer.lexicon_log_probs(state, log_probs, lexicon, edges.words)
+
+
+def _extend(hyps: Sequence[_Hyp], edges: Edges, word_lp: np.ndarray, s: int,
             lexicon: Lexicon, width: int, at: dict[int, list[_Hyp]]) -> None:
     """The `width` best extensions of any of `hyps` by one word of `edges` (only these can
-    survive at edges.end, which keeps at most that many)."""
-    word_lp = np.stack([scores(hyp.log_probs, edges.words) for hyp in hyps])  # (h, m)
+    survive at edges.end, which keeps at most that many); word_lp (hyps, words)."""
     totals = (np.asarray([hyp.score for hyp in hyps])[:, None] + word_lp
               - edges.penalty[None, :]).ravel()
     keep = np.argpartition(-totals, width - 1)[:width] if len(totals) > width \
@@ -209,14 +219,14 @@ def _unique(candidates: Iterable[Candidate]) -> list[Candidate]:
     return out
 
 
-def _first_words(edges_at_0: list[Edges], log_probs: np.ndarray, phrases: list[Candidate],
-                 make: _Maker, scores: _WordScores, k: int) -> list[Candidate]:
+def _first_words(edges_at_0: list[Edges], scores: Callable[[Edges], np.ndarray],
+                 phrases: list[Candidate], make: _Maker, k: int) -> list[Candidate]:
     """The first words of the best phrases, then the words the input can start with: exact
     matches (no abbreviation, partial syllable or literal) consuming more letters first, then
     the others by score. One entry per text."""
     found: list[Candidate] = []
     for edges in edges_at_0:
-        word_lp = scores(log_probs, edges.words)
+        word_lp = scores(edges)
         total = word_lp - edges.penalty
         for i in np.argsort(-total)[:k]:
             if not np.isfinite(total[i]):

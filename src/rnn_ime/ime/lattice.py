@@ -119,6 +119,8 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
                                         False))
             if typed in initials():
                 out[s].append(Piece(e, typed, _abbreviation(typed), penalties.abbreviation, True))
+                if typed in ("z", "c", "s"):  # zg → 中国: one letter abbreviates zh/ch/sh too
+                    out[s].append(Piece(e, typed + "h", None, penalties.abbreviation, True))
                 for other in fuzzy_initials(typed, fuzzy):
                     out[s].append(Piece(e, other, None, penalties.abbreviation + penalties.fuzzy,
                                         True))

@@ -327,6 +327,7 @@ class Lexicon:
     parts: tuple[Entries, ...]  # the base's entries, then the overlay's
     vocab_sha256: str
     skipped_user_lines: int = 0
+    frequency: np.ndarray | None = None  # (W,) the counts `extra` comes from
 
     @cached_property
     def memo(self) -> dict:
@@ -369,6 +370,24 @@ class Lexicon:
     @cached_property
     def position(self) -> dict[str, int]:
         return {w: i for i, w in enumerate(self.words)}
+
+    def with_words(self, made: dict[str, str]) -> Lexicon:
+        """This lexicon and the words the user made (word → reading "qi'chun"), each counted
+        as a word of the user's word list (USER_WORD_FREQUENCY); p(word | <unk>) renormalised
+        over them all. Itself when it lists every one already."""
+        ids = syllable_ids()
+        new = [(w, tuple(r.split("'"))) for w, r in made.items() if w not in self.position]
+        new = [(w, r) for w, r in new if len(r) == len(w) and all(s in ids for s in r)]
+        if not new:
+            return self
+        start = len(self.words)
+        entries = build_entries((start + i, r, 0) for i, (_, r) in enumerate(new))
+        step_id = np.concatenate([self.step_id, np.full(len(new), UNK_ID)])
+        base = self.frequency if self.frequency is not None else np.zeros(len(self.words))
+        frequency = np.concatenate([base, np.full(len(new), float(USER_WORD_FREQUENCY))])
+        return Lexicon(self.words + tuple(w for w, _ in new), step_id,
+                       oov_extra(frequency, step_id != UNK_ID), (*self.parts, entries),
+                       self.vocab_sha256, self.skipped_user_lines, frequency)
 
 
 UNLISTED_SHARE_LOG = float(np.log(0.01))
@@ -427,9 +446,10 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     for word_id, word in enumerate(vocab.words):
         if word_id >= len(SPECIALS) and word in position:
             step_id[position[word]] = word_id
-    extra = oov_extra(np.asarray(frequency), step_id != UNK_ID)
+    counts = np.asarray(frequency)
+    extra = oov_extra(counts, step_id != UNK_ID)
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
-    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped)
+    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts)
 
 
 def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:

@@ -1,0 +1,14 @@
+"""Learning from its user: the words and phrasing a person commits shape what comes next.
+
+`store` (one SQLite file per profile), `model` (counts that fade with the words typed since),
+`scorer` (any scorer mixed with the user's history, behind the Scorer interface), `profile`
+(what the front ends use: learn, undo, forget, score).
+"""
+
+from .model import Lesson, UserLimitError, UserModel
+from .profile import LearnOptions, Profile
+from .scorer import UserScorer
+from .store import UserStore, UserStoreError, default_path
+
+__all__ = ["LearnOptions", "Lesson", "Profile", "UserLimitError", "UserModel", "UserScorer",
+           "UserStore", "UserStoreError", "default_path"]

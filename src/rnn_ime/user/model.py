@@ -1,0 +1,363 @@
+"""What the user has typed, as counts that fade: a unigram and a bigram of committed words.
+
+Keyed by the words themselves (not vocabulary ids), so words outside the model's vocabulary are
+learned too. Counts decay with the words typed since: an occurrence `HALF_LIFE` words ago weighs
+half of one just typed. In memory a count is kept in *internal units*, v = c·2^((clock − epoch) /
+half-life) for the effective count c; adding an occurrence adds 2^((now − epoch) / half-life);
+ratios of counts (the probabilities) need no rescaling, and the epoch moves forward before the
+numbers grow large.
+
+    p_user(w | prev) = (c(prev, w) + β·p_uni(w)) / (c(prev) + β),   p_uni(w) = c(w) / Σ c
+
+New words: a run of characters the user assembled from several picks (at least one of them a
+single character), or a word of Chinese characters the tokenizer produced that neither the
+vocabulary nor the lexicon lists, is kept with its reading and becomes typable at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import RnnImeError
+from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, word_readings
+from ..ime.syllables import segmentations
+from .store import KEEP_COMMITS, UserStore
+
+HALF_LIFE = 20_000.0  # words typed
+BIGRAM_PRIOR = 2.0  # β, in effective counts
+REBASE_EXPONENT = 500.0  # move the epoch before 2^(Δ/half-life) grows past 2^500
+MAX_WORDS = 1_000_000  # words one profile keeps
+MAX_COMMIT_CHARS = 10_000
+MAX_IMPORT_COUNT = 1000  # times one imported word is counted, at most
+
+
+class UserLimitError(RnnImeError):
+    """A profile that would grow past its limits."""
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What one commit taught: the words counted (with the clock of each) and the bigrams, the
+    words it made; undo takes exactly this back."""
+    words: tuple[tuple[str, float], ...]
+    bigrams: tuple[tuple[str, str, float], ...]
+    made: tuple[tuple[str, str], ...]  # (word, reading "qi'chun")
+
+    def to_json(self) -> str:
+        return json.dumps({"words": self.words, "bigrams": self.bigrams, "made": self.made},
+                          ensure_ascii=False)
+
+    @staticmethod
+    def from_json(text: str) -> Lesson:
+        data = json.loads(text)
+        return Lesson(tuple(tuple(w) for w in data["words"]),
+                      tuple(tuple(b) for b in data["bigrams"]),
+                      tuple(tuple(m) for m in data["made"]))
+
+
+@dataclass
+class Counts:
+    """The counts in internal units (see the module docstring)."""
+    half_life: float = HALF_LIFE
+    clock: float = 0.0  # words committed so far
+    epoch: float = 0.0
+    unigram: dict[str, float] = field(default_factory=dict)
+    total: float = 0.0
+    bigram: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    following: dict[str, float] = field(default_factory=dict)  # Σ over the bigrams of prev
+    made: dict[str, str] = field(default_factory=dict)  # word → reading
+    version: int = 0  # changes with every update (callers cache on it)
+
+    def unit(self, at: float) -> float:
+        """The internal weight of one occurrence at clock `at`."""
+        return 2.0 ** ((at - self.epoch) / self.half_life)
+
+    def effective(self, value: float) -> float:
+        """An internal count → the effective count now."""
+        return value / self.unit(self.clock)
+
+    def rebase(self) -> None:
+        scale = 1.0 / self.unit(self.clock)
+        self.unigram = {w: v * scale for w, v in self.unigram.items()}
+        self.bigram = defaultdict(dict, {p: {w: v * scale for w, v in row.items()}
+                                         for p, row in self.bigram.items()})
+        self.following = {p: v * scale for p, v in self.following.items()}
+        self.total *= scale
+        self.epoch = self.clock
+
+    def add(self, word: str, at: float, sign: float = 1.0) -> None:
+        weight = sign * self.unit(at)
+        value = self.unigram.get(word, 0.0) + weight
+        if value <= 1e-9 * self.unit(self.clock):
+            self.unigram.pop(word, None)
+        else:
+            self.unigram[word] = value
+        self.total = max(0.0, self.total + weight)
+        self.version += 1
+
+    def add_bigram(self, prev: str, word: str, at: float, sign: float = 1.0) -> None:
+        weight = sign * self.unit(at)
+        row = self.bigram[prev]
+        value = row.get(word, 0.0) + weight
+        if value <= 1e-9 * self.unit(self.clock):
+            row.pop(word, None)
+        else:
+            row[word] = value
+        following = self.following.get(prev, 0.0) + weight
+        if not row:
+            self.bigram.pop(prev, None)
+            self.following.pop(prev, None)
+        else:
+            self.following[prev] = max(following, 0.0)
+        self.version += 1
+
+    def words_typed(self) -> float:
+        """The effective number of words in the history (decayed)."""
+        return self.effective(self.total)
+
+    def probability(self, word: str, prev: str | None, prior: float = BIGRAM_PRIOR) -> float:
+        if self.total <= 0:
+            return 0.0
+        uni = self.unigram.get(word, 0.0) / self.total
+        if prev is None or prev not in self.bigram:
+            return uni
+        prior_v = prior * self.unit(self.clock)
+        return (self.bigram[prev].get(word, 0.0) + prior_v * uni) / \
+            (self.following[prev] + prior_v)
+
+
+def _reading_of(word: str, letters: str) -> str | None:
+    """The syllables of `word` as typed in `letters` (when they cut into one syllable per
+    character), else pypinyin's reading; "qi'chun"."""
+    if letters:
+        for cut in segmentations(letters.replace("'", "")):
+            if len(cut) == len(word):
+                return "'".join(cut)
+    found = word_readings(word, limit=1)
+    return "'".join(found[0]) if found else None
+
+
+def made_from_picks(picks: Sequence[tuple[str, str]], known: Container[str]
+                    ) -> tuple[str, str] | None:
+    """A new word from one composition's picks: ≥ 2 picks, one of them a single character, all
+    Chinese characters, 2–8 of them together, not a known word → (word, reading)."""
+    if len(picks) < 2 or not any(len(text) == 1 for text, _ in picks):
+        return None
+    word = "".join(text for text, _ in picks)
+    if not HAN.fullmatch(word) or not 2 <= len(word) <= MAX_WORD_SYLLABLES or word in known:
+        return None
+    reading = _reading_of(word, "".join(letters for _, letters in picks))
+    return (word, reading) if reading else None
+
+
+class UserModel:
+    """One profile's counts, in memory, kept in step with its SQLite file (when it has one)."""
+
+    def __init__(self, store: UserStore | None = None, half_life: float = HALF_LIFE,
+                 max_words: int = MAX_WORDS) -> None:
+        self.store = store
+        self.max_words = max_words
+        self.counts = Counts(half_life=half_life)
+        self._seen_version = -1
+        if store is not None:
+            self.reload()
+
+    # ------------------------------------------------------------ loading
+    def reload(self) -> None:
+        """Read the whole profile from its file (at open, and when another process wrote)."""
+        if self.store is None:
+            return
+        counts = Counts(half_life=self.counts.half_life)
+        counts.clock = counts.epoch = self.store.clock()
+        for word, count, seen, reading, made in self.store.words():
+            value = count * counts.unit(seen)
+            if value > 0:
+                counts.unigram[word] = value
+                counts.total += value
+            if made and reading:
+                counts.made[word] = reading
+        for prev, word, count, seen in self.store.bigrams():
+            value = count * counts.unit(seen)
+            if value > 0:
+                counts.bigram[prev][word] = value
+                counts.following[prev] = counts.following.get(prev, 0.0) + value
+        counts.version = self.counts.version + 1
+        self.counts = counts
+        self._seen_version = self.store.data_version()
+
+    def refresh(self) -> bool:
+        """Reload if another process wrote to the file since; whether it did."""
+        if self.store is None or self.store.data_version() == self._seen_version:
+            return False
+        self.reload()
+        return True
+
+    # ------------------------------------------------------------ learning
+    def learn_words(self, words: Sequence[str], prev: str | None = None,
+                    made: Sequence[tuple[str, str]] = (), bigrams: bool = True) -> Lesson:
+        """Count `words` (in order, after `prev`; as a sequence when `bigrams`), keep the
+        `made` words, and write it all in one transaction."""
+        counts = self.counts
+        if len(counts.unigram) + len(words) > self.max_words:
+            raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the most "
+                                 f"it may is {self.max_words:,}; forget some first")
+        if (counts.clock + len(words) - counts.epoch) / counts.half_life > REBASE_EXPONENT:
+            counts.rebase()
+        taught_words, taught_bigrams = [], []
+        for word in words:
+            counts.clock += 1.0
+            counts.add(word, counts.clock)
+            taught_words.append((word, counts.clock))
+            if prev is not None and bigrams:
+                counts.add_bigram(prev, word, counts.clock)
+                taught_bigrams.append((prev, word, counts.clock))
+            prev = word
+        new = tuple((w, r) for w, r in made if w not in counts.made)
+        counts.made.update(dict(new))
+        lesson = Lesson(tuple(taught_words), tuple(taught_bigrams), new)
+        self._write(lesson, record=True)
+        return lesson
+
+    def undo(self) -> Lesson | None:
+        """Take back the last commit's learning (Backspace right after it); None if nothing."""
+        self.refresh()
+        last = self.store.last_commit() if self.store is not None else self._last
+        if last is None:
+            return None
+        commit_id, _, lesson_data = last
+        lesson = lesson_data if isinstance(lesson_data, Lesson) else Lesson.from_json(
+            json.dumps(lesson_data))
+        counts = self.counts
+        for word, at in lesson.words:
+            counts.add(word, at, -1.0)
+        for prev, word, at in lesson.bigrams:
+            counts.add_bigram(prev, word, at, -1.0)
+        for word, _ in lesson.made:
+            counts.made.pop(word, None)
+        if lesson.words:  # the clock too, as it was before the commit (it was the last one)
+            counts.clock = max(counts.epoch, min(at for _, at in lesson.words) - 1.0)
+        self._write(lesson, record=False, drop_commit=commit_id)
+        return lesson
+
+    def forget(self, word: str) -> bool:
+        """Remove a word and everything learned from it (its counts, its bigrams both ways,
+        the commits that taught it); whether it was known."""
+        self.refresh()
+        counts = self.counts
+        known = word in counts.unigram or word in counts.made or word in counts.bigram
+        value = counts.unigram.pop(word, 0.0)
+        counts.total = max(0.0, counts.total - value)
+        counts.made.pop(word, None)
+        counts.bigram.pop(word, None)
+        counts.following.pop(word, None)
+        for prev in list(counts.bigram):
+            row = counts.bigram[prev]
+            if word in row:
+                counts.following[prev] -= row.pop(word)
+                if not row:
+                    counts.bigram.pop(prev)
+                    counts.following.pop(prev, None)
+        counts.version += 1
+        if self.store is not None:
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM words WHERE word = ?", (word,))
+                db.execute("DELETE FROM bigrams WHERE prev = ? OR word = ?", (word, word))
+                db.execute("DELETE FROM commits WHERE instr(lesson, ?) > 0",
+                           (json.dumps(word, ensure_ascii=False),))
+            self._seen_version = self.store.data_version()
+        else:
+            self._last = None
+        return known
+
+    _last: tuple[int, float, Lesson] | None = None
+
+    def _write(self, lesson: Lesson, record: bool, drop_commit: int | None = None) -> None:
+        counts = self.counts
+        if self.store is None:
+            self._last = (0, counts.clock, lesson) if record else None
+            return
+        touched = {w for w, _ in lesson.words} | {w for w, _ in lesson.made}
+        pairs = {(p, w) for p, w, _ in lesson.bigrams}
+        now = counts.unit(counts.clock)
+        with self.store.transaction() as db:
+            for word in touched:
+                value = counts.unigram.get(word, 0.0) / now
+                reading = counts.made.get(word)
+                if value <= 0 and reading is None:
+                    db.execute("DELETE FROM words WHERE word = ?", (word,))
+                else:
+                    db.execute("INSERT INTO words (word, count, seen, reading, made) "
+                               "VALUES (?, ?, ?, ?, ?) ON CONFLICT(word) DO UPDATE SET "
+                               "count = excluded.count, seen = excluded.seen, "
+                               "reading = excluded.reading, made = excluded.made",
+                               (word, value, counts.clock, reading, int(reading is not None)))
+            for prev, word in pairs:
+                value = counts.bigram.get(prev, {}).get(word, 0.0) / now
+                if value <= 0:
+                    db.execute("DELETE FROM bigrams WHERE prev = ? AND word = ?", (prev, word))
+                else:
+                    db.execute("INSERT INTO bigrams VALUES (?, ?, ?, ?) ON CONFLICT(prev, word) "
+                               "DO UPDATE SET count = excluded.count, seen = excluded.seen",
+                               (prev, word, value, counts.clock))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'clock'", (repr(counts.clock),))
+            if record:
+                db.execute("INSERT INTO commits (clock, lesson) VALUES (?, ?)",
+                           (counts.clock, lesson.to_json()))
+                db.execute("DELETE FROM commits WHERE id <= (SELECT MAX(id) FROM commits) - ?",
+                           (KEEP_COMMITS,))
+            if drop_commit is not None:
+                db.execute("DELETE FROM commits WHERE id = ?", (drop_commit,))
+        self._seen_version = self.store.data_version()
+
+    # ------------------------------------------------------------ reading
+    def stats(self) -> dict:
+        counts = self.counts
+        return {"words": len(counts.unigram), "made_words": len(counts.made),
+                "bigrams": sum(len(row) for row in counts.bigram.values()),
+                "words_typed": int(counts.clock),
+                "effective_words": round(counts.words_typed(), 1),
+                "half_life": counts.half_life,
+                "file": str(self.store.path) if self.store is not None else None}
+
+    def export_lines(self) -> list[str]:
+        """`word<TAB>count[<TAB>reading]` per word, most used first."""
+        counts = self.counts
+        out = []
+        for word, value in sorted(counts.unigram.items(), key=lambda kv: -kv[1]):
+            reading = counts.made.get(word)
+            line = f"{word}\t{counts.effective(value):.3f}"
+            out.append(line + (f"\t{reading}" if reading else ""))
+        for word, reading in counts.made.items():
+            if word not in counts.unigram:
+                out.append(f"{word}\t0\t{reading}")
+        return out
+
+    def import_lines(self, lines: Sequence[str], log: Callable[[str], None] | None = None
+                     ) -> tuple[int, int]:
+        """Words from `export` lines (or `word [count]` lines): (imported, skipped)."""
+        imported = skipped = 0
+        made = []
+        counted: list[str] = []
+        for line in lines:
+            parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+            if not parts or not parts[0] or line.startswith("#"):
+                continue
+            try:
+                count = float(parts[1]) if len(parts) > 1 else 1.0
+                if not math.isfinite(count) or count < 0 or count > MAX_IMPORT_COUNT:
+                    raise ValueError
+            except ValueError:
+                skipped += 1
+                continue
+            word = parts[0]
+            if len(parts) > 2 and HAN.fullmatch(word):
+                made.append((word, parts[2]))
+            counted.extend([word] * max(0, round(count)))
+            imported += 1
+        if counted or made:
+            self.learn_words(counted, None, made, bigrams=False)
+        return imported, skipped

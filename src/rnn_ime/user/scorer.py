@@ -1,0 +1,171 @@
+"""Any scorer mixed with what its user typed, behind the Scorer interface:
+
+    p(w | h) = (1 − λ)·p_base(w | h) + λ·p_user(w | previous word)
+
+λ grows with the history, λ = WEIGHT·n / (n + PRIOR) for n (decayed) words typed, so a new
+profile changes nothing. Over vocabulary ids, the user's mass on words outside the vocabulary
+goes to <unk> (it sums to one); the pinyin decoder asks `lexicon_log_probs` for the words
+themselves, where a word outside the vocabulary gets (1 − λ)·p_base(<unk>)·p(word | <unk>) +
+λ·p_user(word). Suggestions, beam completion, pinyin and `evaluate` take it as any scorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..scoring import Scorer, WordTable
+from ..vocab import BOS_ID, SPECIALS, UNK_ID
+from .model import BIGRAM_PRIOR, UserModel
+
+WEIGHT = 0.3  # λ once the history is long (fitted by bench/adaptation.py, docs/adaptation.md)
+PRIOR = 200.0  # words typed at which λ is half of WEIGHT
+
+
+@dataclass(frozen=True)
+class UserState:
+    base: Any  # the base scorer's state
+    base_unk: float  # the base's log p(<unk> | history)
+    prev: str | None  # the previous word, when it is a vocabulary word
+
+
+@dataclass
+class _Tables:
+    """The user's counts laid out for vector arithmetic (rebuilt when the counts change)."""
+    version: int
+    ids: np.ndarray  # vocabulary ids of the user's vocabulary words
+    position: dict[str, int]  # such a word → its index in ids
+    unigram: np.ndarray  # their internal counts
+    outside: float  # internal count of the user's words outside the vocabulary
+
+
+class UserScorer(Scorer[UserState]):
+    def __init__(self, base: Scorer, model: UserModel, weight: float = WEIGHT,
+                 prior: float = PRIOR) -> None:
+        self.base, self.model = base, model
+        self.weight, self.prior = weight, prior
+        self.vocab = base.vocab
+        self.name = f"{base.name}+user"
+        self._tables: _Tables | None = None
+        self._lexicon_cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
+
+    def mixing_weight(self) -> float:
+        typed = self.model.counts.words_typed()
+        return self.weight * typed / (typed + self.prior) if typed > 0 else 0.0
+
+    def tables(self) -> _Tables:
+        counts = self.model.counts
+        if self._tables is None or self._tables.version != counts.version:
+            inside = [(self.vocab.id(w), w, v) for w, v in counts.unigram.items()
+                      if w in self.vocab and self.vocab.id(w) >= len(SPECIALS)]
+            outside = sum(v for w, v in counts.unigram.items()
+                          if w not in self.vocab or self.vocab.id(w) < len(SPECIALS))
+            self._tables = _Tables(counts.version,
+                                   np.asarray([i for i, _, _ in inside], dtype=np.int64),
+                                   {w: k for k, (_, w, _) in enumerate(inside)},
+                                   np.asarray([v for _, _, v in inside], dtype=np.float64),
+                                   float(outside))
+        return self._tables
+
+    # ------------------------------------------------------------ the Scorer interface
+    def start(self) -> UserState:
+        return UserState(self.base.start(), 0.0, None)
+
+    def step_batch(self, states: Sequence[UserState], word_ids: Sequence[int]
+                   ) -> list[tuple[UserState, torch.Tensor]]:
+        if not states:
+            return []
+        stepped = self.base.step_batch([s.base for s in states], word_ids)
+        out = []
+        for (state, log_probs), word_id in zip(stepped, word_ids, strict=True):
+            prev = None if word_id in (UNK_ID, BOS_ID) or word_id < len(SPECIALS) \
+                else self.vocab.word(word_id)
+            unk = float(log_probs[UNK_ID])
+            out.append((UserState(state, unk, prev), self.mix(log_probs, prev)))
+        return out
+
+    def mix(self, log_probs: torch.Tensor, prev: str | None) -> torch.Tensor:
+        """The base's (V,) log-probabilities mixed with the user's distribution after `prev`."""
+        weight = self.mixing_weight()
+        if weight <= 0.0:
+            return log_probs
+        tables = self.tables()
+        user, outside = self._user_probabilities(tables, prev)
+        keep = float(np.log1p(-weight))
+        mixed = log_probs.double().numpy() + keep
+        if len(tables.ids):
+            mixed[tables.ids] = np.logaddexp(mixed[tables.ids], np.log(weight * user + 1e-300))
+        if outside > 0:
+            mixed[UNK_ID] = np.logaddexp(mixed[UNK_ID], np.log(weight * outside))
+        return torch.from_numpy(mixed).to(log_probs.dtype)
+
+    def _user_probabilities(self, tables: _Tables, prev: str | None
+                            ) -> tuple[np.ndarray, float]:
+        """p_user over the user's vocabulary words (aligned with tables.ids), and its mass on
+        the words outside the vocabulary."""
+        counts = self.model.counts
+        uni = tables.unigram / counts.total
+        outside = tables.outside / counts.total
+        row = counts.bigram.get(prev) if prev is not None else None
+        if not row:
+            return uni, outside
+        prior = BIGRAM_PRIOR * counts.unit(counts.clock)
+        denominator = counts.following[prev] + prior
+        dense = np.zeros(len(tables.ids))
+        row_outside = 0.0
+        for word, value in row.items():
+            k = tables.position.get(word)
+            if k is None:
+                row_outside += value
+            else:
+                dense[k] = value
+        return (dense + prior * uni) / denominator, (row_outside + prior * outside) / denominator
+
+    def lexicon_log_probs(self, state: UserState, log_probs: np.ndarray, lexicon: WordTable,
+                          words: np.ndarray) -> np.ndarray:
+        out = log_probs[lexicon.step_id[words]] + lexicon.extra[words]
+        weight = self.mixing_weight()
+        outside = lexicon.step_id[words] == UNK_ID
+        if weight <= 0.0 or not outside.any():
+            return out
+        out[outside] = float(np.log1p(-weight)) + state.base_unk + lexicon.extra[words[outside]]
+        index, probabilities = self._lexicon_words(lexicon, state.prev)
+        hit = outside & np.isin(words, index)
+        if hit.any():
+            where = np.searchsorted(index, words[hit])
+            out[hit] = np.logaddexp(out[hit], np.log(weight * probabilities[where]))
+        return out
+
+    def _lexicon_words(self, lexicon: WordTable, prev: str | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Lexicon indices (sorted) of the user's words outside the vocabulary, and p_user of
+        each after `prev`."""
+        counts = self.model.counts
+        cached = self._lexicon_cache
+        if cached is None or cached[0] != id(lexicon) or cached[1] != counts.version:
+            position = lexicon.position
+            found = sorted((position[w], w) for w in counts.unigram
+                           if w in position and lexicon.step_id[position[w]] == UNK_ID)
+            index = np.asarray([i for i, _ in found], dtype=np.int64)
+            values = np.asarray([counts.unigram[w] for _, w in found], dtype=np.float64)
+            cached = (id(lexicon), counts.version, index, values)
+            self._lexicon_cache = cached
+        index, values = cached[2], cached[3]
+        uni = values / counts.total if counts.total > 0 else values
+        row = counts.bigram.get(prev) if prev is not None else None
+        if not row:
+            return index, uni
+        prior = BIGRAM_PRIOR * counts.unit(counts.clock)
+        out = prior * uni
+        position = lexicon.position
+        for word, value in row.items():
+            i = position.get(word)
+            if i is not None:
+                k = np.searchsorted(index, i)
+                if k < len(index) and index[k] == i:
+                    out[k] += value
+        return index, out / (counts.following[prev] + prior)

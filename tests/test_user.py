@@ -1,0 +1,222 @@
+"""Learning from the user: the SQLite store, counts that fade, undo, forget, profiles kept
+apart, durability across kill -9, and the user model behind the Scorer interface."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from rnn_ime.ime import DecoderSettings, decode
+from rnn_ime.ime.lexicon import base_of, build_lexicon
+from rnn_ime.scoring import Scorer
+from rnn_ime.user import Profile, UserModel, UserScorer, UserStore, UserStoreError
+from rnn_ime.user.model import made_from_picks
+from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
+
+WORDS = ["我", "们", "我们", "明天", "去", "北京", "看看", "，", "。", "其次", "全村"]
+
+
+class FlatScorer(Scorer[int]):
+    """Every word alike, whatever came before: what the user teaches is all that differs."""
+    name = "flat"
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+        self.table = torch.log_softmax(torch.zeros(len(vocab), dtype=torch.float64), 0)
+
+    def start(self) -> int:
+        return 0
+
+    def step_batch(self, states, word_ids):
+        return [(0, self.table) for _ in word_ids]
+
+
+@pytest.fixture()
+def vocab() -> Vocab:
+    return Vocab(SPECIALS + tuple(WORDS), (0, 0, 0) + (10,) * len(WORDS))
+
+
+@pytest.fixture()
+def lexicon(vocab):
+    return build_lexicon(vocab, base_of({"蕲春": 5.0, "气虚": 50.0}, "蕲春其次全村气虚"))
+
+
+# ---------------------------------------------------------------- the store
+def test_store_creates_its_schema_and_refuses_other_files(tmp_path):
+    path = tmp_path / "user.db"
+    UserStore(path).close()
+    assert UserStore(path).clock() == 0.0
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE notes (x TEXT)")
+    with pytest.raises(UserStoreError, match="not a user file"):
+        UserStore(foreign)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(UserStoreError, match="not a user file"):
+        UserStore(garbage)
+    newer = tmp_path / "newer.db"
+    UserStore(newer).db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(UserStoreError, match="schema 99"):
+        UserStore(newer)
+
+
+# ---------------------------------------------------------------- counts
+def test_counts_fade_with_the_words_typed_since(tmp_path):
+    model = UserModel(UserStore(tmp_path / "u.db"), half_life=10.0)
+    model.learn_words(["甲"])
+    model.learn_words(["乙"] * 10)
+    counts = model.counts
+    assert counts.effective(counts.unigram["甲"]) == pytest.approx(0.5)
+    reopened = UserModel(UserStore(tmp_path / "u.db"), half_life=10.0)
+    assert reopened.counts.effective(reopened.counts.unigram["甲"]) == pytest.approx(0.5)
+    assert reopened.counts.probability("甲", None) == pytest.approx(
+        counts.probability("甲", None))
+
+
+def test_rebasing_keeps_the_probabilities(tmp_path):
+    model = UserModel(None, half_life=1.0)
+    model.learn_words(["甲", "乙"])
+    before = model.counts.probability("乙", "甲")
+    model.counts.rebase()
+    assert model.counts.probability("乙", "甲") == pytest.approx(before)
+    for _ in range(3):
+        model.learn_words(["丙"] * 400)  # 2^1200 without rebasing
+    assert math.isfinite(model.counts.total)
+
+
+def test_undo_takes_back_exactly_one_commit(tmp_path):
+    model = UserModel(UserStore(tmp_path / "u.db"))
+    model.learn_words(["我们", "去"])
+    before = (dict(model.counts.unigram), model.counts.probability("去", "我们"))
+    model.learn_words(["我们", "去", "蕲春"], made=[("蕲春", "qi'chun")])
+    assert "蕲春" in model.counts.made
+    assert model.undo() is not None
+    assert set(model.counts.unigram) == set(before[0])
+    assert model.counts.probability("去", "我们") == pytest.approx(before[1], rel=1e-6)
+    assert "蕲春" not in model.counts.made
+    reopened = UserModel(UserStore(tmp_path / "u.db"))
+    assert set(reopened.counts.unigram) == set(before[0]) and not reopened.counts.made
+
+
+def test_forget_removes_a_word_and_what_was_learned_from_it(tmp_path):
+    model = UserModel(UserStore(tmp_path / "u.db"))
+    model.learn_words(["我们", "去", "蕲春"], made=[("蕲春", "qi'chun")])
+    assert model.forget("蕲春")
+    assert "蕲春" not in model.counts.unigram and "蕲春" not in model.counts.made
+    assert "蕲春" not in model.counts.bigram.get("去", {})
+    assert model.undo() is None  # the commit that taught it is gone too
+    reopened = UserModel(UserStore(tmp_path / "u.db"))
+    assert "蕲春" not in reopened.counts.unigram and not reopened.counts.made
+    assert not model.forget("从未")
+
+
+def test_profiles_are_kept_apart(tmp_path, vocab, lexicon):
+    one = Profile.open(FlatScorer(vocab), tmp_path / "one.db")
+    two = Profile.open(FlatScorer(vocab), tmp_path / "two.db")
+    one.learn("蕲春", picks=[("蕲", "qi"), ("春", "chun")], known=lexicon)
+    assert one.model.counts.unigram and not two.model.counts.unigram
+    assert UserModel(UserStore(tmp_path / "two.db")).counts.unigram == {}
+
+
+def test_another_process_writes_are_seen(tmp_path):
+    mine = UserModel(UserStore(tmp_path / "u.db"))
+    theirs = UserModel(UserStore(tmp_path / "u.db"))
+    theirs.learn_words(["他们"])
+    assert mine.refresh() and "他们" in mine.counts.unigram
+
+
+def test_an_acknowledged_commit_survives_kill_9(tmp_path):
+    path = tmp_path / "u.db"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from rnn_ime.user import UserModel, UserStore
+        model = UserModel(UserStore({str(path)!r}))
+        for i in range(50):
+            model.learn_words(["词" + str(i)])
+        print("acknowledged", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == -signal.SIGKILL and "acknowledged" in done.stdout
+    model = UserModel(UserStore(path))
+    assert len(model.counts.unigram) == 50 and model.counts.clock == 50
+
+
+# ---------------------------------------------------------------- new words
+def test_a_word_assembled_from_single_characters_is_made():
+    assert made_from_picks([("蕲", "qi"), ("春", "chun")], set()) == ("蕲春", "qi'chun")
+    assert made_from_picks([("我们", "women"), ("明天", "mingtian")], set()) is None
+    assert made_from_picks([("蕲", "qi"), ("春", "chun")], {"蕲春"}) is None
+    assert made_from_picks([("蕲", "qi")], set()) is None
+
+
+# ---------------------------------------------------------------- scoring
+def test_a_new_profile_changes_nothing(vocab):
+    base = FlatScorer(vocab)
+    scorer = UserScorer(base, UserModel(None))
+    assert torch.equal(scorer.read([3, 4])[1], base.read([3, 4])[1])
+
+
+def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon):
+    model = UserModel(None)
+    model.learn_words(["我们", "去", "蕲春", "我们", "去", "北京", "气虚"])
+    scorer = UserScorer(FlatScorer(vocab), model)
+    state, log_probs = scorer.read([vocab.id("我们"), vocab.id("去")])
+    probs = log_probs.double().exp().numpy()
+    assert probs.sum() == pytest.approx(1.0)
+    words = np.arange(len(lexicon.words))
+    open_lp = scorer.lexicon_log_probs(state, log_probs.double().numpy(), lexicon, words)
+    in_lexicon = np.exp(open_lp).sum()
+    vocab_only = sum(probs[i] for i in range(len(vocab))
+                     if i != UNK_ID and vocab.word(i) not in lexicon.position)
+    assert in_lexicon + vocab_only == pytest.approx(1.0)
+
+
+def test_a_word_typed_once_character_by_character_comes_first(small_model):
+    """A name no dictionary lists, picked character by character once: the next time its full
+    pinyin and its initials give it first (a real model and the full lexicon)."""
+    from rnn_ime.ime import open_lexicon
+    from rnn_ime.predict import Predictor
+
+    predictor = Predictor.from_dir(small_model)
+    lexicon = open_lexicon(predictor.vocab)
+    assert "柯谧" not in lexicon.position
+    profile = Profile.in_memory(predictor.scorer)
+    before = decode(profile.scorer, "kemi", (), DecoderSettings(k=5), lexicon)
+    assert before.phrases[0].text != "柯谧"
+    profile.learn("柯谧", picks=[("柯", "ke"), ("谧", "mi")], known=lexicon)
+    for typed in ("kemi", "km"):
+        found = decode(profile.scorer, typed, (), DecoderSettings(k=5),
+                       profile.lexicon(lexicon))
+        assert found.phrases[0].text == "柯谧", typed
+
+
+def test_learning_is_off_with_no_learn(vocab, lexicon, tmp_path):
+    from rnn_ime.user import LearnOptions
+
+    profile = Profile.open(FlatScorer(vocab), tmp_path / "u.db", LearnOptions(learn=False))
+    assert profile.learn("我们去北京") is None and not profile.model.counts.unigram
+    profile = Profile.open(FlatScorer(vocab), tmp_path / "u.db", LearnOptions(use=False))
+    assert isinstance(profile.scorer, FlatScorer)
+
+
+def test_export_and_import(tmp_path):
+    model = UserModel(UserStore(tmp_path / "a.db"))
+    model.learn_words(["我们", "去", "我们"], made=[("蕲春", "qi'chun")])
+    lines = model.export_lines()
+    assert lines[0].startswith("我们\t")
+    other = UserModel(UserStore(tmp_path / "b.db"))
+    imported, skipped = other.import_lines([*lines, "坏\tnot-a-number", ""])
+    assert (imported, skipped) == (len(lines), 1)
+    assert set(other.counts.unigram) == {"我们", "去"} and other.counts.made == {"蕲春": "qi'chun"}
