@@ -44,6 +44,12 @@ def top_k(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[Suggestion]:
             for i, p in zip(ids.tolist(), values.exp().tolist(), strict=True)]
 
 
+def suggestions_of(scorer: Scorer, state: Any, log_probs: torch.Tensor, k: int
+                   ) -> list[Suggestion]:
+    """The scorer's k best next words (its own words beyond the vocabulary included)."""
+    return [Suggestion(w, p) for w, p in scorer.suggest(state, log_probs, k)]
+
+
 def check_k(k: int) -> int:
     if not 1 <= k <= MAX_K:
         raise RnnImeError(f"-k must be between 1 and {MAX_K}")
@@ -85,7 +91,8 @@ class Predictor:
     def suggest(self, text: str, k: int = 5) -> list[Suggestion]:
         """The k most likely next words after `text` (the empty text: a passage's first word)."""
         _, ids = self.encode(text)
-        return top_k(self.scorer.log_probs([ids])[0], self.vocab, check_k(k))
+        state, log_probs = self.scorer.read(ids)
+        return suggestions_of(self.scorer, state, log_probs, check_k(k))
 
     def session(self) -> TypingSession:
         return TypingSession(self)
@@ -126,7 +133,9 @@ class ContextReader:
 
     def suggest(self, text: str, k: int = 5) -> list[Suggestion]:
         """Predictor.suggest through the caches."""
-        return top_k(self.read(text).log_probs, self.predictor.vocab, check_k(k))
+        context = self.read(text)
+        return suggestions_of(self.predictor.scorer, context.state, context.log_probs,
+                              check_k(k))
 
 
 class TypingSession:
@@ -149,7 +158,7 @@ class TypingSession:
         self.words.append(word)
 
     def suggestions(self, k: int = 5) -> list[Suggestion]:
-        return top_k(self._log_probs, self.predictor.vocab, check_k(k))
+        return suggestions_of(self.predictor.scorer, self.state, self._log_probs, check_k(k))
 
     @property
     def unknown_words(self) -> list[str]:

@@ -32,7 +32,7 @@ import torch
 from .data import Split, target_positions, windows
 from .model import NextWordModel, State
 from .stepping import TransposedLinear, exact_log_probs, recurrent_step
-from .vocab import BOS_ID, PAD_ID, Vocab
+from .vocab import BOS_ID, PAD_ID, SPECIALS, Vocab
 
 Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
 StateT = TypeVar("StateT")
@@ -75,6 +75,15 @@ class Scorer(ABC, Generic[StateT]):
         vocabulary word's own, p(<unk>)·p(word | <unk>) for the others (a scorer that knows
         more about words outside the vocabulary, like the user model, overrides this)."""
         return log_probs[lexicon.step_id[words]] + lexicon.extra[words]
+
+    def suggest(self, state: StateT, log_probs: torch.Tensor, k: int) -> list[tuple[str, float]]:
+        """The k most likely next words (word, probability): the vocabulary's, never <pad>,
+        <unk> or <s> (a scorer that knows words beyond the vocabulary overrides this)."""
+        first = len(SPECIALS)  # the unsuggestable ids come first: top k of the view past them
+        scores = log_probs.float().cpu()[first:]
+        values, ids = scores.topk(min(k, scores.numel()))
+        return [(self.vocab.word(i + first), p)
+                for i, p in zip(ids.tolist(), values.exp().tolist(), strict=True)]
 
     def read(self, context: Sequence[int]) -> tuple[StateT, torch.Tensor]:
         """The state and (V,) log-probabilities after <s> and `context`, as stepping word by

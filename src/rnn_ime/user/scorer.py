@@ -52,6 +52,7 @@ class UserScorer(Scorer[UserState]):
         self.name = f"{base.name}+user"
         self._tables: _Tables | None = None
         self._lexicon_cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        self._outside: tuple[int, list[str]] | None = None
 
     def mixing_weight(self) -> float:
         typed = self.model.counts.words_typed()
@@ -124,6 +125,34 @@ class UserScorer(Scorer[UserState]):
             else:
                 dense[k] = value
         return (dense + prior * uni) / denominator, (row_outside + prior * outside) / denominator
+
+    def suggest(self, state: UserState, log_probs: torch.Tensor, k: int
+                ) -> list[tuple[str, float]]:
+        """The vocabulary's best words and the user's own words outside it, together: such a
+        word's probability is λ·p_user(word | previous word) (its share of the base's <unk>,
+        unknown without a lexicon, is left out)."""
+        found = super().suggest(state, log_probs, k)
+        weight = self.mixing_weight()
+        counts = self.model.counts
+        if weight <= 0.0:
+            return found
+        outside = [(w, weight * counts.probability(w, state.prev)) for w in
+                   self._outside_words(k, state.prev)]
+        return sorted(found + outside, key=lambda pair: -pair[1])[:k]
+
+    def _outside_words(self, k: int, prev: str | None) -> list[str]:
+        """The user's k most frequent words outside the vocabulary, and those after `prev`."""
+        counts = self.model.counts
+        if self._outside is None or self._outside[0] != counts.version:
+            words = [w for w in counts.unigram if w not in self.vocab]
+            words.sort(key=lambda w: -counts.unigram[w])
+            self._outside = (counts.version, words)
+        words = self._outside[1][:k]
+        if prev is not None and prev in counts.bigram:
+            row = counts.bigram[prev]
+            words += [w for w in sorted(row, key=lambda w: -row[w])[:k]
+                      if w not in self.vocab and w not in words]
+        return words
 
     def lexicon_log_probs(self, state: UserState, log_probs: np.ndarray, lexicon: WordTable,
                           words: np.ndarray) -> np.ndarray:
