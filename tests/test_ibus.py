@@ -513,6 +513,18 @@ def test_full_width_marks_and_shift_toggles_english(client):
 
 
 @pytest.mark.ibus
+def test_no_ibus_daemon_is_a_one_line_error(tmp_path, small_model):
+    _skip_without_ibus()
+    env = {**os.environ, "IBUS_ADDRESS": f"unix:path={tmp_path / 'none'}"}
+    done = subprocess.run([sys.executable, "-m", "rnn_ime", "ibus", "--model", str(small_model)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"rnn-ime: error: cannot reach ibus-daemon at unix:path={tmp_path / 'none'}; start it "
+        "(ibus-daemon -drx) or set IBUS_ADDRESS"]
+
+
+@pytest.mark.ibus
 def test_the_installed_component_starts_the_engine(tmp_path, small_model):
     """ibus-daemon starts the engine itself from `rnn-ime ibus install`'s file (--ibus): in a
     process of its own, since a process has one IBus bus."""

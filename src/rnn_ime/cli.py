@@ -586,24 +586,22 @@ def run_ibus(args) -> None:
 
     fuzzy, word_lists = _fuzzy_option(args.fuzzy), _word_lists(args.lexicon)
     if args.action == "install":
+        if args.ibus or args.log:
+            raise ConfigError("--ibus and --log go with running the engine, not with install")
         _install_ibus(args, fuzzy, word_lists)
         return
     if args.out:
         raise ConfigError("--out goes with `rnn-ime ibus install`")
     from .ibus import NoLearning
-    from .ibus.engine import serve, setup_logging  # IBus is loaded here (IBusMissing)
+    from .ibus.engine import connect, serve, setup_logging  # loads IBus (or IBusMissing)
     from .ibus.ranker import ModelRanker
     from .ime import open_lexicon
     from .ime.lexicon import cache_dir, skipped_note
     from .predict import Predictor
 
-    log_file = Path(args.log) if args.log else cache_dir() / "ibus.log" if args.ibus else None
-    if log_file is not None:
-        try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the log {log_file} ({exc.strerror})") from None
-    setup_logging(log_file)
+    setup_logging(Path(args.log) if args.log else cache_dir() / "ibus.log" if args.ibus
+                  else None)
+    bus = connect()  # before the model loads: no daemon, no wait
     import torch
 
     # One thread: a keystroke's steps are small matrices, and a desktop's other programs want
@@ -616,7 +614,7 @@ def run_ibus(args) -> None:
     ranker = ModelRanker(predictor, lexicon, fuzzy)
     ranker.decode("nihao", "", 9)  # jieba and the lexicon's memo now, not on the first key
     ranker.suggest("你好", 1)
-    serve(ranker, NoLearning(), started_by_ibus=args.ibus,
+    serve(bus, ranker, NoLearning(), started_by_ibus=args.ibus,
           say=lambda line: print(line, flush=True))
 
 

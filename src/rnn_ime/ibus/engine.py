@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import RnnImeError
+from ..errors import ConfigError, RnnImeError
 from .component import INFO, EngineInfo
 from .gir import load
 from .learning import Learner
@@ -171,26 +171,36 @@ def component(info: EngineInfo = INFO, command: str = ""):
 
 
 def setup_logging(path: Path | None) -> None:
-    """The engine's log: `path` (appended), else stderr."""
-    handler: logging.Handler = logging.StreamHandler(sys.stderr) if path is None \
-        else logging.FileHandler(path, encoding="utf-8")
+    """The engine's log: `path` (appended; its directory made), else stderr."""
+    try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.StreamHandler(sys.stderr) if path is None \
+            else logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the log {path} ({exc.strerror or exc})") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("rnn_ime")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
 
-def serve(ranker: Ranker, learner: Learner, started_by_ibus: bool = False,
-          info: EngineInfo = INFO, say: Callable[[str], None] = print) -> None:
-    """Offer the engine to the running ibus-daemon and serve it until the daemon goes away
-    (or SIGINT/SIGTERM). By hand: register the component on the bus (nothing installed);
-    started by ibus-daemon (--ibus): take the component's bus name, which it waits for."""
+def connect():
+    """The bus of the running ibus-daemon (IBus.Bus), or a one-line IBusUnreachable."""
     IBus.init()
     bus = IBus.Bus()
     if not bus.is_connected():
         where = IBus.get_address() or "its usual address"
         raise IBusUnreachable(f"cannot reach ibus-daemon at {where}; start it (ibus-daemon "
                               "-drx) or set IBUS_ADDRESS")
+    return bus
+
+
+def serve(bus, ranker: Ranker, learner: Learner, started_by_ibus: bool = False,
+          info: EngineInfo = INFO, say: Callable[[str], None] = print) -> None:
+    """Offer the engine on `bus` (`connect()`) and serve it until ibus-daemon goes away (or
+    SIGINT/SIGTERM). By hand: register the component on the bus (nothing installed); started
+    by ibus-daemon (--ibus): take the component's bus name, which it waits for."""
     loop = GLib.MainLoop()
     engines: dict[str, RnnImeEngine] = {}
     numbers = itertools.count(1)
