@@ -475,6 +475,30 @@ def test_a_digit_commits_that_candidate_and_the_rest_keeps_composing(client, dec
 
 
 @pytest.mark.ibus
+def test_paging_moves_the_table_and_space_commits_the_page_s_first(client):
+    client.type("shi")
+    client.wait(lambda: client.last_table())
+    assert client.key(keys.EQUAL)
+    client.wait(lambda: client.last_table()[1] == 9)
+    entries = client.last_table()[0]
+    assert len(entries) > 9
+    assert client.key(keys.SPACE)
+    client.wait(lambda: client.commits)
+    assert client.commits == [entries[9]]
+
+
+@pytest.mark.ibus
+def test_a_password_field_gets_no_suggestions(client):
+    client.ic.set_content_type(int(client.IBus.InputPurpose.PASSWORD), 0)
+    client.type("nihao")
+    client.wait(lambda: client.last_table())
+    client.key(keys.SPACE)
+    client.wait(lambda: client.commits and not client.last_table()[2])
+    client.pump(0.2)
+    assert client.commits == ["你好"] and not client.last_table()[2]
+
+
+@pytest.mark.ibus
 def test_esc_commits_nothing(client):
     client.type("nihao")
     client.wait(lambda: client.last_table())

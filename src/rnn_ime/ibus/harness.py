@@ -212,7 +212,9 @@ class Client:
         for char in text:
             self.key(ord(char))
 
-    def set_surrounding(self, text: str, cursor: int) -> None:
+    def set_surrounding(self, text: str, cursor: int, timeout: float = 30) -> None:
+        """The text around the caret, as a toolkit sends it (once the engine has asked)."""
+        self.wait(self.ic.needs_surrounding_text, timeout)
         self.ic.set_surrounding_text(self.IBus.Text.new_from_string(text), cursor, cursor)
 
     def clear(self) -> None:
@@ -232,7 +234,7 @@ class Client:
                 return
             time.sleep(0.002)
 
-    def wait(self, ready: Callable[[], bool], timeout: float = 10) -> None:
+    def wait(self, ready: Callable[[], bool], timeout: float = 30) -> None:
         """Run the main loop until `ready()`, or raise TimeoutError."""
         context = self.GLib.MainContext.default()
         fired = []
