@@ -1,4 +1,5 @@
-"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, export, serve, pinyin."""
+"""The `rnn-ime` command: prepare, train, evaluate, predict, explain, export, serve, pinyin,
+ibus."""
 
 from __future__ import annotations
 
@@ -692,12 +693,94 @@ def run_user(args) -> None:
               + (f"; skipped {skipped:,} bad lines" if skipped else ""))
 
 
+# ---------------------------------------------------------------- ibus
+def add_ibus(sub) -> None:
+    p = sub.add_parser("ibus", help="the input method on a Linux desktop, as an IBus engine")
+    p.add_argument("action", nargs="?", choices=["install"],
+                   help="install: write the component file that lets ibus-daemon start the "
+                        "engine (and say where it must go); without it: run the engine for "
+                        "the running ibus-daemon")
+    p.add_argument("--model", required=True, help="a model dir")
+    p.add_argument("--no-mixture", action="store_true",
+                   help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
+    _add_pinyin_options(p, "used in decoding")
+    p.add_argument("--ibus", action="store_true",
+                   help="started by ibus-daemon (its component file says so): take the "
+                        "engine's bus name rather than registering the engine")
+    p.add_argument("--log", metavar="FILE",
+                   help="append the engine's log to FILE (default: stderr; with --ibus, "
+                        "rnn-ime/ibus.log in the cache dir, ~/.cache by default)")
+    p.add_argument("--out", metavar="FILE",
+                   help="install: where to write the component file (default: "
+                        "$XDG_DATA_HOME/rnn-ime/ibus/rnn-ime.xml)")
+    p.set_defaults(func=run_ibus)
+
+
+def run_ibus(args) -> None:
+    from .errors import ConfigError
+
+    fuzzy, word_lists = _fuzzy_option(args.fuzzy), _word_lists(args.lexicon)
+    if args.action == "install":
+        if args.ibus or args.log:
+            raise ConfigError("--ibus and --log go with running the engine, not with install")
+        _install_ibus(args, fuzzy, word_lists)
+        return
+    if args.out:
+        raise ConfigError("--out goes with `rnn-ime ibus install`")
+    from .ibus import NoLearning
+    from .ibus.engine import connect, serve, setup_logging  # loads IBus (or IBusMissing)
+    from .ibus.ranker import ModelRanker
+    from .ime import open_lexicon
+    from .ime.lexicon import cache_dir, skipped_note
+    from .predict import Predictor
+
+    setup_logging(Path(args.log) if args.log else cache_dir() / "ibus.log" if args.ibus
+                  else None)
+    bus = connect()  # before the model loads: no daemon, no wait
+    import torch
+
+    # One thread: a keystroke's steps are small matrices, and a desktop's other programs want
+    # the cores; with two threads on 2 busy cores a 20-letter decode took seconds, not ~20 ms.
+    torch.set_num_threads(1)
+    predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
+    lexicon = open_lexicon(predictor.vocab, word_lists)
+    if note := skipped_note(lexicon):
+        _stderr(note)
+    ranker = ModelRanker(predictor, lexicon, fuzzy)
+    ranker.decode("nihao", "", 9)  # jieba and the lexicon's memo now, not on the first key
+    ranker.suggest("你好", 1)
+    serve(bus, ranker, NoLearning(), started_by_ibus=args.ibus,
+          say=lambda line: print(line, flush=True))
+
+
+def _install_ibus(args, fuzzy: frozenset[str], word_lists: list[str]) -> None:
+    from .ibus.component import INFO, ibus_installed, install
+
+    options = [option for rules in ([",".join(sorted(fuzzy))] if fuzzy else [])
+               for option in ("--fuzzy", rules)]
+    for path in word_lists:
+        options += ["--lexicon", str(Path(path).resolve())]
+    if args.no_mixture:
+        options.append("--no-mixture")
+    done = install(Path(args.model), Path(args.out) if args.out else None, options)
+    print(f"wrote {done.path}")
+    if done.copy_command:
+        print("ibus-daemon reads engines only from /usr/share/ibus/component (IBus has no "
+              "per-user place); as root, run:")
+        print(f"  {done.copy_command}")
+    print(f"then restart IBus (ibus restart) and add {INFO.long_name}: GNOME: Settings → "
+          f"Keyboard → Input Sources → + → Chinese → {INFO.long_name}; elsewhere: ibus-setup")
+    if not ibus_installed():
+        print("note: ibus is not installed here (apt-get install ibus gir1.2-ibus-1.0 "
+              "python3-gi)")
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_prepare, add_train, add_evaluate, add_mix, add_predict, add_explain,
-                add_export, add_serve, add_pinyin, add_learn, add_user):
+                add_export, add_serve, add_pinyin, add_learn, add_user, add_ibus):
         add(sub)
     return parser
 
