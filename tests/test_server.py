@@ -529,3 +529,15 @@ def test_serve_refuses_a_user_dir_that_is_a_file(tmp_path, capsys):
         main(["serve", "--model", str(tmp_path / "missing"), "--user-dir",
               str(tmp_path / "file")])
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_word_forgotten_and_another_made_are_typed_as_such(predictor, tmp_path):
+    """The lexicon a profile adds its words to follows the words, not their number."""
+    client = profiled(predictor, tmp_path)
+    learn(client, "alice", "克密", picks=KEMI)
+    assert pinyin_of(client, "kemi", "alice")[0] == "克密"
+    client.post("/api/forget", json={"user": "alice", "word": "克密"})
+    learn(client, "alice", "客米", picks=[{"text": "客", "letters": "ke"},
+                                         {"text": "米", "letters": "mi"}])
+    found = pinyin_of(client, "kemi", "alice")
+    assert found[0] == "客米" and "克密" not in found
