@@ -59,6 +59,8 @@ def lexicon_cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RNN_IME_CACHE", str(path))
+        # what the user taught lives in a temporary dir too, never in ~/.local/share
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
         yield path
 
 

@@ -3,6 +3,7 @@ apart, durability across kill -9, and the user model behind the Scorer interface
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -220,3 +221,61 @@ def test_export_and_import(tmp_path):
     imported, skipped = other.import_lines([*lines, "坏\tnot-a-number", ""])
     assert (imported, skipped) == (len(lines), 1)
     assert set(other.counts.unigram) == {"我们", "去"} and other.counts.made == {"蕲春": "qi'chun"}
+
+
+# ---------------------------------------------------------------- the CLI
+def test_cli_learn_user_commands_and_options(small_model, tmp_path, capsys):
+    from rnn_ime.cli import main
+
+    db = str(tmp_path / "u.db")
+    main(["learn", "--model", str(small_model), "--user-db", db, "我们明天去柯谧家玩",
+          "我们明天去柯谧家玩"])
+    out = capsys.readouterr().out
+    assert out.startswith("learned ") and "2 commits" in out
+    main(["user", "stats", "--user-db", db])
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["words"] > 3 and stats["words_typed"] > 6
+    main(["user", "export", "--user-db", db])
+    exported = capsys.readouterr().out
+    assert "我们\t" in exported
+    main(["user", "forget", "我们", "--user-db", db])
+    assert capsys.readouterr().out.startswith("forgot 我们")
+    main(["user", "export", "--user-db", db])
+    assert "我们\t" not in capsys.readouterr().out
+    listing = tmp_path / "words.txt"
+    listing.write_text("柯谧\t3\tke'mi\n坏行\tx\n", encoding="utf-8")
+    main(["user", "import", str(listing), "--user-db", str(tmp_path / "v.db")])
+    assert "skipped 1 bad lines" in capsys.readouterr().out
+    main(["pinyin", "--model", str(small_model), "--user-db", str(tmp_path / "v.db"), "kemi"])
+    assert capsys.readouterr().out.startswith("1.柯谧")
+    main(["pinyin", "--model", str(small_model), "--user-db", str(tmp_path / "v.db"),
+          "--no-user", "kemi"])
+    assert not capsys.readouterr().out.startswith("1.柯谧")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["user", "stats", "--user-db", "{tmp}/missing.db"], "no such user file"),
+    (["user", "forget", "--user-db", "{tmp}/u.db"], "needs the word"),
+    (["user", "import", "{tmp}/nope.txt", "--user-db", "{tmp}/u.db"], "cannot read"),
+    (["user", "stats", "--user-db", "{tmp}/foreign.db"], "not a user file"),
+])
+def test_cli_user_errors_are_one_line(argv, message, tmp_path, capsys):
+    from rnn_ime.cli import main
+
+    (tmp_path / "foreign.db").write_bytes(b"x" * 4096)
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_evaluate_with_a_user_db(small_model, tmp_path, capsys):
+    from rnn_ime.cli import main
+
+    db = str(tmp_path / "u.db")
+    main(["learn", "--model", str(small_model), "--user-db", db, "我们明天去北京玩"])
+    capsys.readouterr()
+    main(["evaluate", "--model", str(small_model), "--user-db", db, "--json"])
+    captured = capsys.readouterr()
+    assert "+user" in json.loads(captured.out)["scorer"]

@@ -143,6 +143,7 @@ def add_evaluate(sub) -> None:
                    help="order of the --baseline n-gram, 2 to 5 (default 4)")
     p.add_argument("--no-mixture", action="store_true",
                    help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
+    _add_user_options(p, learns=False, default_on=False)
     p.set_defaults(func=run_evaluate)
 
 
@@ -170,6 +171,8 @@ def run_evaluate(args) -> None:
         split, names = data.split(args.split), data.source_names
         where = f"{data_path} ({args.split})"
     scorer = load_scorer(args.model, NeuralScorer(model, vocab), not args.no_mixture)
+    if args.user_db:
+        scorer = _profile(args, scorer).scorer
     _stderr(f"scoring with {describe(scorer)}")
     result = evaluate(scorer, split, names)
     result["evaluated_on"] = where
@@ -316,6 +319,7 @@ def add_predict(sub) -> None:
     p.add_argument("--no-mixture", action="store_true",
                    help="the recurrent model alone, even where `rnn-ime mix` chose the mixture")
     p.add_argument("text", nargs="?", help="the text typed so far")
+    _add_user_options(p, learns=True)
     p.set_defaults(func=run_predict)
 
 
@@ -366,17 +370,26 @@ def run_predict(args) -> None:
     beam = _beam_option(args)
     predictor = Predictor.from_dir(args.model, runtime=args.runtime, int8=args.int8,
                                    mixture=not args.no_mixture)
+    interactive_run = args.text is None and sys.stdin.isatty()
+    profile = _profile(args, predictor.scorer, learns=interactive_run)
+    if profile is not None:
+        predictor = Predictor(profile.scorer, predictor.tokenizer.info.name, predictor.model_name)
     if args.text is not None:
         print(_answer(predictor, args.text, args.k, args.json, beam))
-    elif sys.stdin.isatty():
-        interactive(predictor, args.k, beam)
+    elif interactive_run:
+        interactive(predictor, args.k, beam, profile)
     else:
         for line in sys.stdin:
             print(_answer(predictor, line.rstrip("\n"), args.k, args.json, beam), flush=True)
 
 
-def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None) -> None:
+def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
+                profile=None) -> None:
+    """Each line typed is answered with the next words, then learned as a commit (when a
+    profile learns)."""
     print("Type Chinese text and press Enter for the next words; quit, exit or Ctrl-D to leave.")
+    if profile is not None and profile.options.learn:
+        print(f"(learning what you type into {profile.model.store.path}; --no-learn: do not)")
     while True:
         try:
             text = input("> ")
@@ -386,6 +399,8 @@ def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None) ->
         if text.strip() in {"quit", "exit"}:
             return
         print("  " + _answer(predictor, text, k, False, beam).replace("\n", "\n  "))
+        if profile is not None:
+            profile.learn(text)
 
 
 # ---------------------------------------------------------------- export
@@ -554,6 +569,7 @@ def add_pinyin(sub) -> None:
     p.add_argument("letters", help="pinyin: full, with apostrophes (xi'an), a partial last "
                                    "syllable, or initials (jt); one trailing mark (, . ? ! ; : "
                                    "\\) commits the first candidate with its full-width form")
+    _add_user_options(p, learns=False)
     p.set_defaults(func=run_pinyin)
 
 
@@ -570,8 +586,12 @@ def run_pinyin(args) -> None:
     lexicon = open_lexicon(predictor.vocab, word_lists)
     if note := skipped_note(lexicon):
         _stderr(note)
+    scorer = predictor.scorer
+    profile = _profile(args, scorer)
+    if profile is not None:
+        scorer, lexicon = profile.scorer, profile.lexicon(lexicon)
     _, context = predictor.encode(args.context)
-    found = decode(predictor.scorer, letters, context, settings, lexicon)
+    found = decode(scorer, letters, context, settings, lexicon)
     commit = commit_of(found, args.letters.strip())
     if args.json:
         answer = {"context": args.context, **found.as_dict(limit=args.k)}
@@ -584,12 +604,127 @@ def run_pinyin(args) -> None:
         print(f"commit: {commit.text}")
 
 
+# ---------------------------------------------------------------- what the user taught
+def _add_user_options(p, learns: bool, default_on: bool = True, ignorable: bool = True
+                      ) -> None:
+    where = "default: $XDG_DATA_HOME/rnn-ime/user.db, else ~/.local/share/rnn-ime/user.db"
+    p.add_argument("--user-db", metavar="PATH",
+                   help=f"the file of what the user taught ({where})" if default_on else
+                   "score with what the user taught, from this file (off unless given)")
+    if default_on and ignorable:
+        p.add_argument("--no-user", action="store_true", help="ignore what the user taught")
+    if learns:
+        p.add_argument("--no-learn", action="store_true",
+                       help="use what the user taught, but learn nothing new from this run")
+
+
+def _profile(args, scorer, learns: bool = False):
+    """The user's profile around `scorer`, or None (--no-user; or, for a command that does not
+    learn, no file yet: reading never creates one)."""
+    from .user import LearnOptions, Profile, default_path
+
+    if getattr(args, "no_user", False):
+        return None
+    path = Path(args.user_db) if args.user_db else default_path()
+    if not learns and not path.exists():
+        if args.user_db:
+            from .user import UserStoreError
+
+            raise UserStoreError(f"{path}: no such user file")
+        return None
+    learn = learns and not getattr(args, "no_learn", False)
+    return Profile.open(scorer, path, LearnOptions(learn=learn))
+
+
+def add_learn(sub) -> None:
+    p = sub.add_parser("learn", help="learn from text as if the user had typed it")
+    p.add_argument("--model", required=True, help="a model dir (its vocabulary and lexicon "
+                   "tell known words from new ones)")
+    _add_user_options(p, learns=False, ignorable=False)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--file", help="a UTF-8 text file: each line is learned as one commit")
+    group.add_argument("text", nargs="*", default=[], help="texts, each learned as one commit")
+    p.set_defaults(func=run_learn)
+
+
+def run_learn(args) -> None:
+    from .errors import CorpusError
+    from .ime import open_lexicon
+    from .predict import Predictor
+
+    if args.file:
+        try:
+            lines = Path(args.file).read_bytes().decode("utf-8-sig").splitlines()
+        except OSError as error:
+            raise CorpusError(f"{args.file}: cannot read ({error.strerror or error})") from None
+        except UnicodeDecodeError as error:
+            raise CorpusError(f"{args.file}: not UTF-8 (byte {error.start})") from None
+    else:
+        lines = args.text
+    predictor = Predictor.from_dir(args.model)
+    profile = _profile(args, predictor.scorer, learns=True)
+    lexicon = open_lexicon(predictor.vocab)
+    words, made, commits = 0, [], 0
+    for line in lines:
+        lesson = profile.learn(line, known=lexicon)
+        if lesson is not None:
+            commits += 1
+            words += len(lesson.words)
+            made.extend(w for w, _ in lesson.made)
+    note = f"; new words: {'、'.join(made[:20])}" + (" …" if len(made) > 20 else "") \
+        if made else ""
+    print(f"learned {words:,} words from {commits:,} commits into {profile.model.store.path}"
+          + note)
+
+
+def add_user(sub) -> None:
+    p = sub.add_parser("user", help="what the user taught: stats, export, import, forget")
+    p.add_argument("action", choices=["stats", "export", "import", "forget"])
+    p.add_argument("argument", nargs="?", help="import: a file of `word<TAB>count[<TAB>"
+                   "reading]` lines (- for stdin); forget: the word")
+    _add_user_options(p, learns=False, ignorable=False)
+    p.set_defaults(func=run_user)
+
+
+def run_user(args) -> None:
+    from .errors import ConfigError, CorpusError
+    from .user import UserModel, UserStore, default_path
+
+    path = Path(args.user_db) if args.user_db else default_path()
+    needs = {"import": "a file to import", "forget": "the word to forget"}
+    if args.action in needs and not args.argument:
+        raise ConfigError(f"`rnn-ime user {args.action}` needs {needs[args.action]}")
+    model = UserModel(UserStore(path, create=args.action == "import"))
+    if args.action == "stats":
+        print(json.dumps(model.stats(), ensure_ascii=False, indent=2))
+    elif args.action == "export":
+        for line in model.export_lines():
+            print(line)
+    elif args.action == "forget":
+        known = model.forget(args.argument)
+        print(f"forgot {args.argument}" if known else f"{args.argument}: not learned; nothing "
+              "to forget")
+    else:
+        try:
+            raw = sys.stdin.buffer.read() if args.argument == "-" else \
+                Path(args.argument).read_bytes()
+            lines = raw.decode("utf-8-sig").splitlines()
+        except OSError as error:
+            raise CorpusError(f"{args.argument}: cannot read ({error.strerror or error})") \
+                from None
+        except UnicodeDecodeError as error:
+            raise CorpusError(f"{args.argument}: not UTF-8 (byte {error.start})") from None
+        imported, skipped = model.import_lines(lines)
+        print(f"imported {imported:,} words into {path}"
+              + (f"; skipped {skipped:,} bad lines" if skipped else ""))
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnn-ime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_prepare, add_train, add_evaluate, add_mix, add_predict, add_explain,
-                add_export, add_serve, add_pinyin):
+                add_export, add_serve, add_pinyin, add_learn, add_user):
         add(sub)
     return parser
 
