@@ -12,6 +12,7 @@ from rnn_ime.cli import main
 from rnn_ime.limits import SERVER_MAX_BODY_BYTES as MAX_BODY_BYTES
 from rnn_ime.predict import Predictor
 from rnn_ime.server import STATIC, LimitBodySize, create_app, listen
+from rnn_ime.user.directory import ProfileDirConfig
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +289,255 @@ def test_the_body_limit_stops_reading_an_endless_chunked_body():
     asyncio.run(LimitBodySize(app, MAX_BODY_BYTES)(scope, receive, send))
     assert not called and sent[0]["status"] == 413
     assert len(pulled) == MAX_BODY_BYTES // 8192 + 1
+
+
+# ---------------------------------------------------------------- profiles: learning per user
+def profiled(predictor, directory, **options) -> TestClient:
+    return TestClient(create_app(predictor, profiles=ProfileDirConfig(directory, **options)))
+
+
+def suggested(client, text: str, user: str | None = None, k: int = 5) -> list[str]:
+    body = {"text": text, "k": k} | ({"user": user} if user else {})
+    response = client.post("/api/suggest", json=body)
+    assert response.status_code == 200, response.text
+    return [s["word"] for s in response.json()["suggestions"]]
+
+
+def pinyin_of(client, letters: str, user: str | None = None) -> list[str]:
+    body = {"letters": letters} | ({"user": user} if user else {})
+    response = client.post("/api/pinyin", json=body)
+    assert response.status_code == 200, response.text
+    return [c["text"] for c in response.json()["candidates"]]
+
+
+def learn(client, user: str, text: str, **more):
+    response = client.post("/api/learn", json={"user": user, "text": text, **more})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+KEMI = [{"text": "克", "letters": "ke"}, {"text": "密", "letters": "mi"}]  # 克密: no such word
+
+
+def test_a_learned_word_comes_first_after_its_previous_word_for_its_user_only(predictor,
+                                                                               tmp_path):
+    client = profiled(predictor, tmp_path)
+    plain = suggested(client, "我今天去")
+    assert plain[0] != "公园"
+    answer = learn(client, "alice", "我今天去公园")
+    assert answer == {"user": "alice", "learned": True, "words": ["我", "今天", "去", "公园"],
+                      "made": []}
+    for _ in range(39):  # a user who writes it often
+        learn(client, "alice", "我今天去公园")
+    assert suggested(client, "我今天去", "alice")[0] == "公园"
+    assert suggested(client, "他明天去", "alice")[0] == "公园"  # after 去, whatever came before
+    assert suggested(client, "我今天去", "bob") == plain  # kept apart
+    assert suggested(client, "我今天去") == plain  # no user: the plain model
+    first = client.post("/api/complete", json={"text": "我今天去", "beam": 2, "length": 1,
+                                               "user": "alice"}).json()["continuations"][0]
+    assert first["words"] == ["公园"]
+    assert (tmp_path / "profiles" / "alice.db").is_file()
+    assert not (tmp_path / "profiles" / "bob.db").exists()  # reading creates nothing
+
+
+def test_a_word_made_from_picks_is_typable_for_its_user_only(predictor, tmp_path):
+    client = profiled(predictor, tmp_path)
+    assert "克密" not in pinyin_of(client, "kemi")
+    answer = learn(client, "alice", "克密", picks=KEMI)
+    assert answer["made"] == [{"word": "克密", "reading": "ke'mi"}]
+    assert pinyin_of(client, "kemi", "alice")[0] == "克密"
+    assert "克密" not in pinyin_of(client, "kemi", "bob")
+
+
+def test_undo_takes_back_the_last_commit_and_then_the_one_before(predictor, tmp_path):
+    client = profiled(predictor, tmp_path)
+    learn(client, "alice", "我今天去公园")
+    learn(client, "alice", "克密", picks=KEMI, before="我今天去公园")
+    undone = client.post("/api/undo", json={"user": "alice"}).json()
+    assert undone == {"user": "alice", "undone": True, "words": ["克密"],
+                      "made": [{"word": "克密", "reading": "ke'mi"}]}
+    assert "克密" not in pinyin_of(client, "kemi", "alice")
+    stats = client.get("/api/user/alice/stats").json()
+    assert (stats["words"], stats["made_words"], stats["words_typed"]) == (4, 0, 4)
+    assert client.post("/api/undo", json={"user": "alice"}).json()["words"] == \
+        ["我", "今天", "去", "公园"]
+    assert client.post("/api/undo", json={"user": "alice"}).json()["undone"] is False
+    assert client.post("/api/undo", json={"user": "nobody"}).json() == \
+        {"user": "nobody", "undone": False, "words": [], "made": []}
+
+
+def test_forget_a_word(predictor, tmp_path):
+    client = profiled(predictor, tmp_path)
+    learn(client, "alice", "克密", picks=KEMI)
+    learn(client, "alice", "我今天去公园")
+    forget = {"user": "alice", "word": "克密"}
+    assert client.post("/api/forget", json=forget).json() == {**forget, "forgotten": True}
+    assert client.post("/api/forget", json=forget).json()["forgotten"] is False
+    assert "克密" not in pinyin_of(client, "kemi", "alice")
+    assert client.get("/api/user/alice/stats").json()["made_words"] == 0
+    assert client.post("/api/forget", json={"user": "bob", "word": "我"}).json()["forgotten"] \
+        is False
+    assert not (tmp_path / "profiles" / "bob.db").exists()
+
+
+def test_stats_and_where_profiles_live(predictor, tmp_path):
+    client = profiled(predictor, tmp_path)
+    empty = client.get("/api/user/default/stats").json()
+    assert empty["exists"] is False and empty["words"] == 0 and empty["learn"] is True
+    learn(client, "default", "我今天去公园")
+    stats = client.get("/api/user/default/stats")
+    assert stats.status_code == 200 and str(tmp_path) not in stats.text  # never a local path
+    body = stats.json()
+    assert body["exists"] is True and (body["words"], body["bigrams"]) == (4, 3)
+    assert (tmp_path / "user.db").is_file()  # the default profile: the CLI's file
+    from rnn_ime.server import StatsResponse
+
+    StatsResponse.model_validate(body)
+    assert client.get("/api/health").json()["user"] == {"enabled": True, "learn": True}
+
+
+def test_another_process_writing_the_file_is_seen(predictor, tmp_path):
+    from rnn_ime.user import Profile
+
+    client = profiled(predictor, tmp_path)
+    assert suggested(client, "我今天去", "carol")[0] != "公园"  # no file yet
+    cli = Profile.open(predictor.scorer, tmp_path / "profiles" / "carol.db")
+    for _ in range(40):
+        cli.learn("我今天去公园")
+    assert suggested(client, "我今天去", "carol")[0] == "公园"
+    cli.model.forget("公园")  # the server has it open now: it must notice the change
+    assert "公园" not in suggested(client, "我今天去", "carol")[:1]
+
+
+def test_profiles_are_bounded(predictor, tmp_path):
+    client = profiled(predictor, tmp_path, max_profiles=2, max_words=6)
+    learn(client, "one", "我今天")
+    learn(client, "two", "我今天")
+    message = error_of(client.post("/api/learn", json={"user": "three", "text": "我"}), 403)
+    assert "at most 2 profiles" in message
+    learn(client, "one", "我明天")  # the open ones still learn
+    assert suggested(client, "我", "three")  # a name without a file reads as the plain model
+    message = error_of(client.post("/api/learn", json={"user": "one",
+                                                       "text": "他们周末去北京看看"}), 413)
+    assert "forget some first" in message
+    assert error_of(client.post("/api/learn", json={"user": "one", "text": "好" * 2001})
+                    ).startswith("text: ")
+
+
+BAD_NAMES = ["", "a/b", "../x", "x" * 33, "名字", "a b", 5, None]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.parametrize("path, body", [
+    ("/api/learn", {"text": "我"}), ("/api/undo", {}), ("/api/forget", {"word": "我"}),
+    ("/api/suggest", {"text": "我"}), ("/api/pinyin", {"letters": "wo"}),
+    ("/api/complete", {"text": "我"})])
+def test_a_bad_profile_name_gets_a_422_on_user(predictor, tmp_path, path, body, name):
+    client = profiled(predictor, tmp_path)
+    if name is None and path in ("/api/suggest", "/api/pinyin", "/api/complete"):
+        return  # null: no profile
+    assert error_of(client.post(path, json={**body, "user": name})).startswith("user: ")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["a.b", "x" * 33, "名字"])
+def test_a_bad_profile_name_in_the_stats_path_gets_a_422(predictor, tmp_path, name):
+    assert error_of(profiled(predictor, tmp_path).get(f"/api/user/{name}/stats")).startswith(
+        "path.name: ")
+
+
+@pytest.mark.parametrize("body", [
+    {"user": "a", "text": ""}, {"user": "a"}, {"text": "我"},
+    {"user": "a", "text": "我", "picks": [{"text": "我"}]},
+    {"user": "a", "text": "我", "picks": [{"text": "我", "letters": "wo1"}]},
+    {"user": "a", "text": "我", "picks": [{"text": "", "letters": "wo"}]},
+    {"user": "a", "text": "我", "before": "好" * 2001},
+    {"user": "a", "text": "我", "extra": 1}])
+def test_bad_learn_requests_get_a_422(predictor, tmp_path, body):
+    error_of(profiled(predictor, tmp_path).post("/api/learn", json=body))
+
+
+def test_an_unusable_profile_file_is_a_409_without_its_path(predictor, tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "broken.db").write_bytes(b"not sqlite at all" * 100)
+    client = profiled(predictor, tmp_path)
+    for response in (client.post("/api/learn", json={"user": "broken", "text": "我"}),
+                     client.post("/api/suggest", json={"user": "broken", "text": "我"})):
+        message = error_of(response, 409)
+        assert "profile broken" in message and str(tmp_path) not in message
+
+
+def test_no_learn_uses_profiles_but_never_updates_them(predictor, tmp_path):
+    from rnn_ime.user import Profile
+
+    writer = Profile.open(predictor.scorer, tmp_path / "user.db")
+    for _ in range(40):
+        writer.learn("我今天去公园")
+    client = profiled(predictor, tmp_path, learn=False)
+    assert client.get("/api/health").json()["user"] == {"enabled": True, "learn": False}
+    assert suggested(client, "我今天去", "default")[0] == "公园"
+    for path, body in [("/api/learn", {"text": "我"}), ("/api/undo", {}),
+                       ("/api/forget", {"word": "公园"})]:
+        assert error_of(client.post(path, json={"user": "default", **body}), 403) == \
+            "learning is off on this server"
+    assert client.get("/api/user/default/stats").json()["learn"] is False
+    assert not (tmp_path / "profiles").exists()
+
+
+def test_no_user_answers_as_without_a_profile(client):
+    assert client.get("/api/health").json()["user"] == {"enabled": False, "learn": False}
+    assert suggested(client, "我今天去", "alice") == suggested(client, "我今天去")
+    for path, body in [("/api/learn", {"text": "我"}), ("/api/undo", {}),
+                       ("/api/forget", {"word": "我"})]:
+        assert "profiles are off" in error_of(client.post(path, json={"user": "a", **body}), 403)
+    assert "profiles are off" in error_of(client.get("/api/user/a/stats"), 403)
+
+
+def test_concurrent_learning_and_reading_of_one_profile(predictor, tmp_path):
+    app = create_app(predictor, profiles=ProfileDirConfig(tmp_path))
+
+    async def ask_all() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            learning = [http.post("/api/learn", json={"user": "a", "text": "我今天去公园"})
+                        for _ in range(20)]
+            reading = [http.post("/api/suggest", json={"user": "a", "text": "我今天去"})
+                       for _ in range(20)]
+            responses = await asyncio.gather(*learning, *reading)
+        return [r.status_code for r in responses]
+
+    assert set(asyncio.run(ask_all())) == {200}
+    stats = TestClient(app).get("/api/user/a/stats").json()
+    assert stats["words_typed"] == 80 and stats["bigrams"] == 3
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--no-user", "--user-dir", "x"], "--no-user"),
+    (["--max-profiles", "0"], "--max-profiles"),
+])
+def test_serve_checks_the_profile_options_first(tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--model", str(tmp_path / "missing"), *options])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnn-ime: error: ") and message in err and "\n" not in err
+
+
+def test_serve_refuses_a_user_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        main(["serve", "--model", str(tmp_path / "missing"), "--user-dir",
+              str(tmp_path / "file")])
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_word_forgotten_and_another_made_are_typed_as_such(predictor, tmp_path):
+    """The lexicon a profile adds its words to follows the words, not their number."""
+    client = profiled(predictor, tmp_path)
+    learn(client, "alice", "克密", picks=KEMI)
+    assert pinyin_of(client, "kemi", "alice")[0] == "克密"
+    client.post("/api/forget", json={"user": "alice", "word": "克密"})
+    learn(client, "alice", "客米", picks=[{"text": "客", "letters": "ke"},
+                                         {"text": "米", "letters": "mi"}])
+    found = pinyin_of(client, "kemi", "alice")
+    assert found[0] == "客米" and "克密" not in found

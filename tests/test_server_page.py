@@ -4,11 +4,15 @@ Skips (with the reason) when the `playwright` package or /usr/bin/chromium is mi
 own browser downloads are never used.
 """
 
+import json
 import queue
 import re
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,11 +44,11 @@ def _read_lines(stream, lines: queue.Queue) -> None:
     lines.put(None)  # the server exited
 
 
-@pytest.fixture(scope="module")
-def server_url(small_model):
-    """`rnn-ime serve` on a free loopback port; its URL comes from its first line."""
-    proc = subprocess.Popen([sys.executable, "-m", "rnn_ime", "serve", "--model", str(small_model),
-                             "--host", "127.0.0.1", "--port", "0"],
+@contextmanager
+def serving(model: Path, *options: str) -> Iterator[str]:
+    """`rnn-ime serve` on a free loopback port; its URL comes from the line that names it."""
+    proc = subprocess.Popen([sys.executable, "-m", "rnn_ime", "serve", "--model", str(model),
+                             "--host", "127.0.0.1", "--port", "0", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
@@ -65,6 +69,17 @@ def server_url(small_model):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("profiles")  # never the user's own ~/.local/share
+
+
+@pytest.fixture(scope="module")
+def server_url(small_model, user_dir):
+    with serving(small_model, "--user-dir", str(user_dir)) as url:
+        yield url
 
 
 def test_type_chinese_pick_a_suggestion_with_a_number_key(browser, server_url, tmp_path):
@@ -198,3 +213,96 @@ def test_fuzzy_pinyin_checkboxes_come_from_the_server_and_are_remembered(browser
     expect(page.locator('#fuzzy input[value="z-zh"]')).to_be_checked()
     expect(page.locator('#fuzzy input[value="n-l"]')).not_to_be_checked()
     page.evaluate("localStorage.clear()")
+
+
+def _wait_for(check, what: str, timeout_s: float = TIMEOUT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_the_page_learns_from_commits_and_the_switch_pauses_it(browser, server_url, user_dir):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 900, "height": 620})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server_url)
+    editor, candidates = page.locator("#editor"), page.locator("#candidates")
+    words, bar = candidates.locator(".chip .word"), page.locator("#bar")
+    user, switch = page.locator("#user"), page.get_by_role("switch", name="学习")
+    expect(page.locator("#profile")).to_be_visible()
+    expect(user).to_have_value("default")
+    expect(switch).to_be_checked()
+    user.fill("page")  # a profile of its own: the other tests learn into "default"
+    page.get_by_role("button", name="拼音").click()
+
+    def stats() -> dict:
+        return json.loads(page.request.get(f"{server_url}api/user/page/stats").text())
+
+    def pick(text: str) -> None:
+        texts = words.all_inner_texts()
+        assert text in texts, texts
+        page.keyboard.press(str(texts.index(text) + 1))
+
+    def type_kemi() -> None:  # 克 for "ke", then 密 for "mi": a word no dictionary lists
+        editor.press_sequentially("kemi")
+        expect(candidates).to_have_attribute("data-for", "kemi")
+        pick("克")
+        expect(candidates).to_have_attribute("data-for", "mi")
+        pick("密")
+
+    editor.click()
+    type_kemi()
+    expect(editor).to_have_value("克密")
+    _wait_for(lambda: stats()["made_words"] == 1, "the composition to be learned")
+    page.keyboard.press("Backspace")  # right after the commit: its learning is undone
+    expect(editor).to_have_value("克")
+    _wait_for(lambda: stats()["made_words"] == 0, "the undo")
+
+    editor.fill("")
+    type_kemi()
+    _wait_for(lambda: stats()["made_words"] == 1, "the composition to be learned")
+    editor.fill("")  # the same context again: the word made comes first
+    editor.press_sequentially("kemi")
+    expect(candidates).to_have_attribute("data-for", "kemi")
+    expect(words.first).to_have_text("克密")
+    page.keyboard.press("Escape")
+    assert (user_dir / "profiles" / "page.db").is_file()
+
+    switch.click()  # paused: nothing committed now is learned
+    expect(switch).not_to_be_checked()
+    expect(page.locator("#learn-state")).to_have_text("关")
+    typed = stats()["words_typed"]
+    editor.press_sequentially("woj")
+    expect(candidates).to_have_attribute("data-for", "woj")
+    page.keyboard.press(" ")
+    expect(bar).to_be_visible()
+    page.keyboard.press("1")  # a next word picked
+    page.reload()  # the switch is remembered, and so is the name
+    expect(switch).not_to_be_checked()
+    expect(user).to_have_value("page")
+    switch.click()  # on again: the next commit is learned, and only it (they go in order)
+    page.get_by_role("button", name="拼音").click()
+    editor.click()
+    editor.press_sequentially("wo")
+    expect(candidates).to_have_attribute("data-for", "wo")
+    page.keyboard.press(" ")
+    _wait_for(lambda: stats()["words_typed"] > typed, "the commit after the pause")
+    assert stats()["words_typed"] == typed + 1
+    page.evaluate("localStorage.clear()")
+
+
+def test_the_page_without_profiles_hides_their_controls(browser, small_model):
+    from playwright.sync_api import expect
+
+    with serving(small_model, "--no-user") as url:
+        page = browser.new_page(viewport={"width": 900, "height": 620})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        expect(page.locator("#bar .chip")).to_have_count(5)
+        expect(page.locator("#profile")).to_be_hidden()
+        page.locator("#editor").click()
+        page.locator("#editor").press_sequentially("我今天")
+        expect(page.locator("#bar")).to_have_attribute("data-for", "我今天")

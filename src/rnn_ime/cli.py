@@ -481,6 +481,17 @@ def add_serve(sub) -> None:
                         "re-read (0: none, every text read whole; each holds ~4 bytes a "
                         "vocabulary word; default: 256)")
     _add_pinyin_options(p, "the rules the page starts with, and /api/pinyin's default")
+    p.add_argument("--user-dir", metavar="DIR",
+                   help="where the users' profiles live: DIR/user.db for the profile "
+                        "\"default\", DIR/profiles/NAME.db for the others (default: "
+                        "$XDG_DATA_HOME/rnn-ime, else ~/.local/share/rnn-ime)")
+    p.add_argument("--no-learn", action="store_true",
+                   help="score with the profiles, never update them (/api/learn, /api/undo "
+                        "and /api/forget answer 403)")
+    p.add_argument("--no-user", action="store_true",
+                   help="no profiles: requests naming a `user` are answered without one")
+    p.add_argument("--max-profiles", type=int, default=16, metavar="N",
+                   help="profiles open at once; a new name past them gets 403 (default: 16)")
     p.set_defaults(func=run_serve)
 
 
@@ -493,7 +504,23 @@ def run_serve(args) -> None:
     fuzzy, word_lists = _fuzzy_option(args.fuzzy), _word_lists(args.lexicon)
     serve(args.model, args.host, args.port, mixture=not args.no_mixture,
           context_cache=args.context_cache, fuzzy=fuzzy, word_lists=word_lists,
-          log_note=_stderr)
+          log_note=_stderr, profiles=_profile_options(args))
+
+
+def _profile_options(args):
+    """--user-dir, --no-learn, --no-user, --max-profiles → a ProfileDirConfig (None: --no-user),
+    checked before the model loads."""
+    from .errors import ConfigError
+    from .server import check_profiles
+    from .user.directory import ProfileDirConfig, default_dir
+
+    if args.no_user:
+        if args.user_dir or args.no_learn:
+            raise ConfigError("--no-user keeps no profiles: drop --user-dir and --no-learn")
+        return None
+    directory = Path(args.user_dir).expanduser() if args.user_dir else default_dir()
+    return check_profiles(ProfileDirConfig(directory, learn=not args.no_learn,
+                                           max_profiles=args.max_profiles))
 
 
 # ---------------------------------------------------------------- pinyin

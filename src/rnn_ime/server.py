@@ -1,17 +1,30 @@
 """`rnn-ime serve`: the HTTP API and the web page that suggests as you type (FastAPI, uvicorn).
 
-    POST /api/suggest   {text, k}             → the k most likely next words
-    POST /api/complete  {text, beam, length}  → multi-word continuations
-    POST /api/pinyin    {letters, context, k, fuzzy} → Chinese candidates for typed pinyin;
-                        letters ending in a mark (nihao,) → also what to commit (你好，)
+    POST /api/suggest   {text, k, user?}      → the k most likely next words
+    POST /api/complete  {text, beam, length, user?} → multi-word continuations
+    POST /api/pinyin    {letters, context, k, fuzzy, user?} → Chinese candidates for typed
+                        pinyin; letters ending in a mark (nihao,) → also what to commit (你好，)
+    POST /api/learn     {user, text, picks?, before?} → learn a commit (what it taught)
+    POST /api/undo      {user}                → take back the last commit's learning
+    POST /api/forget    {user, word}          → forget a word and what was learned from it
+    GET  /api/user/{name}/stats               → what a profile holds
     GET  /api/pinyin/options                  → fuzzy rules, the server's default, marks
-    GET  /api/health                          → model name, vocabulary size, config (no paths)
+    GET  /api/health                          → model, vocabulary size, config (no paths), user
     GET  /openapi.json                        → the schema;  GET / → the page (static/)
+
+`user` names a profile (user/directory.py: one SQLite file each, in --user-dir): its history is
+mixed into the model's distributions and its words join the pinyin lexicon. The base scorer's
+context cache is shared by every profile; the user's mixing is applied to the final
+distribution (UserScorer.mix), so a profile costs no re-read of the context.
 
 Inference runs in a worker thread (never on the event loop), one request at a time: one lock
 guards the shared model, so concurrent requests are safe and do not oversubscribe the CPU. The
 text of a request is read through a context cache (predict.ContextReader): typing one more
 character costs segmenting the last clause and a step or two of the model, not a re-read.
+
+Learning (/api/learn, /api/undo, /api/forget) also runs in a worker thread, under the profile's
+own lock only (it never touches the base model); reading with a profile holds the model's lock,
+then the profile's, so a profile is never read while it learns.
 
 One process serves. uvicorn's --workers is not offered: each worker would load its own copy
 of the model and keep its own cache (a keep-alive connection stays on one worker, so a typist's
@@ -28,11 +41,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import torch
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -64,7 +80,19 @@ from .limits import (
     SERVER_MAX_LENGTH,
     SERVER_MAX_TEXT,
 )
-from .predict import ContextReader, Predictor
+from .predict import Context, ContextReader, Predictor, check_k, top_k
+from .user import Lesson, Profile, UserLimitError, UserScorer, UserStoreError
+from .user.directory import (
+    NAME_PATTERN,
+    ProfileBusyError,
+    ProfileDirConfig,
+    ProfileDirectory,
+    ProfileLimitError,
+    ProfileNameError,
+)
+from .user.model import UserModel
+from .user.scorer import UserState
+from .vocab import SPECIALS, UNK_ID, Vocab
 
 STATIC = Path(__file__).with_name("static")
 # The page loads nothing from elsewhere; say so to the browser too.
@@ -85,10 +113,22 @@ def _whole_number(value: Any) -> Any:
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
+USER_DESCRIPTION = ("a profile name (1–32 letters, digits, _ or -): score with that user's "
+                    "history and words; absent: the plain model")
+
+
+def _user_field(required: bool = False) -> Any:
+    if required:
+        return Field(pattern=NAME_PATTERN, strict=True, description="a profile name (1–32 "
+                     "letters, digits, _ or -)")
+    return Field(None, pattern=NAME_PATTERN, strict=True, description=USER_DESCRIPTION)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field("", max_length=SERVER_MAX_TEXT, strict=True,
                       description="the text typed so far; empty asks for a passage's first word")
+    user: str | None = _user_field()
 
 
 class SuggestRequest(_Request):
@@ -121,6 +161,42 @@ class PinyinRequest(BaseModel):
         None, max_length=len(FUZZY_RULES),
         description="fuzzy pinyin rules to use (GET /api/pinyin/options lists them); "
                     "default: the server's (`rnn-ime serve --fuzzy`), [] for none")
+    user: str | None = _user_field()
+
+
+MAX_WORD_CHARS = 64  # a word to forget, a pick's text
+
+
+class Pick(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=MAX_WORD_CHARS, strict=True,
+                             description="the candidate picked")
+    letters: str = Field(min_length=1, max_length=MAX_LETTERS, pattern="^[A-Za-z']+$",
+                         strict=True, description="the letters it stood for")
+
+
+class LearnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = _user_field(required=True)
+    text: str = Field(min_length=1, max_length=SERVER_MAX_TEXT, strict=True,
+                             description="the text committed")
+    picks: list[Pick] | None = Field(
+        None, max_length=MAX_LETTERS,
+        description="the candidates picked for it in one composition, in order: several, one "
+                    "a single character, make a new word")
+    before: str = Field("", max_length=SERVER_MAX_TEXT, strict=True,
+                               description="the text before it (its last word precedes the "
+                                           "commit's first)")
+
+
+class UserRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = _user_field(required=True)
+
+
+class ForgetRequest(UserRequest):
+    word: str = Field(min_length=1, max_length=MAX_WORD_CHARS, strict=True,
+                             description="the word to forget, with what was learned from it")
 
 
 class PinyinCandidate(BaseModel):
@@ -178,11 +254,56 @@ class CompleteResponse(BaseModel):
     latency_ms: float
 
 
+class UserInfo(BaseModel):
+    enabled: bool = Field(description="requests may name a profile (`user`); off with --no-user")
+    learn: bool = Field(description="/api/learn, /api/undo and /api/forget work; off with "
+                                    "--no-learn")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
     vocab_size: int
     config: dict[str, Any]
+    user: UserInfo
+
+
+class MadeWord(BaseModel):
+    word: str
+    reading: str = Field(description="its pinyin, syllables apart: qi'chun")
+
+
+class LessonResponse(BaseModel):
+    user: str
+    learned: bool = Field(description="false: nothing to learn (blank text)")
+    words: list[str] = Field(description="the words counted, in order")
+    made: list[MadeWord] = Field(description="new words, typable at once")
+
+
+class UndoResponse(BaseModel):
+    user: str
+    undone: bool = Field(description="false: nothing to undo")
+    words: list[str] = Field(description="the words no longer counted")
+    made: list[MadeWord] = Field(description="the words no longer made")
+
+
+class ForgetResponse(BaseModel):
+    user: str
+    word: str
+    forgotten: bool = Field(description="whether the profile knew the word")
+
+
+class StatsResponse(BaseModel):
+    user: str
+    exists: bool = Field(description="whether the profile has a file yet (learning makes it)")
+    words: int
+    made_words: int
+    bigrams: int
+    words_typed: int
+    effective_words: float = Field(description="words typed, each weighed by its age")
+    half_life: float
+    max_words: int
+    learn: bool
 
 
 class FieldError(BaseModel):
@@ -200,6 +321,27 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "A field is missing, of the wrong type or "
                                                  "out of range"},
 }
+PROFILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    403: {"model": ErrorResponse, "description": "A new profile past --max-profiles (or, to "
+                                                 "learn: learning or profiles off)"},
+    409: {"model": ErrorResponse, "description": "The profile's file is not a usable user file"},
+    503: {"model": ErrorResponse, "description": "The profile's file is busy; try again"},
+}
+LEARN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **PROFILE_RESPONSES,
+    413: {"model": ErrorResponse, "description": "The profile holds the most words it may"},
+}
+
+
+class LearningOffError(RnnImeError):
+    """Learning asked of a server that does not learn (--no-learn) or keeps no profiles."""
+
+
+# a user's error → its status (RnnImeError otherwise: 400)
+ERROR_STATUS: dict[type[Exception], int] = {
+    ProfileNameError: 422, LearningOffError: 403, ProfileLimitError: 403, UserLimitError: 413,
+    UserStoreError: 409, ProfileBusyError: 503}
 
 
 # ---------------------------------------------------------------- inference, one at a time
@@ -216,11 +358,13 @@ class Engine:
     """
 
     def __init__(self, predictor: Predictor, context_cache: int = DEFAULT_ENTRIES,
-                 lexicon: Lexicon | None = None, fuzzy: Iterable[str] = ()) -> None:
+                 lexicon: Lexicon | None = None, fuzzy: Iterable[str] = (),
+                 profiles: ProfileDirectory | None = None) -> None:
         self.predictor = predictor
         self.reader = ContextReader(predictor, context_cache)
         self.lexicon = lexicon  # None: the model's (open_lexicon), without a user's word list
         self.fuzzy = check_fuzzy(fuzzy)  # a request's default
+        self.profiles = profiles  # None: requests naming a user are answered as without
         self._lock = threading.Lock()
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
@@ -232,33 +376,126 @@ class Engine:
     async def run(self, work: Callable[[], T]) -> tuple[T, float]:
         return await run_in_threadpool(self._timed, work)
 
-    def suggest(self, text: str, k: int) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.reader.suggest(text, k)]
+    async def run_learning(self, work: Callable[[], T]) -> T:
+        """Learning: a worker thread too, but not the model's lock (`work` takes the
+        profile's)."""
+        return await run_in_threadpool(work)
 
-    def complete(self, text: str, beam: int, length: int) -> list[dict[str, Any]]:
-        context = self.reader.read(text)
+    def base_lexicon(self) -> Lexicon:
+        return self.lexicon if self.lexicon is not None else open_lexicon(self.predictor.vocab)
+
+    def _using(self, user: str | None) -> AbstractContextManager[Profile | None]:
+        """The profile to read with (under its lock), or None: the plain model."""
+        if user is None or self.profiles is None:
+            return nullcontext(None)
+        return self.profiles.using(user)
+
+    def suggest(self, text: str, k: int, user: str | None = None) -> list[dict[str, Any]]:
+        read = self.reader.read(text)
+        with self._using(user) as profile:
+            log_probs = read.log_probs if profile is None else user_start(profile, read)[1]
+            return [s.as_dict() for s in top_k(log_probs, self.predictor.vocab, check_k(k))]
+
+    def complete(self, text: str, beam: int, length: int, user: str | None = None
+                 ) -> list[dict[str, Any]]:
+        read = self.reader.read(text)
         vocab = self.predictor.vocab
         out = []
-        for found in beam_search(self.predictor.scorer, context.ids, beam, length,
-                                 start=(context.state, context.log_probs)):
-            words = [vocab.word(i) for i in found.word_ids]
+        with self._using(user) as profile:
+            if profile is None:
+                scorer, start = self.predictor.scorer, (read.state, read.log_probs)
+            else:
+                scorer, start = profile.scorer, user_start(profile, read)
+            found = beam_search(scorer, read.ids, beam, length, start=start)
+        for one in found:
+            words = [vocab.word(i) for i in one.word_ids]
             out.append({"words": words, "text": "".join(words),
-                        "probability": round(math.exp(found.log_prob), 6)})
+                        "probability": round(math.exp(one.log_prob), 6)})
         return out
 
     def pinyin(self, typed: str, context: str, k: int,
-               fuzzy: Iterable[str] | None = None) -> dict[str, Any]:
+               fuzzy: Iterable[str] | None = None, user: str | None = None) -> dict[str, Any]:
         """The decoding of `typed` (its letters; a trailing mark adds `commit`)."""
         settings = DecoderSettings(k=k, fuzzy=self.fuzzy if fuzzy is None else frozenset(fuzzy))
         letters, _ = split_mark(typed)
         read = self.reader.read(context)
-        found = decode(self.predictor.scorer, letters, read.ids, settings, self.lexicon,
-                       start=(read.state, read.log_probs))
+        with self._using(user) as profile:
+            if profile is None:
+                found = decode(self.predictor.scorer, letters, read.ids, settings, self.lexicon,
+                               start=(read.state, read.log_probs))
+            else:
+                found = decode(profile.scorer, letters, read.ids, settings,
+                               profile.lexicon(self.base_lexicon()),
+                               start=user_start(profile, read))
         answer = found.as_dict(limit=k)
         commit = commit_of(found, typed)
         if commit is not None:
             answer["commit"] = commit.as_dict()
         return answer
+
+    # ------------------------------------------------------------ learning (no model lock)
+    def _learning(self) -> ProfileDirectory:
+        """The profiles, when this server learns."""
+        if self.profiles is None:
+            raise LearningOffError("profiles are off on this server (rnn-ime serve --no-user)")
+        if not self.profiles.config.learn:
+            raise LearningOffError("learning is off on this server")
+        return self.profiles
+
+    def learn(self, user: str, text: str, picks: list[tuple[str, str]] | None = None,
+              before: str = "") -> dict[str, Any]:
+        """Learn a commit into `user`'s profile (creating its file)."""
+        known = self.base_lexicon()
+        with self._learning().using(user, create=True) as profile:
+            assert profile is not None
+            return lesson_answer(user, profile.learn(text, picks, before, known=known))
+
+    def undo(self, user: str) -> dict[str, Any]:
+        with self._learning().using(user) as profile:
+            lesson = profile.undo() if profile is not None else None
+            return lesson_answer(user, lesson, done="undone")
+
+    def forget(self, user: str, word: str) -> dict[str, Any]:
+        with self._learning().using(user) as profile:
+            known = profile.model.forget(word) if profile is not None else False
+            return {"user": user, "word": word, "forgotten": known}
+
+    def stats(self, user: str) -> dict[str, Any]:
+        if self.profiles is None:
+            raise LearningOffError("profiles are off on this server (rnn-ime serve --no-user)")
+        config = self.profiles.config
+        with self.profiles.using(user) as profile:
+            model = profile.model if profile is not None else UserModel(None)
+            found = model.stats()
+        found.pop("file", None)  # never a local path
+        return {"user": user, "exists": profile is not None, **found,
+                "max_words": config.max_words, "learn": config.learn}
+
+
+def previous_word(ids: list[int], vocab: Vocab) -> str | None:
+    """The context's last word, when it is a vocabulary word (UserScorer's `prev`)."""
+    if not ids or ids[-1] < len(SPECIALS):
+        return None
+    return vocab.word(ids[-1])
+
+
+def user_start(profile: Profile, read: Context) -> tuple[UserState, torch.Tensor]:
+    """The profile scorer's (state, log_probs) after a context the base scorer has read: the
+    base's, mixed with the user's distribution after the context's last word. The same as the
+    profile's scorer reading the context whole, without stepping the base again."""
+    scorer = profile.scorer
+    assert isinstance(scorer, UserScorer)
+    prev = previous_word(read.ids, scorer.vocab)
+    return (UserState(read.state, float(read.log_probs[UNK_ID]), prev),
+            scorer.mix(read.log_probs, prev))
+
+
+def lesson_answer(user: str, lesson: Lesson | None, done: str = "learned") -> dict[str, Any]:
+    """A LessonResponse (`done`: "learned") or an UndoResponse ("undone")."""
+    if lesson is None:
+        return {"user": user, done: False, "words": [], "made": []}
+    return {"user": user, done: True, "words": [w for w, _ in lesson.words],
+            "made": [{"word": w, "reading": r} for w, r in lesson.made]}
 
 
 # ---------------------------------------------------------------- errors: 4xx, one clear line
@@ -294,7 +531,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _user_error(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(ErrorResponse(error=str(exc)).model_dump(), status_code=400)
+    status = next((code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind)), 400)
+    return JSONResponse(ErrorResponse(error=str(exc)).model_dump(), status_code=status)
 
 
 # ---------------------------------------------------------------- the app
@@ -364,24 +602,29 @@ class LimitBodySize:
 
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
                context_cache: int = DEFAULT_ENTRIES, lexicon: Lexicon | None = None,
-               fuzzy: Iterable[str] = ()) -> FastAPI:
+               fuzzy: Iterable[str] = (), profiles: ProfileDirConfig | None = None) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
     /api/health without its local paths (public_config); `context_cache`, `lexicon` (the
-    pinyin lexicon, with a user's word lists) and `fuzzy` (the default rules): see Engine."""
-    engine = Engine(predictor, context_cache, lexicon, fuzzy)
+    pinyin lexicon, with a user's word lists) and `fuzzy` (the default rules): see Engine;
+    `profiles`: where users' profiles live (None: no profiles, `user` is ignored)."""
+    directory = ProfileDirectory(predictor.scorer, profiles) if profiles is not None else None
+    engine = Engine(predictor, context_cache, lexicon, fuzzy, directory)
     options = PinyinOptions(fuzzy_rules=list(FUZZY_RULES),
                             fuzzy_default=[r for r in FUZZY_RULES if r in engine.fuzzy],
                             punctuation=dict(FULL_WIDTH))
     health = HealthResponse(status="ok", model=predictor.model_name or "model",
                             vocab_size=len(predictor.vocab),
                             config=public_config(config) if config is not None
-                            else _jsonable_config(predictor))
+                            else _jsonable_config(predictor),
+                            user=UserInfo(enabled=directory is not None,
+                                          learn=directory is not None and directory.config.learn))
     # docs_url/redoc_url load their scripts from a CDN, which the page must never need.
     app = FastAPI(title="rnn-ime", version="1", docs_url=None, redoc_url=None,
                   description="Next-word suggestions from a recurrent neural network.")
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RnnImeError, _user_error)
+    for kind in (RnnImeError, *ERROR_STATUS):
+        app.add_exception_handler(kind, _user_error)
     # a plain ASGI middleware: @app.middleware("http") costs a task and two streams a request
     app.add_middleware(LimitBodySize, limit=SERVER_MAX_BODY_BYTES)
     app.state.engine = engine
@@ -389,27 +632,53 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
     # The answers are built as plain dicts and sent as they are (a Response skips FastAPI's
     # re-validation of the return value); response_model still documents them in the schema,
     # and tests/test_server.py checks that they match it.
-    @app.post("/api/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES)
+    @app.post("/api/suggest", response_model=SuggestResponse, responses=PROFILE_RESPONSES)
     async def suggest(request: SuggestRequest) -> JSONResponse:
         """The k most likely next words after `text`, with their probabilities."""
-        words, ms = await engine.run(lambda: engine.suggest(request.text, request.k))
+        words, ms = await engine.run(
+            lambda: engine.suggest(request.text, request.k, request.user))
         return JSONResponse({"model": health.model, "suggestions": words,
                              "latency_ms": round(ms, 3)})
 
-    @app.post("/api/complete", response_model=CompleteResponse, responses=ERROR_RESPONSES)
+    @app.post("/api/complete", response_model=CompleteResponse, responses=PROFILE_RESPONSES)
     async def complete(request: CompleteRequest) -> JSONResponse:
         """Up to `beam` continuations of `length` words, most probable first (beam search)."""
         found, ms = await engine.run(
-            lambda: engine.complete(request.text, request.beam, request.length))
+            lambda: engine.complete(request.text, request.beam, request.length, request.user))
         return JSONResponse({"model": health.model, "continuations": found,
                              "latency_ms": round(ms, 3)})
 
-    @app.post("/api/pinyin", response_model=PinyinResponse, responses=ERROR_RESPONSES)
+    @app.post("/api/pinyin", response_model=PinyinResponse, responses=PROFILE_RESPONSES)
     async def pinyin(request: PinyinRequest) -> JSONResponse:
         """Chinese candidates for typed pinyin after `context`, ranked by the model."""
-        found, ms = await engine.run(
-            lambda: engine.pinyin(request.letters, request.context, request.k, request.fuzzy))
+        found, ms = await engine.run(lambda: engine.pinyin(
+            request.letters, request.context, request.k, request.fuzzy, request.user))
         return JSONResponse({"model": health.model, **found, "latency_ms": round(ms, 3)})
+
+    @app.post("/api/learn", response_model=LessonResponse, responses=LEARN_RESPONSES)
+    async def learn(request: LearnRequest) -> JSONResponse:
+        """Learn a commit into the profile `user`: its words (after the last word of `before`)
+        and new words (picks of one composition, or words no dictionary lists)."""
+        picks = [(p.text, p.letters) for p in request.picks] if request.picks else None
+        return JSONResponse(await engine.run_learning(
+            lambda: engine.learn(request.user, request.text, picks, request.before)))
+
+    @app.post("/api/undo", response_model=UndoResponse, responses=PROFILE_RESPONSES)
+    async def undo(request: UserRequest) -> JSONResponse:
+        """Take back the last commit's learning (Backspace right after a commit)."""
+        return JSONResponse(await engine.run_learning(lambda: engine.undo(request.user)))
+
+    @app.post("/api/forget", response_model=ForgetResponse, responses=PROFILE_RESPONSES)
+    async def forget(request: ForgetRequest) -> JSONResponse:
+        """Forget a word: its counts, its pairs with other words, the commits that taught it."""
+        return JSONResponse(await engine.run_learning(
+            lambda: engine.forget(request.user, request.word)))
+
+    @app.get("/api/user/{name}/stats", response_model=StatsResponse,
+             responses=PROFILE_RESPONSES)
+    async def stats(name: Annotated[str, PathParam(pattern=NAME_PATTERN)]) -> JSONResponse:
+        """What the profile holds: words, made words, pairs, words typed."""
+        return JSONResponse(await engine.run_learning(lambda: engine.stats(name)))
 
     @app.get("/api/pinyin/options", response_model=PinyinOptions)
     async def pinyin_options() -> PinyinOptions:
@@ -431,6 +700,16 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
 
 
 # ---------------------------------------------------------------- running it
+def check_profiles(config: ProfileDirConfig) -> ProfileDirConfig:
+    """The profile options, checked before the model loads (a one-line ConfigError)."""
+    if not 1 <= config.max_profiles <= 10_000:
+        raise ConfigError("--max-profiles must be between 1 and 10,000")
+    directory = Path(config.directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--user-dir {directory} is not a directory")
+    return config
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: a free one), or a one-line ConfigError."""
     if not 0 <= port <= 65535:
@@ -472,26 +751,34 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
           log: Callable[[str], None] = _say, mixture: bool = True,
           context_cache: int = DEFAULT_ENTRIES, fuzzy: Iterable[str] = (),
           word_lists: Iterable[str | Path] = (),
-          log_note: Callable[[str], None] = _say) -> None:
+          log_note: Callable[[str], None] = _say,
+          profiles: ProfileDirConfig | None = None) -> None:
     """Load the model, listen, and serve until Ctrl-C. `fuzzy`: the pinyin rules a request
-    (and the page) starts with; `word_lists`: the user's, laid over the pinyin lexicon."""
+    (and the page) starts with; `word_lists`: the user's, laid over the pinyin lexicon;
+    `profiles`: where the users' profiles live (None: none, as --no-user)."""
     import uvicorn
 
     from .modeldir import load_config
 
     fuzzy = check_fuzzy(fuzzy)
+    if profiles is not None:
+        check_profiles(profiles)
     predictor = Predictor.from_dir(model_dir, mixture=mixture)
     # the pinyin lexicon now, not on the first request (its base is cached on disk)
     lexicon = open_lexicon(predictor.vocab, list(word_lists))
     if note := skipped_note(lexicon):
         log_note(note)
-    app = create_app(predictor, load_config(Path(model_dir)), context_cache, lexicon, fuzzy)
+    app = create_app(predictor, load_config(Path(model_dir)), context_cache, lexicon, fuzzy,
+                     profiles)
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
     # What is loaded now lives as long as the server: out of the collector's sight, or every
     # full collection walks it all (≈0.2 s with the lexicon, stalling every request in flight).
     gc.collect()
     gc.freeze()
     sock = listen(host, port)
+    if profiles is not None:
+        log(f"rnn-ime: profiles in {profiles.directory} (learning "
+            f"{'on' if profiles.learn else 'off'}; at most {profiles.max_profiles} open)")
     log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")
     if not host.startswith("127.") and host not in ("localhost", "::1"):
         log("rnn-ime: note: the API has no authentication; anyone who can reach "

@@ -59,7 +59,7 @@
     inflight = new AbortController();
     const text = contextText();
     try {
-      const data = await post("/api/suggest", { text, k: K }, inflight.signal);
+      const data = await post("/api/suggest", withUser({ text, k: K }), inflight.signal);
       if (mine !== sequence || composing) return;
       render(data.suggestions, text);
       showLatency(data);
@@ -116,10 +116,18 @@
 
   function choose(index) {
     const suggestion = shown[index];
-    if (suggestion) insert(suggestion.word);
+    if (suggestion) commitWord(suggestion.word);
+  }
+
+  function commitWord(text) {
+    // a suggestion or a continuation picked: a commit, learned as one
+    const before = contextText();
+    insert(text);
+    learn(text, null, before);
   }
 
   function insert(text) {
+    profile.undoable = null; // a new commit: Backspace now undoes only what it taught
     editor.focus();
     // execCommand keeps the browser's undo history; setRangeText is the fallback
     if (!document.execCommand("insertText", false, text)) {
@@ -133,9 +141,10 @@
   async function complete() {
     continueButton.disabled = true;
     try {
-      const data = await post("/api/complete", { text: contextText(), beam: 3, length: 4 });
+      const data = await post("/api/complete",
+        withUser({ text: contextText(), beam: 3, length: 4 }));
       continuations.replaceChildren(
-        ...data.continuations.map((c) => chip(c.text, c.probability, "", () => insert(c.text))),
+        ...data.continuations.map((c) => chip(c.text, c.probability, "", () => commitWord(c.text))),
       );
       continuations.hidden = data.continuations.length === 0;
       showLatency(data);
@@ -160,6 +169,7 @@
   const FUZZY_KEY = "rnn-ime.fuzzy"; // localStorage: the fuzzy rules chosen
   const pinyin = {
     on: false, letters: "", shown: [], sequence: 0,
+    composition: newComposition(), // what this composition committed so far (to learn)
     marks: {}, // typed mark → full-width form, from the server
     fuzzy: null, // the rules chosen; null until the options arrive (the server's default)
   };
@@ -173,7 +183,7 @@
   function pinyinBody(letters) {
     const body = { letters, context: contextText(), k: PINYIN_K };
     if (pinyin.fuzzy) body.fuzzy = pinyin.fuzzy;
-    return body;
+    return withUser(body);
   }
 
   async function decodePinyin() {
@@ -202,48 +212,84 @@
   // the server (a mark typed in a composition) holds back the ones typed after it.
   let commits = Promise.resolve();
 
-  function commitInOrder(textOf) {
+  // A composition ends when its letters are all committed (or dropped); then what it committed
+  // is learned as one commit: its picks in order (several, one a single character, make a new
+  // word) after the text before its first pick. `composition`: the one the text belongs to;
+  // `ends`: this commit ends it.
+  function newComposition() {
+    return { picks: [], before: null, literal: "" };
+  }
+
+  function commitInOrder(textOf, composition = null, ends = false) {
     commits = commits
       .then(textOf)
       .then((text) => {
-        if (text) insert(text); // refresh() shows the next words once nothing is composing
+        if (text) {
+          const before = contextText();
+          insert(text); // refresh() shows the next words once nothing is composing
+          if (composition && composition.before === null) composition.before = before;
+        }
+        if (composition && ends) learnComposition(composition);
         decodePinyin(); // what is composing now, after the new text
       })
       .catch(showError);
   }
 
+  function learnComposition(composition) {
+    const text = composition.picks.map((p) => p.text).join("") + composition.literal;
+    learn(text, composition.picks, composition.before ?? contextText());
+  }
+
+  function endComposition() {
+    // the letters left are dropped: what was picked before is still a commit
+    const composition = pinyin.composition;
+    pinyin.composition = newComposition();
+    if (composition.picks.length) commitInOrder(() => "", composition, true);
+  }
+
   function commitCandidate(index) {
     const candidate = pinyin.shown[index];
     if (!candidate || candidateBar.dataset.for !== pinyin.letters) return;
+    const composition = pinyin.composition;
+    composition.picks.push({ text: candidate.text,
+                             letters: pinyin.letters.slice(0, candidate.letters) });
     pinyin.letters = pinyin.letters.slice(candidate.letters);
-    commitPinyin(candidate.text);
+    if (!pinyin.letters) pinyin.composition = newComposition();
+    commitPinyin(candidate.text, composition, !pinyin.letters);
   }
 
-  function commitPinyin(text) {
+  function commitPinyin(text, composition, ends) {
     if (!pinyin.letters) pinyinBox.hidden = true;
-    commitInOrder(() => text);
+    commitInOrder(() => text, composition, ends);
   }
 
   function commitWithMark(mark) {
     // the server decodes the letters and the mark together: `commit` is what to insert
     const letters = pinyin.letters;
+    const composition = pinyin.composition;
     pinyin.letters = "";
+    pinyin.composition = newComposition();
     decodePinyin(); // the composition empties now; the text follows
     commitInOrder(async () => {
       try {
         const data = await post("/api/pinyin", pinyinBody(letters + mark));
-        return data.commit.text;
+        const wide = pinyin.marks[mark];
+        const text = data.commit.text;
+        // the phrase is the last pick (the mark is not learned)
+        composition.picks.push({ text: text.endsWith(wide) ? text.slice(0, -wide.length) : text,
+                                 letters });
+        return text;
       } catch (error) {
         showError(error);
         return letters + pinyin.marks[mark]; // nothing typed is lost
       }
-    });
+    }, composition, true);
   }
 
   function setPinyinMode(on) {
     pinyin.on = on;
     pinyinButton.setAttribute("aria-pressed", String(on));
-    if (!on && pinyin.letters) { pinyin.letters = ""; decodePinyin(); refresh(); }
+    if (!on && pinyin.letters) { pinyin.letters = ""; endComposition(); decodePinyin(); refresh(); }
     editor.focus();
   }
 
@@ -318,6 +364,7 @@
       handled = false; // everything else types as usual
     } else if (key === "Backspace") {
       pinyin.letters = pinyin.letters.slice(0, -1);
+      if (!pinyin.letters) endComposition();
       decodePinyin();
       if (!pinyin.letters) refresh();
     } else if (key === " ") {
@@ -326,10 +373,14 @@
       commitCandidate(Number(key) - 1);
     } else if (key === "Enter") {
       const letters = pinyin.letters;
+      const composition = pinyin.composition;
+      composition.literal = letters;
       pinyin.letters = "";
-      commitPinyin(letters);
+      pinyin.composition = newComposition();
+      commitPinyin(letters, composition, true);
     } else if (key === "Escape") {
       pinyin.letters = "";
+      endComposition();
       decodePinyin();
       refresh();
     } else {
@@ -340,6 +391,100 @@
       event.stopImmediatePropagation(); // the next-word bar's keys wait
     }
   });
+
+  // ------------------------------------------------------------ the profile: learning
+  // Requests carry `user` (the name typed, remembered in localStorage) when the server keeps
+  // profiles (GET /api/health's `user.enabled`). While 学习 is on (remembered too), every
+  // commit is sent to /api/learn: a composition's picks, a suggestion or continuation picked.
+  // Backspace right after a commit, before any other key, sends /api/undo (and deletes as
+  // usual). Learning requests go out one after another, so an undo follows its commit.
+  const USER_KEY = "rnn-ime.user";
+  const LEARN_KEY = "rnn-ime.learn";
+  const NAME = /^[A-Za-z0-9_-]{1,32}$/; // the API's pattern of a profile name
+  const profile = {
+    enabled: false, // the server keeps profiles
+    learns: false, // …and learns (not --no-learn)
+    undoable: null, // the profile the last commit taught, until the next key
+    queue: Promise.resolve(),
+  };
+  const profileBox = document.getElementById("profile");
+  const userField = document.getElementById("user");
+  const learnSwitch = document.getElementById("learn");
+  const learnState = document.getElementById("learn-state");
+
+  function userName() {
+    const name = userField.value.trim();
+    return profile.enabled && NAME.test(name) ? name : null;
+  }
+
+  function withUser(body) {
+    const user = userName();
+    if (user) body.user = user;
+    return body;
+  }
+
+  function sendInOrder(path, body) {
+    profile.queue = profile.queue.then(() => post(path, body)).catch(showError);
+  }
+
+  function learn(text, picks, before) {
+    const user = userName();
+    if (!user || !profile.learns || !learnSwitch.checked || !text.trim()) return;
+    const body = { user, text: text.slice(0, MAX_CHARS), before: before.slice(-MAX_CHARS) };
+    if (picks && picks.length) body.picks = picks;
+    sendInOrder("/api/learn", body);
+    profile.undoable = user;
+  }
+
+  function showLearnState() {
+    learnState.textContent = !profile.learns ? "服务器未开启" : learnSwitch.checked ? "开" : "关";
+  }
+
+  function stored(key) {
+    try { return localStorage.getItem(key); } catch { return null; } // storage off
+  }
+
+  function store(key, value) {
+    try { localStorage.setItem(key, value); } catch { /* storage off */ }
+  }
+
+  function setupProfile(info) {
+    profile.enabled = Boolean(info && info.enabled);
+    profile.learns = profile.enabled && Boolean(info.learn);
+    profileBox.hidden = !profile.enabled;
+    if (!profile.enabled) return;
+    userField.value = stored(USER_KEY) ?? "default";
+    learnSwitch.checked = stored(LEARN_KEY) !== "off";
+    learnSwitch.disabled = !profile.learns;
+    userField.setAttribute("aria-invalid", String(!NAME.test(userField.value.trim())));
+    showLearnState();
+    refresh(); // now with the profile
+  }
+
+  userField.addEventListener("input", () => {
+    store(USER_KEY, userField.value.trim());
+    userField.setAttribute("aria-invalid", String(!NAME.test(userField.value.trim())));
+    profile.undoable = null;
+    schedule();
+    if (pinyin.letters) decodePinyin();
+  });
+
+  learnSwitch.addEventListener("change", () => {
+    store(LEARN_KEY, learnSwitch.checked ? "on" : "off");
+    showLearnState();
+  });
+
+  // capture: seen before the pinyin mode's keys (which stop the event)
+  editor.addEventListener("keydown", (event) => {
+    if (["Shift", "Control", "Alt", "Meta", "CapsLock"].includes(event.key)) return;
+    const user = profile.undoable;
+    profile.undoable = null; // any other key ends the chance
+    const plain = !(event.ctrlKey || event.altKey || event.metaKey || event.isComposing);
+    if (user && plain && event.key === "Backspace" && !pinyin.letters) {
+      sendInOrder("/api/undo", { user });
+    }
+  }, true);
+  editor.addEventListener("mousedown", () => { profile.undoable = null; });
 
   // ------------------------------------------------------------ events
   editor.addEventListener("compositionstart", () => {
@@ -391,6 +536,7 @@
       const response = await fetch("/api/health");
       const health = await response.json();
       modelBadge.textContent = `模型 ${health.model} · 词表 ${health.vocab_size.toLocaleString()}`;
+      setupProfile(health.user);
       const model = health.config.model || {};
       if (model.cell) modelBadge.title = `${model.cell} · ${model.layers} 层 · ${model.hidden} 维`;
     } catch (error) {

@@ -33,7 +33,7 @@ class Profile:
         self.model, self.options = model, options
         self.vocab: Vocab = base.vocab
         self.scorer: Scorer = UserScorer(base, model) if options.use else base
-        self._lexicon: tuple[int, int, Lexicon] | None = None
+        self._lexicon: tuple[tuple[int, frozenset], Lexicon] | None = None
         self.tokenizer = get_tokenizer()
 
     @classmethod
@@ -47,12 +47,11 @@ class Profile:
 
     def lexicon(self, base: Lexicon) -> Lexicon:
         """`base` with the words the user made (typable at once)."""
-        counts = self.model.counts
-        key = (id(base), len(counts.made), hash(frozenset(counts.made.items())))
-        if self._lexicon is None or self._lexicon[:2] != key[:2] or \
-                self._lexicon[2] is None:
-            self._lexicon = (*key[:2], base.with_words(counts.made))  # type: ignore[assignment]
-        return self._lexicon[2]
+        # keyed on the words themselves, not their number: forget one and make another
+        key = (id(base), frozenset(self.model.counts.made.items()))
+        if self._lexicon is None or self._lexicon[0] != key:
+            self._lexicon = (key, base.with_words(self.model.counts.made))
+        return self._lexicon[1]
 
     def refresh(self) -> None:
         """Pick up what another process (the CLI, another server) wrote to the same file."""

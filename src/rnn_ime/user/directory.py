@@ -1,0 +1,146 @@
+"""Named profiles in one directory, for a front end that serves several people (the server):
+
+    DIR/user.db               the profile "default" (the file the CLI uses: default_path())
+    DIR/profiles/NAME.db      any other NAME, of 1–32 letters, digits, _ and -
+
+A profile opens on its first use and stays open (its counts in memory); at most `max_profiles`
+are open at once, and a new name past that is refused (ProfileLimitError). A name without a
+file is an empty profile: reading it answers as the plain model and creates nothing; only
+learning creates the file. Every use of a profile holds its own lock (`using`), and starts by
+picking up what another process (the CLI) wrote to its file since.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, RnnImeError
+from ..scoring import Scorer
+from .model import MAX_WORDS, UserModel
+from .profile import LearnOptions, Profile
+from .store import UserStore, UserStoreError, default_path
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+DEFAULT_NAME = "default"
+MAX_PROFILES = 16
+_NAME = re.compile(NAME_PATTERN)
+
+
+class ProfileNameError(RnnImeError):
+    """A profile name outside NAME_PATTERN."""
+
+
+class ProfileLimitError(RnnImeError):
+    """A new profile past `max_profiles`."""
+
+
+class ProfileBusyError(RnnImeError):
+    """A profile's file that cannot be read or written now (locked, read-only, disk full)."""
+
+
+def default_dir() -> Path:
+    """The directory of the default profile's file ($XDG_DATA_HOME/rnn-ime)."""
+    return default_path().parent
+
+
+@dataclass(frozen=True)
+class ProfileDirConfig:
+    directory: Path = field(default_factory=default_dir)  # --user-dir
+    learn: bool = True  # --no-learn: False (profiles score, nothing updates them)
+    max_profiles: int = MAX_PROFILES  # --max-profiles
+    max_words: int = MAX_WORDS  # words one profile keeps
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ProfileNameError("a profile name is 1–32 letters, digits, _ or -")
+    return name
+
+
+def profile_path(directory: Path, name: str) -> Path:
+    """The file of the profile `name` in `directory`."""
+    if check_name(name) == DEFAULT_NAME:
+        return directory / "user.db"
+    return directory / "profiles" / f"{name}.db"
+
+
+@dataclass
+class _Open:
+    profile: Profile
+    lock: threading.Lock
+
+
+class ProfileDirectory:
+    """The profiles in one directory, opened on demand, each behind its lock."""
+
+    def __init__(self, base: Scorer, config: ProfileDirConfig | None = None) -> None:
+        config = config if config is not None else ProfileDirConfig()
+        if config.max_profiles < 1:
+            raise ConfigError("--max-profiles must be at least 1")
+        self.base, self.config = base, config
+        self.directory = Path(config.directory)
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.Lock()  # guards _open
+
+    def path_of(self, name: str) -> Path:
+        return profile_path(self.directory, name)
+
+    def names(self) -> list[str]:
+        """The profiles open now."""
+        with self._lock:
+            return sorted(self._open)
+
+    def _get(self, name: str, create: bool) -> _Open | None:
+        path = self.path_of(name)
+        with self._lock:
+            found = self._open.get(name)
+            if found is not None:
+                return found
+            if not create and not path.exists():
+                return None
+            if len(self._open) >= self.config.max_profiles:
+                raise ProfileLimitError(f"this server keeps at most {self.config.max_profiles} "
+                                        "profiles open, and they are taken; use one of them")
+            try:
+                model = UserModel(UserStore(path), max_words=self.config.max_words)
+            except UserStoreError as error:  # the message without the server's paths
+                reason = str(error).removeprefix(f"{path}: ").split(";")[0]
+                raise UserStoreError(f"profile {name}: its file cannot be used ({reason})"
+                                     ) from None
+            except sqlite3.Error as error:
+                raise ProfileBusyError(f"profile {name}: its file cannot be read now "
+                                       f"({error})") from None
+            options = LearnOptions(use=True, learn=self.config.learn)
+            found = self._open[name] = _Open(Profile(self.base, model, options),
+                                             threading.Lock())
+            return found
+
+    @contextmanager
+    def using(self, name: str | None, create: bool = False) -> Iterator[Profile | None]:
+        """The profile `name` under its lock, with another process's writes picked up; None for
+        no name, or a name without a file unless `create`."""
+        found = self._get(name, create) if name is not None else None
+        if found is None:
+            yield None
+            return
+        with found.lock:
+            try:
+                found.profile.refresh()
+                yield found.profile
+            except sqlite3.Error as error:
+                raise ProfileBusyError(f"profile {name}: its file cannot be used now "
+                                       f"({error}); try again") from None
+
+    def close(self) -> None:
+        with self._lock:
+            for found in self._open.values():
+                with found.lock:
+                    if found.profile.model.store is not None:
+                        found.profile.model.store.close()
+            self._open.clear()
