@@ -51,14 +51,17 @@ CHECKPOINTS = (0, 250, 500, 1000, 2000, 3000)
 
 
 def user_text(args: argparse.Namespace, tokenizer) -> tuple[list[str], list[str]]:
-    """(typed passages, measured passages): the source's documents of the split, in a seeded
-    order, cut into a first half of `words` words and a second half of as many."""
+    """(typed passages, measured passages): consecutive documents of the source in the split
+    (from a seeded start; People's Daily's are in date order, as one person's writing is on
+    a few subjects at a time), cut into a first half of `words` words and a second half of as
+    many."""
     corpus = split_corpus(PrepareConfig(corpus=args.corpus, seed=0, progress=False),
                           lambda *_: None)
     documents = [d for d in corpus.split(args.split) if d.source == args.source]
     if not documents:
         raise SystemExit(f"no {args.source!r} documents in the {args.split} split")
-    random.Random(args.seed).shuffle(documents)
+    start = random.Random(args.seed).randrange(len(documents))
+    documents = documents[start:] + documents[:start]
     typed, measured, count = [], [], 0
     for passage in itertools.chain.from_iterable(d.passages for d in documents):
         words = len(tokenizer.tokenize(passage))
@@ -80,7 +83,6 @@ def full_cost(word: str) -> int:
 
 def next_words(scorer, passages: list[list[str]]) -> dict:
     """Top-1 and KSR@5 of the suggestions (strings) before each word of each passage."""
-    vocab = scorer.vocab
     top1 = top5 = words = 0
     keys = typed = 0.0
     for passage in passages:
@@ -93,7 +95,7 @@ def next_words(scorer, passages: list[list[str]]) -> dict:
             keys += cost
             typed += SELECT_KEYS if word in shown else cost
             words += 1
-            state, log_probs = scorer.step(state, vocab.id(word))
+            state, log_probs = scorer.step_words([state], [word])[0]
     return {"top1": top1 / max(1, words), "top5": top5 / max(1, words),
             "ksr5": 1 - typed / keys if keys else 0.0, "words": words}
 

@@ -66,8 +66,10 @@ class RecordingLearner:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def learn(self, text: str, picks: list[tuple[str, str]] | None = None) -> None:
+    def learn(self, text: str, picks: list[tuple[str, str]] | None = None,
+              before: str = "") -> None:
         self.calls.append(("learn", text, picks))
+        self.before = before
 
     def undo(self) -> None:
         self.calls.append(("undo",))
@@ -269,7 +271,7 @@ def test_shortcuts_releases_and_keys_in_english_go_to_the_application():
 
 def test_a_failing_learner_or_suggester_loses_no_commit(caplog):
     class Broken(RecordingLearner):
-        def learn(self, text, picks=None):
+        def learn(self, text, picks=None, before=""):
             raise OSError("disk full")
 
     ranker = FakeRanker()
@@ -396,8 +398,11 @@ def ibus_session(tmp_path_factory, small_model):
 
     ibus = start_ibus(tmp_path_factory.mktemp("ibus"))
     engine = None
+    # an empty profile that learns nothing: the engine ranks as the plain model in this process
+    # (learning through the daemon: tests/test_ibus_learning.py)
+    user_db = str(tmp_path_factory.mktemp("ibus-user") / "user.db")
     try:
-        engine = start_engine(small_model, ibus.env)
+        engine = start_engine(small_model, ibus.env, ("--user-db", user_db, "--no-learn"))
         with pytest.MonkeyPatch.context() as patch:
             for name, value in ibus.env.items():
                 patch.setenv(name, value)

@@ -740,6 +740,7 @@ def add_ibus(sub) -> None:
     p.add_argument("--out", metavar="FILE",
                    help="install: where to write the component file (default: "
                         "$XDG_DATA_HOME/rnn-ime/ibus/rnn-ime.xml)")
+    _add_user_options(p, learns=True)
     p.set_defaults(func=run_ibus)
 
 
@@ -756,6 +757,7 @@ def run_ibus(args) -> None:
         raise ConfigError("--out goes with `rnn-ime ibus install`")
     from .ibus import NoLearning
     from .ibus.engine import connect, serve, setup_logging  # loads IBus (or IBusMissing)
+    from .ibus.learning import ProfileLearner
     from .ibus.ranker import ModelRanker
     from .ime import open_lexicon
     from .ime.lexicon import cache_dir, skipped_note
@@ -773,10 +775,12 @@ def run_ibus(args) -> None:
     lexicon = open_lexicon(predictor.vocab, word_lists)
     if note := skipped_note(lexicon):
         _stderr(note)
-    ranker = ModelRanker(predictor, lexicon, fuzzy)
+    profile = _profile(args, predictor.scorer, learns=True)
+    ranker = ModelRanker(predictor, lexicon, fuzzy, profile=profile)
     ranker.decode("nihao", "", 9)  # jieba and the lexicon's memo now, not on the first key
     ranker.suggest("你好", 1)
-    serve(bus, ranker, NoLearning(), started_by_ibus=args.ibus,
+    learner = ProfileLearner(profile, lexicon) if profile is not None else NoLearning()
+    serve(bus, ranker, learner, started_by_ibus=args.ibus,
           say=lambda line: print(line, flush=True))
 
 
@@ -789,6 +793,10 @@ def _install_ibus(args, fuzzy: frozenset[str], word_lists: list[str]) -> None:
         options += ["--lexicon", str(Path(path).resolve())]
     if args.no_mixture:
         options.append("--no-mixture")
+    if args.user_db:
+        options += ["--user-db", str(Path(args.user_db).resolve())]
+    options += [flag for flag, on in (("--no-user", args.no_user), ("--no-learn", args.no_learn))
+                if on]
     done = install(Path(args.model), Path(args.out) if args.out else None, options)
     print(f"wrote {done.path}")
     if done.copy_command:

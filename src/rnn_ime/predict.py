@@ -105,6 +105,7 @@ class Context:
     ids: list[int]
     state: Any
     log_probs: torch.Tensor
+    last_word: str | None = None  # the text's last word, in the vocabulary or not
 
 
 class ContextReader:
@@ -121,15 +122,19 @@ class ContextReader:
         self.states = ContextCache(predictor.scorer, entries) if entries else None
         self.clauses = ClauseCache(predictor.tokenizer, 16 * entries) if entries else None
 
+    def words(self, text: str) -> list[str]:
+        return (self.clauses or self.predictor.tokenizer).tokenize(text)
+
     def encode(self, text: str) -> list[int]:
-        words = (self.clauses or self.predictor.tokenizer).tokenize(text)
-        return self.predictor.vocab.encode(words)
+        return self.predictor.vocab.encode(self.words(text))
 
     def read(self, text: str) -> Context:
-        ids = self.encode(text)
+        words = self.words(text)
+        ids = self.predictor.vocab.encode(words)
+        last = words[-1] if words else None
         if self.states is None:
-            return Context(ids, *self.predictor.scorer.read(ids))
-        return Context(ids, *self.states.read(ids))
+            return Context(ids, *self.predictor.scorer.read(ids), last)
+        return Context(ids, *self.states.read(ids), last)
 
     def suggest(self, text: str, k: int = 5) -> list[Suggestion]:
         """Predictor.suggest through the caches."""
@@ -153,8 +158,7 @@ class TypingSession:
             self.commit(word)
 
     def commit(self, word: str) -> None:
-        word_id = self.predictor.vocab.id(word)
-        self.state, self._log_probs = self.predictor.scorer.step(self.state, word_id)
+        self.state, self._log_probs = self.predictor.scorer.step_words([self.state], [word])[0]
         self.words.append(word)
 
     def suggestions(self, k: int = 5) -> list[Suggestion]:

@@ -65,6 +65,12 @@ class Scorer(ABC, Generic[StateT]):
         """Commit word_ids[i] after states[i], for every i at once: the new state and the
         (V,) next-word log-probabilities of each. One word per state; no states give []."""
 
+    def step_words(self, states: Sequence[StateT], words: Sequence[str]
+                   ) -> list[tuple[StateT, torch.Tensor]]:
+        """step_batch with the words themselves (a word outside the vocabulary steps as <unk>;
+        a scorer that remembers such words, like the user model, overrides this)."""
+        return self.step_batch(states, [self.vocab.id(w) for w in words])
+
     def step(self, state: StateT, word_id: int) -> tuple[StateT, torch.Tensor]:
         """Commit one word: the new state and the (V,) next-word log-probabilities."""
         return self.step_batch([state], [word_id])[0]

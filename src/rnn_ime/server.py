@@ -80,8 +80,8 @@ from .limits import (
     SERVER_MAX_LENGTH,
     SERVER_MAX_TEXT,
 )
-from .predict import Context, ContextReader, Predictor, check_k, top_k
-from .user import Lesson, Profile, UserLimitError, UserScorer, UserStoreError
+from .predict import Context, ContextReader, Predictor, check_k, suggestions_of
+from .user import Lesson, Profile, UserLimitError, UserStoreError
 from .user.directory import (
     NAME_PATTERN,
     ProfileBusyError,
@@ -91,8 +91,6 @@ from .user.directory import (
     ProfileNameError,
 )
 from .user.model import UserModel
-from .user.scorer import UserState
-from .vocab import SPECIALS, UNK_ID, Vocab
 
 STATIC = Path(__file__).with_name("static")
 # The page loads nothing from elsewhere; say so to the browser too.
@@ -393,8 +391,11 @@ class Engine:
     def suggest(self, text: str, k: int, user: str | None = None) -> list[dict[str, Any]]:
         read = self.reader.read(text)
         with self._using(user) as profile:
-            log_probs = read.log_probs if profile is None else user_start(profile, read)[1]
-            return [s.as_dict() for s in top_k(log_probs, self.predictor.vocab, check_k(k))]
+            if profile is None:
+                scorer, (state, log_probs) = self.predictor.scorer, (read.state, read.log_probs)
+            else:
+                scorer, (state, log_probs) = profile.scorer, user_start(profile, read)
+            return [s.as_dict() for s in suggestions_of(scorer, state, log_probs, check_k(k))]
 
     def complete(self, text: str, beam: int, length: int, user: str | None = None
                  ) -> list[dict[str, Any]]:
@@ -472,22 +473,9 @@ class Engine:
                 "max_words": config.max_words, "learn": config.learn}
 
 
-def previous_word(ids: list[int], vocab: Vocab) -> str | None:
-    """The context's last word, when it is a vocabulary word (UserScorer's `prev`)."""
-    if not ids or ids[-1] < len(SPECIALS):
-        return None
-    return vocab.word(ids[-1])
-
-
-def user_start(profile: Profile, read: Context) -> tuple[UserState, torch.Tensor]:
-    """The profile scorer's (state, log_probs) after a context the base scorer has read: the
-    base's, mixed with the user's distribution after the context's last word. The same as the
-    profile's scorer reading the context whole, without stepping the base again."""
-    scorer = profile.scorer
-    assert isinstance(scorer, UserScorer)
-    prev = previous_word(read.ids, scorer.vocab)
-    return (UserState(read.state, float(read.log_probs[UNK_ID]), prev),
-            scorer.mix(read.log_probs, prev))
+def user_start(profile: Profile, read: Context) -> tuple[Any, torch.Tensor]:
+    """The profile's (state, log_probs) after a context the shared cache has read."""
+    return profile.start_after(read.state, read.log_probs, read.last_word)
 
 
 def lesson_answer(user: str, lesson: Lesson | None, done: str = "learned") -> dict[str, Any]:

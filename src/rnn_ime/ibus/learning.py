@@ -1,5 +1,5 @@
-"""The hook through which the engine tells a user model what was typed (issue 14's
-`rnn_ime.user` provides the real one; `NoLearning` is the default).
+"""The hook through which the engine tells the user model what was typed: `ProfileLearner`
+(the user's profile, `rnn_ime.user`), or `NoLearning`.
 
 One composition, one `learn`: the text it put in the document (every candidate picked, and the
 letters or the full-width mark that ended it) and `picks`, the (text, letters) of each
@@ -15,8 +15,10 @@ from typing import Protocol
 
 
 class Learner(Protocol):
-    def learn(self, text: str, picks: list[tuple[str, str]] | None = None) -> None:
-        """Record one commit: its text, and the candidates picked for it (see the module)."""
+    def learn(self, text: str, picks: list[tuple[str, str]] | None = None,
+              before: str = "") -> None:
+        """Record one commit: its text, the candidates picked for it (see the module), and
+        the text before it."""
 
     def undo(self) -> None:
         """Forget the last `learn`."""
@@ -25,8 +27,24 @@ class Learner(Protocol):
 class NoLearning:
     """A learner that keeps nothing."""
 
-    def learn(self, text: str, picks: list[tuple[str, str]] | None = None) -> None:
+    def learn(self, text: str, picks: list[tuple[str, str]] | None = None,
+              before: str = "") -> None:
         return None
 
     def undo(self) -> None:
         return None
+
+
+class ProfileLearner:
+    """Learning into the user's profile (its SQLite file); `lexicon` tells the words it knows
+    from new ones."""
+
+    def __init__(self, profile, lexicon) -> None:
+        self.profile, self.lexicon = profile, lexicon
+
+    def learn(self, text: str, picks: list[tuple[str, str]] | None = None,
+              before: str = "") -> None:
+        self.profile.learn(text, picks, before, known=self.lexicon)
+
+    def undo(self) -> None:
+        self.profile.undo()

@@ -354,8 +354,9 @@ class Machine:
     def _learn(self, text: str, picks: list[tuple[str, str]] | None) -> None:
         if self.password:
             return
+        before = self.context[:-len(text)] if text and self.context.endswith(text) else ""
         try:
-            self.learner.learn(text, picks)
+            self.learner.learn(text, picks, before)
             self._undo_ready = True
         except Exception:  # learning must never lose what was typed
             log.exception("learning %r failed", text)

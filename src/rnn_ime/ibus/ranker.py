@@ -7,8 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..context_cache import DEFAULT_ENTRIES
-from ..ime import DEFAULT_BEAM, DecoderSettings, Decoding, Lexicon, check_fuzzy, decode
-from ..predict import ContextReader, Predictor
+from ..ime import (
+    DEFAULT_BEAM,
+    DecoderSettings,
+    Decoding,
+    Lexicon,
+    check_fuzzy,
+    decode,
+    open_lexicon,
+)
+from ..predict import ContextReader, Predictor, check_k, suggestions_of
+from ..scoring import Scorer
+from ..user import Profile
 
 
 class ModelRanker:
@@ -16,18 +26,31 @@ class ModelRanker:
 
     def __init__(self, predictor: Predictor, lexicon: Lexicon | None = None,
                  fuzzy: Iterable[str] = (), beam: int = DEFAULT_BEAM,
-                 context_cache: int = DEFAULT_ENTRIES) -> None:
+                 context_cache: int = DEFAULT_ENTRIES, profile: Profile | None = None) -> None:
+        """`profile`: the user's, mixed into every ranking (the base model's context cache
+        stays valid as it learns: the mixing is applied to what the cache gives)."""
         self.predictor = predictor
+        self.profile = profile
         self.lexicon = lexicon  # None: the model's (open_lexicon), without a user's word list
         self.fuzzy = check_fuzzy(fuzzy)
         self.beam = beam
         self.reader = ContextReader(predictor, context_cache)
 
-    def decode(self, letters: str, context: str, k: int) -> Decoding:
+    def _scoring(self, context: str) -> tuple[Scorer, Lexicon | None, list[int], tuple]:
         read = self.reader.read(context)
-        return decode(self.predictor.scorer, letters, read.ids,
-                      DecoderSettings(k=k, beam=self.beam, fuzzy=self.fuzzy), self.lexicon,
-                      start=(read.state, read.log_probs))
+        if self.profile is None:
+            return self.predictor.scorer, self.lexicon, read.ids, (read.state, read.log_probs)
+        self.profile.refresh()
+        lexicon = self.profile.lexicon(self.lexicon or open_lexicon(self.predictor.vocab))
+        return (self.profile.scorer, lexicon, read.ids,
+                self.profile.start_after(read.state, read.log_probs, read.last_word))
+
+    def decode(self, letters: str, context: str, k: int) -> Decoding:
+        scorer, lexicon, ids, start = self._scoring(context)
+        return decode(scorer, letters, ids,
+                      DecoderSettings(k=k, beam=self.beam, fuzzy=self.fuzzy), lexicon,
+                      start=start)
 
     def suggest(self, context: str, k: int) -> list[str]:
-        return [s.word for s in self.reader.suggest(context, k)]
+        scorer, _, _, (state, log_probs) = self._scoring(context)
+        return [s.word for s in suggestions_of(scorer, state, log_probs, check_k(k))]

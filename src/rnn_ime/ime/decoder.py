@@ -62,7 +62,7 @@ class _Hyp:
     score: float
     log_prob: float
     path: tuple[Segment, ...]
-    step_id: int  # the id the scorer steps with for the last word
+    text: str  # the last word ("" for letters kept as typed: it steps as <unk>)
     parent: Any  # the state before the last word (stepped lazily)
     state: Any = None
     log_probs: np.ndarray | None = None
@@ -71,8 +71,8 @@ class _Hyp:
 def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
     """Step every hypothesis not yet stepped, in one batched call; returns how many."""
     pending = [hyp for hyp in hyps if hyp.log_probs is None]
-    stepped = scorer.step_batch([hyp.parent for hyp in pending],
-                                [hyp.step_id for hyp in pending])
+    stepped = scorer.step_words([hyp.parent for hyp in pending],
+                                [hyp.text for hyp in pending])
     for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
         hyp.state, hyp.log_probs = state, log_probs.double().cpu().numpy()
     return len(pending)
@@ -146,7 +146,7 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
     scores = _WordScores(lexicon)
     estimate = _estimates(lattice, _unigram(scorer.vocab), scores, n, settings.penalties.literal)
     beam, width = settings.beam, max(settings.beam, settings.k)
-    root = _Hyp(0.0, 0.0, (), UNK_ID, None, state, root_lp)
+    root = _Hyp(0.0, 0.0, (), "", None, state, root_lp)
     at: dict[int, list[_Hyp]] = defaultdict(list)
     at[0].append(root)
     steps, reference = 0, -math.inf
@@ -190,10 +190,9 @@ def _extend(hyps: Sequence[_Hyp], edges: Edges, word_lp: np.ndarray, s: int,
             continue
         hyp, i = hyps[flat // m], flat % m
         word = int(edges.words[i])
-        step_id = int(lexicon.step_id[word]) if word >= 0 else UNK_ID
+        text = lexicon.words[word] if word >= 0 else ""
         at[edges.end].append(_Hyp(float(totals[flat]), hyp.log_prob + float(word_lp[flat // m, i]),
-                                  (*hyp.path, Segment(word, s, edges.end)), step_id,
-                                  hyp.state))
+                                  (*hyp.path, Segment(word, s, edges.end)), text, hyp.state))
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, Lexicon, word_readings
 from ..scoring import Scorer
 from ..text import get_tokenizer
-from ..vocab import Vocab
+from ..vocab import UNK_ID, Vocab
 from .model import MAX_COMMIT_CHARS, Lesson, UserLimitError, UserModel, made_from_picks
-from .scorer import UserScorer
+from .scorer import UserScorer, UserState
 from .store import UserStore
 
 
@@ -52,6 +55,18 @@ class Profile:
         if self._lexicon is None or self._lexicon[0] != key:
             self._lexicon = (key, base.with_words(self.model.counts.made))
         return self._lexicon[1]
+
+    def start_after(self, state: Any, log_probs: torch.Tensor, last_word: str | None
+                    ) -> tuple[Any, torch.Tensor]:
+        """The profile scorer's (state, log_probs) after a context that the base scorer has
+        read (its state and log-probabilities, e.g. from a shared context cache) and that ends
+        in `last_word`: the base's, mixed with the user's distribution after that word. The
+        same as the profile's scorer reading the context, without stepping the base again."""
+        if not isinstance(self.scorer, UserScorer):
+            return state, log_probs
+        prev = last_word if last_word and last_word.strip() else None
+        return (UserState(state, float(log_probs[UNK_ID]), prev),
+                self.scorer.mix(log_probs, prev))
 
     def refresh(self) -> None:
         """Pick up what another process (the CLI, another server) wrote to the same file."""

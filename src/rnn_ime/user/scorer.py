@@ -78,13 +78,23 @@ class UserScorer(Scorer[UserState]):
 
     def step_batch(self, states: Sequence[UserState], word_ids: Sequence[int]
                    ) -> list[tuple[UserState, torch.Tensor]]:
+        names = [None if i < len(SPECIALS) else self.vocab.word(i) for i in word_ids]
+        return self._step(states, word_ids, names)
+
+    def step_words(self, states: Sequence[UserState], words: Sequence[str]
+                   ) -> list[tuple[UserState, torch.Tensor]]:
+        """Steps as step_batch, remembering a word outside the vocabulary by its text (the
+        user's bigrams after it count)."""
+        return self._step(states, [self.vocab.id(w) for w in words], list(words))
+
+    def _step(self, states: Sequence[UserState], word_ids: Sequence[int],
+              names: Sequence[str | None]) -> list[tuple[UserState, torch.Tensor]]:
         if not states:
             return []
         stepped = self.base.step_batch([s.base for s in states], word_ids)
         out = []
-        for (state, log_probs), word_id in zip(stepped, word_ids, strict=True):
-            prev = None if word_id in (UNK_ID, BOS_ID) or word_id < len(SPECIALS) \
-                else self.vocab.word(word_id)
+        for (state, log_probs), word_id, name in zip(stepped, word_ids, names, strict=True):
+            prev = None if word_id == BOS_ID else name
             unk = float(log_probs[UNK_ID])
             out.append((UserState(state, unk, prev), self.mix(log_probs, prev)))
         return out
