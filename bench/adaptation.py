@@ -42,7 +42,7 @@ from rnn_ime.keystrokes import COMMIT_KEYS, SELECT_KEYS, typing_keystrokes  # no
 from rnn_ime.predict import Predictor  # noqa: E402
 from rnn_ime.prepare import DEFAULT_CORPUS, PrepareConfig, split_corpus  # noqa: E402
 from rnn_ime.user import Profile, UserModel, UserScorer  # noqa: E402
-from rnn_ime.user.model import HALF_LIFE  # noqa: E402
+from rnn_ime.user.model import BIGRAM_PRIOR, HALF_LIFE  # noqa: E402
 from rnn_ime.user.scorer import PRIOR, WEIGHT  # noqa: E402
 from rnn_ime.vocab import BOS_ID  # noqa: E402
 
@@ -129,10 +129,10 @@ def measure(scorer, lexicon, passages: list[list[str]], items) -> dict:
 
 
 def run_curve(predictor, base_lexicon, typed, split, items, weight, prior, half_life,
-              checkpoints) -> list[dict]:
+              checkpoints, bigram_prior: float = BIGRAM_PRIOR) -> list[dict]:
     """Learn the typed passages in order; measure at each checkpoint (words typed)."""
     profile = Profile(predictor.scorer, UserModel(None, half_life=half_life))
-    profile.scorer = UserScorer(predictor.scorer, profile.model, weight, prior)
+    profile.scorer = UserScorer(predictor.scorer, profile.model, weight, prior, bigram_prior)
     rows, typed_words, index = [], 0, 0
     for checkpoint in checkpoints:
         while index < len(typed) and typed_words < checkpoint:
@@ -154,11 +154,12 @@ def fit(args, predictor, lexicon, typed, split, items) -> list[dict]:
     """Every weight × prior × half-life, after the whole first half: the sum of the three
     figures ranks them."""
     rows = []
-    for weight, prior, half_life in itertools.product(args.weights, args.priors,
-                                                      args.half_lives):
+    for weight, prior, half_life, beta in itertools.product(
+            args.weights, args.priors, args.half_lives, args.bigram_priors):
         final = run_curve(predictor, lexicon, typed, split, items, weight, prior, half_life,
-                          (args.words,))[-1]
-        rows.append({"weight": weight, "prior": prior, "half_life": half_life, **final,
+                          (args.words,), beta)[-1]
+        rows.append({"weight": weight, "prior": prior, "half_life": half_life,
+                     "bigram_prior": beta, **final,
                      "score": final["top1"] + final["ksr5"] + final["pinyin_top1"]})
     rows.sort(key=lambda r: -r["score"])
     return rows
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--priors", type=float, nargs="+", default=[50.0, 200.0, 1000.0])
     parser.add_argument("--half-lives", type=float, nargs="+", default=[2000.0, 20000.0])
+    parser.add_argument("--bigram-priors", type=float, nargs="+", default=[BIGRAM_PRIOR])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -237,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.fit:
         rows = fit(args, predictor, lexicon, typed, split, items)
         print_table(rows, [("weight", "weight", "g"), ("prior", "prior", "g"),
-                           ("half_life", "half-life", "g"), ("top1", "top-1", ".1%"),
+                           ("half_life", "half-life", "g"), ("bigram_prior", "β", "g"),
+                           ("top1", "top-1", ".1%"),
                            ("ksr5", "KSR@5", ".1%"), ("pinyin_top1", "pinyin", ".1%")])
         (OUT / "adaptation_fit.json").write_text(json.dumps(
             {"split": args.split, "rows": rows, "machine": machine()}, indent=2) + "\n")

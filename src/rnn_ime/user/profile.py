@@ -95,9 +95,13 @@ class Profile:
             made.append(assembled)
             if assembled[0] == text.strip():
                 words = [assembled[0]]
+        counts = self.model.counts
         for word in words:
+            # a word no dictionary lists becomes typable once it comes back: jieba's guesses
+            # at unknown text (一抱, 很响 …) rarely do, names and terms do
             if HAN.fullmatch(word) and 2 <= len(word) <= MAX_WORD_SYLLABLES \
-                    and not is_known(word) and all(word != m for m, _ in made):
+                    and not is_known(word) and word in counts.unigram \
+                    and word not in counts.made and all(word != m for m, _ in made):
                 reading = word_readings(word, limit=1)
                 if reading:
                     made.append((word, "'".join(reading[0])))

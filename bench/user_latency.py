@@ -1,0 +1,139 @@
+"""What learning costs: a commit learned, a profile opened, and suggestions and pinyin with a
+profile beside the same model without one, side by side in one run (one CPU thread).
+
+- learn: `Profile.learn` of a commit (a clause of the test text), into an SQLite file, p50/p99;
+- open: a profile of `--profile-words` learned words (from the vocabulary, with made words
+  among them) opened from its file, the best of 3;
+- suggest / pinyin: the served path (the base context cache, then the user's mixing) for the
+  same inputs with the big profile and with none, alternating, p50/p99 and the ratio.
+
+    .venv/bin/python bench/user_latency.py --model models/default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, machine, print_table  # noqa: E402
+
+from rnn_ime.ime import DecoderSettings, decode, open_lexicon  # noqa: E402
+from rnn_ime.predict import ContextReader, Predictor, suggestions_of  # noqa: E402
+from rnn_ime.user import Profile, UserModel, UserStore  # noqa: E402
+from rnn_ime.vocab import SPECIALS  # noqa: E402
+
+TEXTS = ["这家酒店的服务很好，房间也很干净", "我们明天一起去北京看看", "经济发展的速度越来越快",
+         "今天下午的会议改到三点", "这本书的内容安排得很合理", "价格不贵，早餐也不错"]
+PINYIN = ["zhegejiudianfuwuhenhao", "womenmingtianqubeijing", "jingjifazhandesudu",
+          "jintianxiawukaihui", "zhebenshudeneirong", "jiagebuguizaocanbucuo"]
+
+
+def percentiles(times: list[float]) -> dict:
+    return {"p50_ms": float(np.percentile(times, 50)) * 1000,
+            "p99_ms": float(np.percentile(times, 99)) * 1000, "runs": len(times)}
+
+
+def big_profile(path: Path, vocab, words: int, seed: int) -> None:
+    """A profile of `words` distinct learned words: vocabulary words, and made words (two
+    characters of the vocabulary joined) for a tenth of them."""
+    rng = random.Random(seed)
+    pool = [w for w in vocab.words[len(SPECIALS):] if w.strip()]
+    chars = [w for w in pool if len(w) == 1 and "\u4e00" <= w <= "\u9fff"]
+    lines = [f"{w}\t{rng.randint(1, 5)}" for w in pool[:words]]
+    from rnn_ime.ime.lexicon import word_readings
+
+    while len(lines) < words:
+        word = rng.choice(chars) + rng.choice(chars) + rng.choice(chars)
+        reading = word_readings(word, limit=1)
+        if reading:
+            lines.append(f"{word}\t1\t{chr(39).join(reading[0])}")
+    UserModel(UserStore(path)).import_lines(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/default")
+    parser.add_argument("--profile-words", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    predictor = Predictor.from_dir(args.model)
+    lexicon = open_lexicon(predictor.vocab)
+    reader = ContextReader(predictor)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        learner = Profile.open(predictor.scorer, Path(tmp) / "learn.db")
+        clauses = [c for t in TEXTS for c in t.split("，")]
+        times = []
+        for i in range(args.runs):
+            started = time.perf_counter()
+            learner.learn(clauses[i % len(clauses)], before=clauses[(i - 1) % len(clauses)],
+                          known=lexicon)
+            times.append(time.perf_counter() - started)
+        rows.append({"what": "learn a commit", **percentiles(times)})
+
+        path = Path(tmp) / "big.db"
+        started = time.perf_counter()
+        big_profile(path, predictor.vocab, args.profile_words, args.seed)
+        build = time.perf_counter() - started
+        opens = []
+        for _ in range(3):
+            started = time.perf_counter()
+            profile = Profile.open(predictor.scorer, path)
+            opens.append(time.perf_counter() - started)
+        rows.append({"what": f"open a profile of {len(profile.model.counts.unigram):,} words",
+                     "p50_ms": min(opens) * 1000, "p99_ms": max(opens) * 1000, "runs": 3})
+        user_lexicon = profile.lexicon(lexicon)
+
+        plain_s, user_s, plain_p, user_p = [], [], [], []
+        for i in range(args.runs):
+            text, letters = TEXTS[i % len(TEXTS)], PINYIN[i % len(PINYIN)]
+            cut = 1 + i % len(text)
+            for use, store_s, store_p in ((False, plain_s, plain_p), (True, user_s, user_p)):
+                started = time.perf_counter()
+                read = reader.read(text[:cut])
+                if use:
+                    profile.refresh()
+                    state, log_probs = profile.start_after(read.state, read.log_probs,
+                                                           read.last_word)
+                    suggestions_of(profile.scorer, state, log_probs, 5)
+                else:
+                    suggestions_of(predictor.scorer, read.state, read.log_probs, 5)
+                store_s.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                read = reader.read(text[:cut])
+                if use:
+                    start = profile.start_after(read.state, read.log_probs, read.last_word)
+                    decode(profile.scorer, letters, read.ids, DecoderSettings(k=9),
+                           user_lexicon, start=start)
+                else:
+                    decode(predictor.scorer, letters, read.ids, DecoderSettings(k=9), lexicon,
+                           start=(read.state, read.log_probs))
+                store_p.append(time.perf_counter() - started)
+        for name, plain, user in (("suggest", plain_s, user_s), ("pinyin", plain_p, user_p)):
+            a, b = percentiles(plain), percentiles(user)
+            rows.append({"what": f"{name}, no profile", **a})
+            rows.append({"what": f"{name}, the big profile", **b,
+                         "ratio_p99": b["p99_ms"] / a["p99_ms"]})
+    print_table(rows, [("what", "what", "s"), ("p50_ms", "p50 ms", ".2f"),
+                       ("p99_ms", "p99 ms", ".2f"), ("ratio_p99", "p99 ×", ".2f")])
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {"model": args.model, "profile_words": args.profile_words, "runs": args.runs,
+              "profile_build_seconds": build, "rows": rows, "machine": machine()}
+    (OUT / "user_latency.json").write_text(json.dumps(result, indent=2, ensure_ascii=False)
+                                           + "\n", encoding="utf-8")
+    print(f"wrote {OUT / 'user_latency.json'}")
+
+
+if __name__ == "__main__":
+    main()
