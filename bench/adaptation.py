@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     base = measure(predictor.scorer, lexicon, split, items)
     curve = run_curve(predictor, lexicon, typed, split, items, WEIGHT, PRIOR, HALF_LIFE,
-                      [c for c in CHECKPOINTS if c <= args.words] + [args.words])
+                      sorted({*(c for c in CHECKPOINTS if c <= args.words), args.words}))
     result = {"model": args.model, "source": args.source, "split": args.split,
               "words": curve[-1]["words_typed"], "measured_words": sum(map(len, split)),
               "pinyin_pieces": len(items),

@@ -118,7 +118,9 @@ def main() -> None:
         engine_process = None
         try:
             started = time.perf_counter()
-            engine_process = start_engine(Path(args.model), ibus.env)
+            # a profile of its own that learns nothing: the bench never touches the user's
+            engine_process = start_engine(Path(args.model), ibus.env, (
+                "--user-db", str(Path(root) / "user.db"), "--no-learn"))
             startup = time.perf_counter() - started
             os.environ.update(ibus.env)
             client = Client("bench")

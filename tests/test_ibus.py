@@ -398,14 +398,15 @@ def ibus_session(tmp_path_factory, small_model):
 
     ibus = start_ibus(tmp_path_factory.mktemp("ibus"))
     engine = None
-    # an empty profile that learns nothing: the engine ranks as the plain model in this process
-    # (learning through the daemon: tests/test_ibus_learning.py)
-    user_db = str(tmp_path_factory.mktemp("ibus-user") / "user.db")
+    # the engine learns into a profile of its own; the `decoder` below reads the same file, so
+    # it ranks as the engine does while the engine learns
+    user_db = tmp_path_factory.mktemp("ibus-user") / "user.db"
     try:
-        engine = start_engine(small_model, ibus.env, ("--user-db", user_db, "--no-learn"))
+        engine = start_engine(small_model, ibus.env, ("--user-db", str(user_db)))
         with pytest.MonkeyPatch.context() as patch:
             for name, value in ibus.env.items():
                 patch.setenv(name, value)
+            ibus.user_db = user_db
             yield ibus
     finally:
         if engine is not None:
@@ -414,12 +415,15 @@ def ibus_session(tmp_path_factory, small_model):
 
 
 @pytest.fixture(scope="module")
-def decoder(small_model):
-    """The same model in this process: what the engine should show."""
+def decoder(small_model, ibus_session):
+    """The same model and profile in this process: what the engine should show."""
     from rnn_ime.ibus.ranker import ModelRanker
     from rnn_ime.predict import Predictor
+    from rnn_ime.user import LearnOptions, Profile
 
-    return ModelRanker(Predictor.from_dir(small_model))
+    predictor = Predictor.from_dir(small_model)
+    profile = Profile.open(predictor.scorer, ibus_session.user_db, LearnOptions(learn=False))
+    return ModelRanker(predictor, profile=profile)
 
 
 @pytest.fixture
@@ -467,6 +471,7 @@ def test_a_digit_commits_that_candidate_and_the_rest_keeps_composing(client, dec
     # a pick of one word: the rest composes, decoded after it
     client.key(keys.ESCAPE)
     client.clear()
+    ranked = decoder.decode(letters, "", 9).ranked(9)  # after what the engine learned
     client.type(letters)
     partial = next(i for i, c in enumerate(ranked) if c.letters < len(letters))
     client.wait(lambda: client.last_table() and client.last_table()[0][0] == ranked[0].text)
@@ -474,7 +479,7 @@ def test_a_digit_commits_that_candidate_and_the_rest_keeps_composing(client, dec
     client.wait(lambda: client.commits)
     rest = letters[ranked[partial].letters:]
     after = [c.text for c in decoder.decode(rest, ranked[partial].text, 9).ranked(9)]
-    client.wait(lambda: client.last_table()[0] == after)
+    client.wait(lambda: client.last_table()[0][:1] == after[:1])
     assert client.commits == [ranked[partial].text]
     assert client.preedits[-1] == (rest, True)
 
@@ -581,3 +586,51 @@ def test_the_installed_component_starts_the_engine(tmp_path, small_model):
                           text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "committed 你好" in done.stdout
+
+
+# ---------------------------------------------------------------- learning through the daemon
+def _pick_single_character(client, letters_left: str) -> str:
+    """Pick the first one-character candidate on the table; its text."""
+    client.wait(lambda: client.last_table() and client.last_table()[0])
+    entries = client.last_table()[0][:9]
+    index = next(i for i, text in enumerate(entries) if len(text) == 1)
+    before = len(client.commits)
+    assert client.key(ord(str(index + 1)))
+    client.wait(lambda: len(client.commits) > before)
+    return client.commits[-1]
+
+
+@pytest.mark.ibus
+def test_a_word_picked_character_by_character_comes_first_next_time(client, ibus_session):
+    session = ibus_session.user_db
+    from rnn_ime.user import UserModel, UserStore
+
+    client.type("kemi")
+    first = _pick_single_character(client, "kemi")
+    second = _pick_single_character(client, "mi")
+    word = first + second
+    client.wait(lambda: UserModel(UserStore(session)).counts.unigram.get(word, 0) > 0)
+    for typed in ("kemi", "km"):
+        client.clear()
+        client.type(typed)
+        client.wait(lambda: client.last_table() and client.last_table()[0]
+                    and client.last_table()[0][0] == word)
+        client.key(keys.ESCAPE)
+
+
+@pytest.mark.ibus
+def test_backspace_right_after_a_commit_undoes_its_learning(client, ibus_session):
+    session = ibus_session.user_db
+    from rnn_ime.user import UserModel, UserStore
+
+    def typed_words() -> float:
+        return UserModel(UserStore(session)).counts.clock
+
+    client.clear()
+    client.type("nihao")
+    client.wait(lambda: client.last_table() and client.last_table()[0])
+    before = typed_words()
+    assert client.key(keys.SPACE)
+    client.wait(lambda: typed_words() > before)
+    client.key(keys.BACKSPACE)
+    client.wait(lambda: typed_words() == before)

@@ -39,6 +39,7 @@ class PrivateIBus:
     root: Path
     env: dict[str, str]  # IBUS_ADDRESS and DBUS_SESSION_BUS_ADDRESS, for clients and engines
     processes: list[subprocess.Popen] = field(default_factory=list)
+    user_db: Path | None = None  # the profile the engine learns into, when a test sets one
 
     def stop(self) -> None:
         for process in reversed(self.processes):

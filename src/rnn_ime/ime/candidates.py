@@ -18,6 +18,7 @@ class Candidate:
     log_prob: float  # the language model's, of its words given the context
     score: float  # log_prob minus the penalties (abbreviations, partial syllable, literals)
     known: bool = True  # every word is in the model's vocabulary
+    literal: bool = False  # some letters are kept as typed (they fit no syllable)
 
     @property
     def text(self) -> str:

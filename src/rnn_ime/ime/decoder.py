@@ -133,7 +133,10 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
                         replace(settings, margin=math.inf))
     finals, steps = found or ([], 0)
     make = _Maker(letters, lexicon, consumed)
-    phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)[:settings.k]
+    phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)
+    if any(not c.literal for c in phrases):  # letters kept as typed only when nothing else fits
+        phrases = [c for c in phrases if not c.literal]
+    phrases = phrases[:settings.k]
     first = _first_words(lattice[0], lambda edges: _edge_log_probs(
         scorer, state, root_lp, lexicon, edges), phrases, make, settings.k)
     literal = any(e.literal for edges in lattice for e in edges)
@@ -205,7 +208,8 @@ class _Maker:
         words = tuple(self.letters[seg.start:seg.end] if seg.word < 0
                       else self.lexicon.words[seg.word] for seg in path)
         known = all(seg.word >= 0 and self.lexicon.step_id[seg.word] != UNK_ID for seg in path)
-        return Candidate(words, self.consumed[path[-1].end], log_prob, score, known)
+        literal = any(seg.word < 0 for seg in path)
+        return Candidate(words, self.consumed[path[-1].end], log_prob, score, known, literal)
 
 
 def _unique(candidates: Iterable[Candidate]) -> list[Candidate]:

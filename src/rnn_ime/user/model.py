@@ -28,7 +28,7 @@ from ..ime.syllables import segmentations
 from .store import KEEP_COMMITS, UserStore
 
 HALF_LIFE = 20_000.0  # words typed
-BIGRAM_PRIOR = 100.0  # β, in effective counts (fitted by bench/adaptation.py --fit)
+BIGRAM_PRIOR = 20.0  # β, in effective counts (bench/adaptation.py --fit; docs/adaptation.md)
 REBASE_EXPONENT = 500.0  # move the epoch before 2^(Δ/half-life) grows past 2^500
 MAX_WORDS = 1_000_000  # words one profile keeps
 MAX_COMMIT_CHARS = 10_000

@@ -22,7 +22,7 @@ from ..scoring import Scorer, WordTable
 from ..vocab import BOS_ID, SPECIALS, UNK_ID
 from .model import BIGRAM_PRIOR, UserModel
 
-WEIGHT = 0.1  # λ once the history is long (fitted by bench/adaptation.py --fit; docs/adaptation.md)
+WEIGHT = 0.2  # λ once the history is long (bench/adaptation.py --fit; docs/adaptation.md)
 PRIOR = 50.0  # words typed at which λ is half of WEIGHT (fitted likewise)
 
 
