@@ -54,6 +54,7 @@ class UserScorer(Scorer[UserState]):
         self._tables: _Tables | None = None
         self._lexicon_cache: tuple[int, int, np.ndarray] | None = None
         self._outside: tuple[int, list[str]] | None = None
+        self._log_unigram: tuple[tuple[int, float], torch.Tensor] | None = None
 
     def mixing_weight(self) -> float:
         typed = self.model.counts.words_typed()
@@ -110,10 +111,19 @@ class UserScorer(Scorer[UserState]):
         weight = self.mixing_weight()
         if weight <= 0.0:
             return log_probs
-        user = self._dense_user(prev)
         keep = float(np.log1p(-weight))
-        mixed = torch.logaddexp(log_probs.float() + keep, torch.log(weight * user))
+        mixed = torch.logaddexp(log_probs.float() + keep, self._log_user(prev, weight))
         return mixed.to(log_probs.dtype)
+
+    def _log_user(self, prev: str | None, weight: float) -> torch.Tensor:
+        """log(λ·p_user(· | prev)), the one without bigrams kept until the counts change."""
+        counts = self.model.counts
+        if prev is not None and counts.bigram.get(prev):
+            return torch.log(weight * self._dense_user(prev))
+        key = (counts.version, weight)
+        if self._log_unigram is None or self._log_unigram[0] != key:
+            self._log_unigram = (key, torch.log(weight * self._dense_user(None)))
+        return self._log_unigram[1]
 
     def _dense_user(self, prev: str | None) -> torch.Tensor:
         """p_user(· | prev) over the vocabulary ((V,), the words outside it at <unk>)."""
