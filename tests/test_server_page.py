@@ -181,6 +181,12 @@ def test_pinyin_mode_types_and_commits_chinese(browser, server_url, tmp_path):
     editor.press_sequentially("nihao,.")
     expect(editor).to_have_value("我今天去学校去kan你好，。")
     expect(page.locator("#pinyin")).to_be_hidden()
+    # after a digit, a point or a comma stays as typed (3.14, 1,000); digits themselves pick
+    # next words here, so the number is put in directly
+    editor.fill("价格是3")
+    editor.press("End")
+    editor.press_sequentially(".")
+    expect(editor).to_have_value("价格是3.")
     print(f"screenshots: {tmp_path}")
 
 

@@ -279,3 +279,26 @@ def test_cli_evaluate_with_a_user_db(small_model, tmp_path, capsys):
     main(["evaluate", "--model", str(small_model), "--user-db", db, "--json"])
     captured = capsys.readouterr()
     assert "+user" in json.loads(captured.out)["scorer"]
+
+
+def test_a_file_locked_by_another_process_is_said_so(tmp_path, monkeypatch):
+    """Learning while another process holds the file: a one-line error, and nothing
+    half-learned in memory (it goes back to what the file holds)."""
+    from rnn_ime.user import store as store_module
+    from rnn_ime.user.store import UserStoreBusyError
+
+    path = tmp_path / "u.db"
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.1)
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们"])
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(UserStoreBusyError, match="locked by another process"):
+            model.learn_words(["他们"])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "他们" not in model.counts.unigram and "我们" in model.counts.unigram
+    model.learn_words(["他们"])  # once the lock is gone
+    assert "他们" in UserModel(UserStore(path)).counts.unigram

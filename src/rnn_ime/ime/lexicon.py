@@ -30,7 +30,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import ChainMap
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -335,7 +336,8 @@ class Lexicon:
         return {}
 
     @cached_property
-    def prefixes(self) -> frozenset[str]:
+    def prefixes(self) -> Container[str]:
+        """Every initials key and proper prefix of one (the lattice's test for going on)."""
         out: frozenset[str] = frozenset()
         for part in self.parts:
             out = out | part.prefixes
@@ -385,12 +387,27 @@ class Lexicon:
         step_id = np.concatenate([self.step_id, np.full(len(new), UNK_ID)])
         base = self.frequency if self.frequency is not None else np.zeros(len(self.words))
         frequency = np.concatenate([base, np.full(len(new), float(USER_WORD_FREQUENCY))])
-        return Lexicon(self.words + tuple(w for w, _ in new), step_id,
-                       oov_extra(frequency, step_id != UNK_ID), (*self.parts, entries),
-                       self.vocab_sha256, self.skipped_user_lines, frequency)
+        made_lexicon = Lexicon(self.words + tuple(w for w, _ in new), step_id,
+                               oov_extra(frequency, step_id != UNK_ID), (*self.parts, entries),
+                               self.vocab_sha256, self.skipped_user_lines, frequency)
+        # look-ups share this lexicon's tables (a server keeps one such lexicon per profile)
+        made_lexicon.__dict__["position"] = ChainMap(
+            {w: start + i for i, (w, _) in enumerate(new)}, self.position)
+        made_lexicon.__dict__["prefixes"] = _Either(self.prefixes, entries.prefixes)
+        return made_lexicon
 
 
 UNLISTED_SHARE_LOG = float(np.log(0.01))
+
+
+@dataclass(frozen=True)
+class _Either:
+    """Membership in either of two sets, without building their union."""
+    first: Container[str]
+    second: Container[str]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
 
 
 def skipped_note(lexicon: Lexicon) -> str | None:

@@ -358,6 +358,8 @@
       decodePinyin();
     } else if (mark && typing) {
       commitWithMark(key);
+    } else if (mark && /[0-9]$/.test(contextText()) && (key === "." || key === ",")) {
+      handled = false; // after a digit, 3.14 and 1,000 stay as typed
     } else if (mark) {
       commitInOrder(() => pinyin.marks[key]); // Chinese mode: the full-width form
     } else if (!typing) {

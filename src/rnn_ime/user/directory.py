@@ -24,7 +24,7 @@ from ..errors import ConfigError, RnnImeError
 from ..scoring import Scorer
 from .model import MAX_WORDS, UserModel
 from .profile import LearnOptions, Profile
-from .store import UserStore, UserStoreError, default_path
+from .store import UserStore, UserStoreBusyError, UserStoreError, default_path
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 DEFAULT_NAME = "default"
@@ -109,6 +109,9 @@ class ProfileDirectory:
                                         "profiles open, and they are taken; use one of them")
             try:
                 model = UserModel(UserStore(path), max_words=self.config.max_words)
+            except UserStoreBusyError:
+                raise ProfileBusyError(f"profile {name}: its file is locked by another process; "
+                                       "try again") from None
             except UserStoreError as error:  # the message without the server's paths
                 reason = str(error).removeprefix(f"{path}: ").split(";")[0]
                 raise UserStoreError(f"profile {name}: its file cannot be used ({reason})"
@@ -133,6 +136,9 @@ class ProfileDirectory:
             try:
                 found.profile.refresh()
                 yield found.profile
+            except UserStoreBusyError:
+                raise ProfileBusyError(f"profile {name}: its file is locked by another "
+                                       "process; try again") from None
             except sqlite3.Error as error:
                 raise ProfileBusyError(f"profile {name}: its file cannot be used now "
                                        f"({error}); try again") from None

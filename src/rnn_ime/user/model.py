@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..errors import RnnImeError
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, word_readings
 from ..ime.syllables import segmentations
-from .store import KEEP_COMMITS, UserStore
+from .store import KEEP_COMMITS, UserStore, UserStoreError
 
 HALF_LIFE = 20_000.0  # words typed
 BIGRAM_PRIOR = 20.0  # β, in effective counts (bench/adaptation.py --fit; docs/adaptation.md)
@@ -276,6 +276,15 @@ class UserModel:
     _last: tuple[int, float, Lesson] | None = None
 
     def _write(self, lesson: Lesson, record: bool, drop_commit: int | None = None) -> None:
+        """Persist what `lesson` changed in memory; if the file cannot take it now, memory goes
+        back to what the file holds (nothing half-learned) and the error goes on."""
+        try:
+            self._write_now(lesson, record, drop_commit)
+        except UserStoreError:
+            self.reload()
+            raise
+
+    def _write_now(self, lesson: Lesson, record: bool, drop_commit: int | None) -> None:
         counts = self.counts
         if self.store is None:
             self._last = (0, counts.clock, lesson) if record else None

@@ -33,6 +33,10 @@ class UserStoreError(RnnImeError):
     """A user file that cannot be used: not ours, from a newer version, unreadable."""
 
 
+class UserStoreBusyError(UserStoreError):
+    """A user file another process holds locked for longer than BUSY_TIMEOUT_S."""
+
+
 def default_path() -> Path:
     """$XDG_DATA_HOME/rnn-ime/user.db, else ~/.local/share/rnn-ime/user.db."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -52,6 +56,10 @@ CREATE TABLE IF NOT EXISTS commits (
 """
 
 
+def busy_timeout() -> float:
+    return BUSY_TIMEOUT_S
+
+
 class UserStore:
     """One profile's SQLite file."""
 
@@ -61,9 +69,15 @@ class UserStore:
             raise UserStoreError(f"{self.path}: no such user file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+            self.db = sqlite3.connect(self.path, timeout=busy_timeout(),
                                       isolation_level=None, check_same_thread=False)
             self._check_and_create()
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise UserStoreBusyError(f"{self.path}: locked by another process for more than "
+                                     f"{BUSY_TIMEOUT_S:g} s; try again") from None
+            raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
+                                 "away or choose another --user-db") from None
         except sqlite3.DatabaseError as error:
             raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
                                  "away or choose another --user-db") from None
@@ -96,7 +110,11 @@ class UserStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise UserStoreBusyError(f"{self.path}: locked by another process for more than "
+                                     f"{BUSY_TIMEOUT_S:g} s ({error}); try again") from None
         try:
             yield self.db
         except BaseException:
