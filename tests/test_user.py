@@ -157,6 +157,8 @@ def test_an_acknowledged_commit_survives_kill_9(tmp_path):
 # ---------------------------------------------------------------- new words
 def test_a_word_assembled_from_single_characters_is_made():
     assert made_from_picks([("蕲", "qi"), ("春", "chun")], set()) == ("蕲春", "qi'chun")
+    # typed through a fuzzy rule: the word keeps its real reading
+    assert made_from_picks([("中", "zong"), ("锅", "guo")], set()) == ("中锅", "zhong'guo")
     assert made_from_picks([("我们", "women"), ("明天", "mingtian")], set()) is None
     assert made_from_picks([("蕲", "qi"), ("春", "chun")], {"蕲春"}) is None
     assert made_from_picks([("蕲", "qi")], set()) is None
@@ -182,6 +184,16 @@ def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon
     vocab_only = sum(probs[i] for i in range(len(vocab))
                      if i != UNK_ID and vocab.word(i) not in lexicon.position)
     assert in_lexicon + vocab_only == pytest.approx(1.0)
+    # the user's words that neither the vocabulary nor the lexicon lists keep their share
+    model.learn_words(["我们", "OK", "2024"])
+    state, log_probs = scorer.read([vocab.id("我们")])
+    open_lp = scorer.lexicon_log_probs(state, log_probs.double().numpy(), lexicon, words)
+    probs = log_probs.double().exp().numpy()
+    vocab_only = sum(probs[i] for i in range(len(vocab))
+                     if i != UNK_ID and vocab.word(i) not in lexicon.position)
+    unlisted = scorer.mixing_weight() * sum(model.counts.probability(w, "我们", scorer.bigram_prior)
+                                            for w in ("OK", "2024"))
+    assert np.exp(open_lp).sum() + vocab_only + unlisted == pytest.approx(1.0)
 
 
 def test_a_word_typed_once_character_by_character_comes_first(small_model):
@@ -302,3 +314,57 @@ def test_a_file_locked_by_another_process_is_said_so(tmp_path, monkeypatch):
     assert "他们" not in model.counts.unigram and "我们" in model.counts.unigram
     model.learn_words(["他们"])  # once the lock is gone
     assert "他们" in UserModel(UserStore(path)).counts.unigram
+
+
+# ---------------------------------------------------------------- one file, several writers
+def test_two_processes_learning_into_one_file_lose_nothing(tmp_path):
+    path = tmp_path / "u.db"
+    a, b = UserModel(UserStore(path)), UserModel(UserStore(path))
+    a.refresh()
+    b.learn_words(["蕲春"])
+    a.learn_words(["蕲春"])  # a read before b wrote: it reads again before writing
+    fresh = UserModel(UserStore(path))
+    assert fresh.counts.effective(fresh.counts.unigram["蕲春"]) == pytest.approx(2.0, rel=1e-3)
+    assert fresh.counts.clock == 2
+
+
+def test_undo_takes_back_only_this_model_s_own_last_commit(tmp_path):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    model.import_lines(["甲\t100", "乙\t5"])
+    model.learn_words(["你好", "蕲春"])
+    model.forget("蕲春")
+    assert model.undo() is None  # the commit is gone with the word; the import is no commit
+    assert model.counts.effective(model.counts.unigram["甲"]) == pytest.approx(100.0, rel=1e-3)
+    other = UserModel(UserStore(path))
+    model.learn_words(["我们"])
+    other.learn_words(["他们"])
+    assert model.undo() is None  # another writer committed since
+    assert other.undo() is not None
+
+
+def test_a_write_the_file_refuses_leaves_memory_as_the_file_is(tmp_path):
+    model = UserModel(UserStore(tmp_path / "u.db"))
+    model.learn_words(["我们"])
+    model.store.db.execute("CREATE TEMP TRIGGER refuse BEFORE INSERT ON commits "
+                           "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with pytest.raises(UserStoreError, match="nothing was learned"):
+        model.learn_words(["你好"])
+    assert "你好" not in model.counts.unigram
+    model.store.db.execute("PRAGMA query_only = ON")
+    with pytest.raises(UserStoreError):
+        model.forget("我们")
+    assert "我们" in model.counts.unigram
+
+
+def test_export_then_import_keeps_the_counts(tmp_path):
+    model = UserModel(UserStore(tmp_path / "a.db"))
+    model.import_lines([f"w{i}\t{1000 + 50 * (60 - i)}" for i in range(60)])
+    lines = model.export_lines()
+    other = UserModel(UserStore(tmp_path / "b.db"))
+    assert other.import_lines(lines) == (60, 0)
+    for line in lines:
+        word, count = line.split("\t")[:2]
+        assert other.counts.effective(other.counts.unigram[word]) == pytest.approx(
+            float(count), rel=1e-3)
+    assert other.export_lines()[:5] == lines[:5]

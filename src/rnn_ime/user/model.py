@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
@@ -25,14 +26,14 @@ from dataclasses import dataclass, field
 from ..errors import RnnImeError
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, word_readings
 from ..ime.syllables import segmentations
-from .store import KEEP_COMMITS, UserStore, UserStoreError
+from .store import KEEP_COMMITS, UserStore, UserStoreBusyError, UserStoreError
 
 HALF_LIFE = 20_000.0  # words typed
 BIGRAM_PRIOR = 20.0  # β, in effective counts (bench/adaptation.py --fit; docs/adaptation.md)
 REBASE_EXPONENT = 500.0  # move the epoch before 2^(Δ/half-life) grows past 2^500
 MAX_WORDS = 1_000_000  # words one profile keeps
 MAX_COMMIT_CHARS = 10_000
-MAX_IMPORT_COUNT = 1000  # times one imported word is counted, at most
+MAX_IMPORT_COUNT = 1e9  # an imported word's count, at most
 
 
 class UserLimitError(RnnImeError):
@@ -57,6 +58,19 @@ class Lesson:
         return Lesson(tuple(tuple(w) for w in data["words"]),
                       tuple(tuple(b) for b in data["bigrams"]),
                       tuple(tuple(m) for m in data["made"]))
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What one learning step changed in memory, for `_write_now` to write."""
+    lesson: Lesson | None
+    record: bool  # keep it as a commit (for undo)
+    drop_commit: int | None = None
+    statements: tuple[tuple[str, tuple], ...] = ()
+
+
+class _Stale(Exception):
+    """Another process wrote to the file after this one read it."""
 
 
 @dataclass
@@ -130,12 +144,27 @@ class Counts:
             (self.following[prev] + prior_v)
 
 
+def _char_readings(char: str) -> set[str]:
+    from pypinyin import Style, pinyin
+
+    found = pinyin(char, heteronym=True, style=Style.NORMAL, errors="ignore")
+    return {s.replace("ü", "v") for s in found[0]} if found else set()
+
+
+def _valid_reading(word: str, reading: str) -> bool:
+    """Whether `reading` ("qi'chun") gives each character of `word` one of its readings."""
+    syllables = reading.split("'")
+    return len(syllables) == len(word) and all(
+        s in _char_readings(c) for c, s in zip(word, syllables, strict=True))
+
+
 def _reading_of(word: str, letters: str) -> str | None:
-    """The syllables of `word` as typed in `letters` (when they cut into one syllable per
-    character), else pypinyin's reading; "qi'chun"."""
+    """The syllables of `word` as typed in `letters`, when they cut into one reading of each
+    character (a heteronym as the user typed it; not a fuzzy spelling), else pypinyin's
+    reading; "qi'chun"."""
     if letters:
         for cut in segmentations(letters.replace("'", "")):
-            if len(cut) == len(word):
+            if len(cut) == len(word) and _valid_reading(word, "'".join(cut)):
                 return "'".join(cut)
     found = word_readings(word, limit=1)
     return "'".join(found[0]) if found else None
@@ -163,6 +192,7 @@ class UserModel:
         self.max_words = max_words
         self.counts = Counts(half_life=half_life)
         self._seen_version = -1
+        self._own: list[int] = []  # ids of this model's commits in the file (undo takes these)
         if store is not None:
             self.reload()
 
@@ -201,98 +231,161 @@ class UserModel:
                     made: Sequence[tuple[str, str]] = (), bigrams: bool = True) -> Lesson:
         """Count `words` (in order, after `prev`; as a sequence when `bigrams`), keep the
         `made` words, and write it all in one transaction."""
-        counts = self.counts
-        if len(counts.unigram) + len(words) > self.max_words:
-            raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the most "
-                                 f"it may is {self.max_words:,}; forget some first")
-        if (counts.clock + len(words) - counts.epoch) / counts.half_life > REBASE_EXPONENT:
-            counts.rebase()
-        taught_words, taught_bigrams = [], []
-        for word in words:
-            counts.clock += 1.0
-            counts.add(word, counts.clock)
-            taught_words.append((word, counts.clock))
-            if prev is not None and bigrams:
-                counts.add_bigram(prev, word, counts.clock)
-                taught_bigrams.append((prev, word, counts.clock))
-            prev = word
-        new = tuple((w, r) for w, r in made if w not in counts.made)
-        counts.made.update(dict(new))
-        lesson = Lesson(tuple(taught_words), tuple(taught_bigrams), new)
-        self._write(lesson, record=True)
-        return lesson
+        def change() -> _Change:
+            counts = self.counts
+            new_words = len(set(words) - counts.unigram.keys())
+            if len(counts.unigram) + new_words > self.max_words:
+                raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the "
+                                     f"most it may is {self.max_words:,}; forget some first")
+            if (counts.clock + len(words) - counts.epoch) / counts.half_life > REBASE_EXPONENT:
+                counts.rebase()
+            taught_words, taught_bigrams, last = [], [], prev
+            for word in words:
+                counts.clock += 1.0
+                counts.add(word, counts.clock)
+                taught_words.append((word, counts.clock))
+                if last is not None and bigrams:
+                    counts.add_bigram(last, word, counts.clock)
+                    taught_bigrams.append((last, word, counts.clock))
+                last = word
+            new = tuple((w, r) for w, r in made if w not in counts.made)
+            if new:
+                counts.made.update(dict(new))
+                counts.version += 1
+            return _Change(Lesson(tuple(taught_words), tuple(taught_bigrams), new), record=True)
+
+        return self._persist(change).lesson
+
+    def add_counts(self, items: Sequence[tuple[str, float]],
+                   made: Sequence[tuple[str, str]] = ()) -> None:
+        """Counts as they are (an import): each word's count added once, now, without typing
+        anything (the clock stays) and with no bigrams; not undoable."""
+        def change() -> _Change:
+            counts = self.counts
+            new_words = len({w for w, _ in items} - counts.unigram.keys())
+            if len(counts.unigram) + new_words > self.max_words:
+                raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the "
+                                     f"most it may is {self.max_words:,}; forget some first")
+            for word, count in items:
+                if count > 0:
+                    counts.add(word, counts.clock, count)
+            new = tuple((w, r) for w, r in made if w not in counts.made)
+            counts.made.update(dict(new))
+            counts.version += 1
+            touched = tuple((w, counts.clock) for w, _ in items)
+            return _Change(Lesson(touched, (), new), record=False)
+
+        self._persist(change)
 
     def undo(self) -> Lesson | None:
-        """Take back the last commit's learning (Backspace right after it); None if nothing."""
-        self.refresh()
-        last = self.store.last_commit() if self.store is not None else self._last
-        if last is None:
+        """Take back the learning of this model's last commit (Backspace right after it; again:
+        the one before); None when there is none, or when the newest commit in the file is not
+        this model's (another process committed since, or a forget took it)."""
+        def change() -> _Change | None:
+            if self.store is None:
+                last = self._last
+            else:
+                newest = self.store.last_commit()
+                mine = self._own[-1] if self._own else None
+                last = newest if newest is not None and newest[0] == mine else None
+            if last is None:
+                return None
+            commit_id, _, lesson_data = last
+            lesson = lesson_data if isinstance(lesson_data, Lesson) else Lesson.from_json(
+                json.dumps(lesson_data))
+            counts = self.counts
+            for word, at in lesson.words:
+                counts.add(word, at, -1.0)
+            for prev, word, at in lesson.bigrams:
+                counts.add_bigram(prev, word, at, -1.0)
+            for word, _ in lesson.made:
+                counts.made.pop(word, None)
+            counts.version += 1
+            if lesson.words:  # the clock as it was before the commit (it was the last one)
+                counts.clock = max(counts.epoch, min(at for _, at in lesson.words) - 1.0)
+            return _Change(lesson, record=False, drop_commit=commit_id)
+
+        done = self._persist(change)
+        if done is None:
             return None
-        commit_id, _, lesson_data = last
-        lesson = lesson_data if isinstance(lesson_data, Lesson) else Lesson.from_json(
-            json.dumps(lesson_data))
-        counts = self.counts
-        for word, at in lesson.words:
-            counts.add(word, at, -1.0)
-        for prev, word, at in lesson.bigrams:
-            counts.add_bigram(prev, word, at, -1.0)
-        for word, _ in lesson.made:
-            counts.made.pop(word, None)
-        if lesson.words:  # the clock too, as it was before the commit (it was the last one)
-            counts.clock = max(counts.epoch, min(at for _, at in lesson.words) - 1.0)
-        self._write(lesson, record=False, drop_commit=commit_id)
-        return lesson
+        if self._own:
+            self._own.pop()
+        self._last = None
+        return done.lesson
 
     def forget(self, word: str) -> bool:
         """Remove a word and everything learned from it (its counts, its bigrams both ways,
         the commits that taught it); whether it was known."""
-        self.refresh()
-        counts = self.counts
-        known = word in counts.unigram or word in counts.made or word in counts.bigram
-        value = counts.unigram.pop(word, 0.0)
-        counts.total = max(0.0, counts.total - value)
-        counts.made.pop(word, None)
-        counts.bigram.pop(word, None)
-        counts.following.pop(word, None)
-        for prev in list(counts.bigram):
-            row = counts.bigram[prev]
-            if word in row:
-                counts.following[prev] -= row.pop(word)
-                if not row:
-                    counts.bigram.pop(prev)
-                    counts.following.pop(prev, None)
-        counts.version += 1
-        if self.store is not None:
-            with self.store.transaction() as db:
-                db.execute("DELETE FROM words WHERE word = ?", (word,))
-                db.execute("DELETE FROM bigrams WHERE prev = ? OR word = ?", (word, word))
-                db.execute("DELETE FROM commits WHERE instr(lesson, ?) > 0",
-                           (json.dumps(word, ensure_ascii=False),))
-            self._seen_version = self.store.data_version()
-        else:
+        known = False
+
+        def change() -> _Change:
+            nonlocal known
+            counts = self.counts
+            known = word in counts.unigram or word in counts.made or word in counts.bigram
+            value = counts.unigram.pop(word, 0.0)
+            counts.total = max(0.0, counts.total - value)
+            counts.made.pop(word, None)
+            counts.bigram.pop(word, None)
+            counts.following.pop(word, None)
+            for prev in list(counts.bigram):
+                row = counts.bigram[prev]
+                if word in row:
+                    counts.following[prev] -= row.pop(word)
+                    if not row:
+                        counts.bigram.pop(prev)
+                        counts.following.pop(prev, None)
+            counts.version += 1
+            return _Change(None, record=False, statements=(
+                ("DELETE FROM words WHERE word = ?", (word,)),
+                ("DELETE FROM bigrams WHERE prev = ? OR word = ?", (word, word)),
+                ("DELETE FROM commits WHERE instr(lesson, ?) > 0",
+                 (json.dumps(word, ensure_ascii=False),))))
+
+        self._persist(change)
+        if self._last is not None and word in json.dumps(self._last[2].words,
+                                                         ensure_ascii=False):
             self._last = None
         return known
 
-    _last: tuple[int, float, Lesson] | None = None
+    _last: tuple[int, float, Lesson] | None = None  # the last commit, without a file
 
-    def _write(self, lesson: Lesson, record: bool, drop_commit: int | None = None) -> None:
-        """Persist what `lesson` changed in memory; if the file cannot take it now, memory goes
-        back to what the file holds (nothing half-learned) and the error goes on."""
-        try:
-            self._write_now(lesson, record, drop_commit)
-        except UserStoreError:
-            self.reload()
-            raise
+    def _persist(self, change: Callable[[], _Change | None]) -> _Change | None:
+        """Apply `change` to the counts in memory and write it in one transaction. If another
+        process wrote since the counts were read, read them again and apply it again; if the
+        file refuses the write, memory goes back to what the file holds (nothing half-learned)
+        and the error is one line."""
+        for _ in range(5):
+            self.refresh()
+            done = change()
+            if done is None:
+                return None
+            try:
+                self._write_now(done)
+                return done
+            except _Stale:
+                self.reload()
+            except UserStoreError:
+                self.reload()
+                raise
+            except sqlite3.Error as error:
+                self.reload()
+                raise UserStoreError(f"{self.store.path if self.store else 'user model'}: "
+                                     f"could not write ({error}); nothing was learned") from None
+        raise UserStoreBusyError("the user file kept changing under this process; try again")
 
-    def _write_now(self, lesson: Lesson, record: bool, drop_commit: int | None) -> None:
-        counts = self.counts
+    def _write_now(self, done: _Change) -> None:
+        counts, lesson = self.counts, done.lesson
         if self.store is None:
-            self._last = (0, counts.clock, lesson) if record else None
+            if done.record and lesson is not None:
+                self._last = (0, counts.clock, lesson)
             return
-        touched = {w for w, _ in lesson.words} | {w for w, _ in lesson.made}
-        pairs = {(p, w) for p, w, _ in lesson.bigrams}
+        touched = {w for w, _ in lesson.words} | {w for w, _ in lesson.made} if lesson else set()
+        pairs = {(p, w) for p, w, _ in lesson.bigrams} if lesson else set()
         now = counts.unit(counts.clock)
         with self.store.transaction() as db:
+            version = self.store.data_version()
+            if version != self._seen_version:  # another process wrote after our last read
+                raise _Stale
             for word in touched:
                 value = counts.unigram.get(word, 0.0) / now
                 reading = counts.made.get(word)
@@ -312,15 +405,18 @@ class UserModel:
                     db.execute("INSERT INTO bigrams VALUES (?, ?, ?, ?) ON CONFLICT(prev, word) "
                                "DO UPDATE SET count = excluded.count, seen = excluded.seen",
                                (prev, word, value, counts.clock))
+            for statement, parameters in done.statements:
+                db.execute(statement, parameters)
             db.execute("UPDATE meta SET value = ? WHERE key = 'clock'", (repr(counts.clock),))
-            if record:
-                db.execute("INSERT INTO commits (clock, lesson) VALUES (?, ?)",
-                           (counts.clock, lesson.to_json()))
+            if done.record and lesson is not None:
+                cursor = db.execute("INSERT INTO commits (clock, lesson) VALUES (?, ?)",
+                                    (counts.clock, lesson.to_json()))
+                self._own = [*self._own, cursor.lastrowid][-KEEP_COMMITS:]
                 db.execute("DELETE FROM commits WHERE id <= (SELECT MAX(id) FROM commits) - ?",
                            (KEEP_COMMITS,))
-            if drop_commit is not None:
-                db.execute("DELETE FROM commits WHERE id = ?", (drop_commit,))
-        self._seen_version = self.store.data_version()
+            if done.drop_commit is not None:
+                db.execute("DELETE FROM commits WHERE id = ?", (done.drop_commit,))
+        self._seen_version = version  # our own commit does not change it
 
     # ------------------------------------------------------------ reading
     def stats(self) -> dict:
@@ -347,26 +443,27 @@ class UserModel:
 
     def import_lines(self, lines: Sequence[str], log: Callable[[str], None] | None = None
                      ) -> tuple[int, int]:
-        """Words from `export` lines (or `word [count]` lines): (imported, skipped)."""
+        """Words from `export` lines (`word<TAB>count[<TAB>reading]`) or `word [count]` lines,
+        each count added as it is: (imported, skipped)."""
         imported = skipped = 0
-        made = []
-        counted: list[str] = []
+        made: list[tuple[str, str]] = []
+        items: dict[str, float] = {}
         for line in lines:
             parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
             if not parts or not parts[0] or line.startswith("#"):
                 continue
             try:
                 count = float(parts[1]) if len(parts) > 1 else 1.0
-                if not math.isfinite(count) or count < 0 or count > MAX_IMPORT_COUNT:
+                if not math.isfinite(count) or count < 0:
                     raise ValueError
             except ValueError:
                 skipped += 1
                 continue
             word = parts[0]
-            if len(parts) > 2 and HAN.fullmatch(word):
+            if len(parts) > 2 and HAN.fullmatch(word) and _valid_reading(word, parts[2]):
                 made.append((word, parts[2]))
-            counted.extend([word] * max(0, round(count)))
+            items[word] = items.get(word, 0.0) + min(count, MAX_IMPORT_COUNT)
             imported += 1
-        if counted or made:
-            self.learn_words(counted, None, made, bigrams=False)
+        if items or made:
+            self.add_counts(list(items.items()), made)
         return imported, skipped

@@ -6,7 +6,9 @@
 profile changes nothing. Over vocabulary ids, the user's mass on words outside the vocabulary
 goes to <unk> (it sums to one); the pinyin decoder asks `lexicon_log_probs` for the words
 themselves, where a word outside the vocabulary gets (1 − λ)·p_base(<unk>)·p(word | <unk>) +
-λ·p_user(word). Suggestions, beam completion, pinyin and `evaluate` take it as any scorer.
+λ·p_user(word). Over the vocabulary, the lexicon and the user's words that neither lists
+(numbers, Latin letters, a word seen once), that sums to one. Suggestions, beam completion,
+pinyin and `evaluate` take it as any scorer.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class UserScorer(Scorer[UserState]):
         self.vocab = base.vocab
         self.name = f"{base.name}+user"
         self._tables: _Tables | None = None
-        self._lexicon_cache: tuple[int, int, np.ndarray] | None = None
+        self._lexicon_cache: tuple[WordTable, int, np.ndarray] | None = None
         self._outside: tuple[int, list[str]] | None = None
         self._log_unigram: tuple[tuple[int, float], torch.Tensor] | None = None
 
@@ -191,13 +193,13 @@ class UserScorer(Scorer[UserState]):
         vocabulary, else -1 (cached per lexicon and version of the counts)."""
         counts = self.model.counts
         cached = self._lexicon_cache
-        if cached is None or cached[0] != id(lexicon) or cached[1] != counts.version:
+        if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
             marks = np.full(len(lexicon.words), -1, dtype=np.int64)
             position = lexicon.position
             for k, word in enumerate(counts.unigram):
                 i = position.get(word)
                 if i is not None and lexicon.step_id[i] == UNK_ID:
                     marks[i] = k
-            cached = (id(lexicon), counts.version, marks)
+            cached = (lexicon, counts.version, marks)
             self._lexicon_cache = cached
         return cached[2]

@@ -75,7 +75,7 @@ class UserStore:
         except sqlite3.OperationalError as error:
             if "locked" in str(error) or "busy" in str(error):
                 raise UserStoreBusyError(f"{self.path}: locked by another process for more than "
-                                     f"{BUSY_TIMEOUT_S:g} s; try again") from None
+                                         f"{busy_timeout():g} s; try again") from None
             raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
                                  "away or choose another --user-db") from None
         except sqlite3.DatabaseError as error:
@@ -96,7 +96,7 @@ class UserStore:
             with self.transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.db.execute(statement)
-                self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
                     ("application", APPLICATION), ("schema", str(SCHEMA_VERSION)),
                     ("clock", "0")])
             return
@@ -113,8 +113,10 @@ class UserStore:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            raise UserStoreBusyError(f"{self.path}: locked by another process for more than "
-                                     f"{BUSY_TIMEOUT_S:g} s ({error}); try again") from None
+            if "locked" in str(error) or "busy" in str(error):
+                raise UserStoreBusyError(f"{self.path}: locked by another process for more "
+                                         f"than {busy_timeout():g} s; try again") from None
+            raise UserStoreError(f"{self.path}: cannot write ({error})") from None
         try:
             yield self.db
         except BaseException:
