@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--profile-words", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                 read = reader.read(text[:cut])
                 if use:
                     profile.refresh()
-                    state, log_probs = profile.start_after(read.state, read.log_probs,
-                                                           read.last_word)
+                    state, log_probs = profile.start_after(read)
                     suggestions_of(profile.scorer, state, log_probs, 5)
                 else:
                     suggestions_of(predictor.scorer, read.state, read.log_probs, 5)
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 started = time.perf_counter()
                 read = reader.read(text[:cut])
                 if use:
-                    start = profile.start_after(read.state, read.log_probs, read.last_word)
+                    start = profile.start_after(read)
                     decode(profile.scorer, letters, read.ids, DecoderSettings(k=9),
                            user_lexicon, start=start)
                 else:

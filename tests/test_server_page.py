@@ -82,12 +82,18 @@ def server_url(small_model, user_dir):
         yield url
 
 
+def open_page(browser, url: str):
+    """A desktop-sized page of the server at `url`, with the tests' timeout."""
+    page = browser.new_page(viewport={"width": 900, "height": 620})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
 def test_type_chinese_pick_a_suggestion_with_a_number_key(browser, server_url, tmp_path):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 900, "height": 620})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server_url)
+    page = open_page(browser, server_url)
     bar, editor = page.locator("#bar"), page.locator("#editor")
     expect(page.locator("#model")).to_contain_text("small")
     expect(bar.locator(".chip")).to_have_count(5)  # a passage's first words
@@ -131,9 +137,7 @@ def test_type_chinese_pick_a_suggestion_with_a_number_key(browser, server_url, t
 def test_pinyin_mode_types_and_commits_chinese(browser, server_url, tmp_path):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 900, "height": 620})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server_url)
+    page = open_page(browser, server_url)
     editor, composition = page.locator("#editor"), page.locator("#composition")
     candidates, bar = page.locator("#candidates"), page.locator("#bar")
     expect(bar.locator(".chip")).to_have_count(5)
@@ -195,9 +199,7 @@ def test_fuzzy_pinyin_checkboxes_come_from_the_server_and_are_remembered(browser
 
     from rnn_ime.ime import FUZZY_RULES
 
-    page = browser.new_page(viewport={"width": 900, "height": 620})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server_url)
+    page = open_page(browser, server_url)
     boxes = page.locator("#fuzzy input[type=checkbox]")
     expect(boxes).to_have_count(len(FUZZY_RULES))
     assert [boxes.nth(i).get_attribute("value") for i in range(len(FUZZY_RULES))] == \
@@ -232,9 +234,7 @@ def _wait_for(check, what: str, timeout_s: float = TIMEOUT_MS / 1000) -> None:
 def test_the_page_learns_from_commits_and_the_switch_pauses_it(browser, server_url, user_dir):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 900, "height": 620})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server_url)
+    page = open_page(browser, server_url)
     editor, candidates = page.locator("#editor"), page.locator("#candidates")
     words, bar = candidates.locator(".chip .word"), page.locator("#bar")
     user, switch = page.locator("#user"), page.get_by_role("switch", name="学习")
@@ -304,9 +304,7 @@ def test_the_page_without_profiles_hides_their_controls(browser, small_model):
     from playwright.sync_api import expect
 
     with serving(small_model, "--no-user") as url:
-        page = browser.new_page(viewport={"width": 900, "height": 620})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
+        page = open_page(browser, url)
         expect(page.locator("#bar .chip")).to_have_count(5)
         expect(page.locator("#profile")).to_be_hidden()
         page.locator("#editor").click()

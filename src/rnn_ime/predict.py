@@ -16,9 +16,9 @@ from . import modeldir
 from .context_cache import DEFAULT_ENTRIES, ContextCache
 from .errors import ConfigError, RnnImeError
 from .limits import MAX_K
-from .scoring import NeuralScorer, Scorer
+from .scoring import NeuralScorer, Scorer, top_words
 from .text import ClauseCache, get_tokenizer
-from .vocab import BOS_ID, SPECIALS, UNK_ID, Vocab
+from .vocab import BOS_ID, UNK_ID, Vocab
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,8 @@ class Suggestion:
 
 
 def top_k(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[Suggestion]:
-    """The k most likely suggestable words (never <pad>, <unk> or <s>).
-
-    The unsuggestable ids are the vocabulary's first ones (vocab.SPECIALS), so the top k of the
-    view past them is the answer: no masked copy of the (V,) vector, which matters when a request
-    must stay under 1 ms.
-    """
-    first = len(SPECIALS)
-    scores = log_probs.float().cpu()[first:]
-    values, ids = scores.topk(min(k, scores.numel()))
-    return [Suggestion(vocab.word(i + first), p)
-            for i, p in zip(ids.tolist(), values.exp().tolist(), strict=True)]
+    """The k most likely suggestable words (never <pad>, <unk> or <s>)."""
+    return [Suggestion(w, p) for w, p in top_words(log_probs, vocab, k)]
 
 
 def suggestions_of(scorer: Scorer, state: Any, log_probs: torch.Tensor, k: int

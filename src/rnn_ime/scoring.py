@@ -38,6 +38,20 @@ Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
 StateT = TypeVar("StateT")
 
 
+def top_words(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[tuple[str, float]]:
+    """The k most likely suggestable words (never <pad>, <unk> or <s>), with probabilities.
+
+    The unsuggestable ids are the vocabulary's first ones (vocab.SPECIALS), so the top k of the
+    view past them is the answer: no masked copy of the (V,) vector, which matters when a request
+    must stay under 1 ms.
+    """
+    first = len(SPECIALS)
+    scores = log_probs.float().cpu()[first:]
+    values, ids = scores.topk(min(k, scores.numel()))
+    return [(vocab.word(i + first), p)
+            for i, p in zip(ids.tolist(), values.exp().tolist(), strict=True)]
+
+
 class WordTable(Protocol):
     """Words beyond the vocabulary (the pinyin lexicon): for each, the id a scorer steps with
     (its vocabulary id, or <unk>) and `extra`, log p(word | <unk>) for a word outside it."""
@@ -85,11 +99,7 @@ class Scorer(ABC, Generic[StateT]):
     def suggest(self, state: StateT, log_probs: torch.Tensor, k: int) -> list[tuple[str, float]]:
         """The k most likely next words (word, probability): the vocabulary's, never <pad>,
         <unk> or <s> (a scorer that knows words beyond the vocabulary overrides this)."""
-        first = len(SPECIALS)  # the unsuggestable ids come first: top k of the view past them
-        scores = log_probs.float().cpu()[first:]
-        values, ids = scores.topk(min(k, scores.numel()))
-        return [(self.vocab.word(i + first), p)
-                for i, p in zip(ids.tolist(), values.exp().tolist(), strict=True)]
+        return top_words(log_probs, self.vocab, k)
 
     def read(self, context: Sequence[int]) -> tuple[StateT, torch.Tensor]:
         """The state and (V,) log-probabilities after <s> and `context`, as stepping word by

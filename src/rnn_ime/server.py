@@ -46,7 +46,6 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -80,8 +79,8 @@ from .limits import (
     SERVER_MAX_LENGTH,
     SERVER_MAX_TEXT,
 )
-from .predict import Context, ContextReader, Predictor, check_k, suggestions_of
-from .user import Lesson, Profile, UserLimitError, UserStoreError
+from .predict import ContextReader, Predictor, check_k, suggestions_of
+from .user import Lesson, Profile, UserLimitError, UserStoreError, scoring
 from .user.directory import (
     NAME_PATTERN,
     ProfileBusyError,
@@ -391,11 +390,9 @@ class Engine:
     def suggest(self, text: str, k: int, user: str | None = None) -> list[dict[str, Any]]:
         read = self.reader.read(text)
         with self._using(user) as profile:
-            if profile is None:
-                scorer, (state, log_probs) = self.predictor.scorer, (read.state, read.log_probs)
-            else:
-                scorer, (state, log_probs) = profile.scorer, user_start(profile, read)
-            return [s.as_dict() for s in suggestions_of(scorer, state, log_probs, check_k(k))]
+            ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
+            return [s.as_dict() for s in suggestions_of(ranking.scorer, *ranking.start,
+                                                        check_k(k))]
 
     def complete(self, text: str, beam: int, length: int, user: str | None = None
                  ) -> list[dict[str, Any]]:
@@ -403,11 +400,8 @@ class Engine:
         vocab = self.predictor.vocab
         out = []
         with self._using(user) as profile:
-            if profile is None:
-                scorer, start = self.predictor.scorer, (read.state, read.log_probs)
-            else:
-                scorer, start = profile.scorer, user_start(profile, read)
-            found = beam_search(scorer, read.ids, beam, length, start=start)
+            ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
+            found = beam_search(ranking.scorer, read.ids, beam, length, start=ranking.start)
         for one in found:
             words = [vocab.word(i) for i in one.word_ids]
             out.append({"words": words, "text": "".join(words),
@@ -421,13 +415,9 @@ class Engine:
         letters, _ = split_mark(typed)
         read = self.reader.read(context)
         with self._using(user) as profile:
-            if profile is None:
-                found = decode(self.predictor.scorer, letters, read.ids, settings, self.lexicon,
-                               start=(read.state, read.log_probs))
-            else:
-                found = decode(profile.scorer, letters, read.ids, settings,
-                               profile.lexicon(self.base_lexicon()),
-                               start=user_start(profile, read))
+            ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
+            found = decode(ranking.scorer, letters, read.ids, settings, ranking.lexicon,
+                           start=ranking.start)
         answer = found.as_dict(limit=k)
         commit = commit_of(found, typed)
         if commit is not None:
@@ -471,11 +461,6 @@ class Engine:
         found.pop("file", None)  # never a local path
         return {"user": user, "exists": profile is not None, **found,
                 "max_words": config.max_words, "learn": config.learn}
-
-
-def user_start(profile: Profile, read: Context) -> tuple[Any, torch.Tensor]:
-    """The profile's (state, log_probs) after a context the shared cache has read."""
-    return profile.start_after(read.state, read.log_probs, read.last_word)
 
 
 def lesson_answer(user: str, lesson: Lesson | None, done: str = "learned") -> dict[str, Any]:

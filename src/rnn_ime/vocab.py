@@ -9,6 +9,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,8 @@ class Vocab:
     def __contains__(self, word: str) -> bool:
         return word in self._index  # type: ignore[attr-defined]
 
-    @property
-    def sha256(self) -> str:
+    @cached_property
+    def sha256(self) -> str:  # once per vocabulary: the decoder and the lexicon ask per keystroke
         return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()
 
     def to_text(self) -> str:

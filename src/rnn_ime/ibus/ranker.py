@@ -17,8 +17,7 @@ from ..ime import (
     open_lexicon,
 )
 from ..predict import ContextReader, Predictor, check_k, suggestions_of
-from ..scoring import Scorer
-from ..user import Profile
+from ..user import Profile, Scoring, scoring
 
 
 class ModelRanker:
@@ -36,21 +35,19 @@ class ModelRanker:
         self.beam = beam
         self.reader = ContextReader(predictor, context_cache)
 
-    def _scoring(self, context: str) -> tuple[Scorer, Lexicon | None, list[int], tuple]:
+    def _scoring(self, context: str) -> tuple[Scoring, list[int]]:
         read = self.reader.read(context)
-        if self.profile is None:
-            return self.predictor.scorer, self.lexicon, read.ids, (read.state, read.log_probs)
-        self.profile.refresh()
-        lexicon = self.profile.lexicon(self.lexicon or open_lexicon(self.predictor.vocab))
-        return (self.profile.scorer, lexicon, read.ids,
-                self.profile.start_after(read.state, read.log_probs, read.last_word))
+        if self.profile is not None:
+            self.profile.refresh()
+        lexicon = self.lexicon or open_lexicon(self.predictor.vocab)
+        return scoring(self.profile, self.predictor.scorer, lexicon, read), read.ids
 
     def decode(self, letters: str, context: str, k: int) -> Decoding:
-        scorer, lexicon, ids, start = self._scoring(context)
-        return decode(scorer, letters, ids,
-                      DecoderSettings(k=k, beam=self.beam, fuzzy=self.fuzzy), lexicon,
-                      start=start)
+        ranking, ids = self._scoring(context)
+        return decode(ranking.scorer, letters, ids,
+                      DecoderSettings(k=k, beam=self.beam, fuzzy=self.fuzzy), ranking.lexicon,
+                      start=ranking.start)
 
     def suggest(self, context: str, k: int) -> list[str]:
-        scorer, _, _, (state, log_probs) = self._scoring(context)
-        return [s.word for s in suggestions_of(scorer, state, log_probs, check_k(k))]
+        ranking, _ = self._scoring(context)
+        return [s.word for s in suggestions_of(ranking.scorer, *ranking.start, check_k(k))]

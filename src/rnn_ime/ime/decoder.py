@@ -85,19 +85,7 @@ def _unigram(vocab: Vocab) -> np.ndarray:
     return np.log(counts / counts.sum())
 
 
-class _WordScores:
-    """log p(word | history) of lexicon words from a scorer's next-word log-probabilities."""
-
-    def __init__(self, lexicon: Lexicon) -> None:
-        self.step_id, self.extra = lexicon.step_id, lexicon.extra
-
-    def __call__(self, log_probs: np.ndarray, words: np.ndarray) -> np.ndarray:
-        if words[0] < 0:
-            return np.zeros(1)
-        return log_probs[self.step_id[words]] + self.extra[words]
-
-
-def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, scores: _WordScores,
+def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, lexicon: Lexicon,
                n: int, literal: float) -> np.ndarray:
     """best[s]: the best unigram score from s to the end (an optimistic guess of the rest)."""
     best = np.full(n + 1, -math.inf)
@@ -105,7 +93,8 @@ def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, scores: _WordSco
     for s in range(n - 1, -1, -1):
         for edges in lattice[s]:
             word = -literal if edges.literal else \
-                float(np.max(scores(unigram, edges.words) - edges.penalty))
+                float(np.max(unigram[lexicon.step_id[edges.words]]
+                             + lexicon.extra[edges.words] - edges.penalty))
             best[s] = max(best[s], word + best[edges.end])
     return best
 
@@ -146,8 +135,8 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
 def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
             root_lp: np.ndarray, lexicon: Lexicon, settings: DecoderSettings
             ) -> tuple[list[_Hyp], int] | None:
-    scores = _WordScores(lexicon)
-    estimate = _estimates(lattice, _unigram(scorer.vocab), scores, n, settings.penalties.literal)
+    estimate = _estimates(lattice, _unigram(scorer.vocab), lexicon, n,
+                          settings.penalties.literal)
     beam, width = settings.beam, max(settings.beam, settings.k)
     root = _Hyp(0.0, 0.0, (), "", None, state, root_lp)
     at: dict[int, list[_Hyp]] = defaultdict(list)

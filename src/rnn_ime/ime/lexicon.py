@@ -393,7 +393,7 @@ class Lexicon:
         # look-ups share this lexicon's tables (a server keeps one such lexicon per profile)
         made_lexicon.__dict__["position"] = ChainMap(
             {w: start + i for i, (w, _) in enumerate(new)}, self.position)
-        made_lexicon.__dict__["prefixes"] = _Either(self.prefixes, entries.prefixes)
+        made_lexicon.__dict__["prefixes"] = Either(self.prefixes, entries.prefixes)
         return made_lexicon
 
 
@@ -401,7 +401,7 @@ UNLISTED_SHARE_LOG = float(np.log(0.01))
 
 
 @dataclass(frozen=True)
-class _Either:
+class Either:
     """Membership in either of two sets, without building their union."""
     first: Container[str]
     second: Container[str]

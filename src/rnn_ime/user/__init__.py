@@ -6,9 +6,9 @@
 """
 
 from .model import Lesson, UserLimitError, UserModel
-from .profile import LearnOptions, Profile
+from .profile import LearnOptions, Profile, Scoring, scoring
 from .scorer import UserScorer
 from .store import UserStore, UserStoreError, default_path
 
-__all__ = ["LearnOptions", "Lesson", "Profile", "UserLimitError", "UserModel", "UserScorer",
-           "UserStore", "UserStoreError", "default_path"]
+__all__ = ["LearnOptions", "Lesson", "Profile", "Scoring", "UserLimitError", "UserModel",
+           "UserScorer", "UserStore", "UserStoreError", "default_path", "scoring"]

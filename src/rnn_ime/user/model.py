@@ -85,6 +85,7 @@ class Counts:
     following: dict[str, float] = field(default_factory=dict)  # Σ over the bigrams of prev
     made: dict[str, str] = field(default_factory=dict)  # word → reading
     version: int = 0  # changes with every update (callers cache on it)
+    made_version: int = 0  # changes when `made` does (the lexicon of made words is cached on it)
 
     def unit(self, at: float) -> float:
         """The internal weight of one occurrence at clock `at`."""
@@ -103,8 +104,9 @@ class Counts:
         self.total *= scale
         self.epoch = self.clock
 
-    def add(self, word: str, at: float, sign: float = 1.0) -> None:
-        weight = sign * self.unit(at)
+    def add(self, word: str, at: float, times: float = 1.0) -> None:
+        """`times` occurrences at clock `at` (negative: taken back)."""
+        weight = times * self.unit(at)
         value = self.unigram.get(word, 0.0) + weight
         if value <= 1e-9 * self.unit(self.clock):
             self.unigram.pop(word, None)
@@ -113,8 +115,8 @@ class Counts:
         self.total = max(0.0, self.total + weight)
         self.version += 1
 
-    def add_bigram(self, prev: str, word: str, at: float, sign: float = 1.0) -> None:
-        weight = sign * self.unit(at)
+    def add_bigram(self, prev: str, word: str, at: float, times: float = 1.0) -> None:
+        weight = times * self.unit(at)
         row = self.bigram[prev]
         value = row.get(word, 0.0) + weight
         if value <= 1e-9 * self.unit(self.clock):
@@ -216,6 +218,7 @@ class UserModel:
                 counts.bigram[prev][word] = value
                 counts.following[prev] = counts.following.get(prev, 0.0) + value
         counts.version = self.counts.version + 1
+        counts.made_version = self.counts.made_version + 1
         self.counts = counts
         self._seen_version = self.store.data_version()
 
@@ -252,6 +255,7 @@ class UserModel:
             if new:
                 counts.made.update(dict(new))
                 counts.version += 1
+                counts.made_version += 1
             return _Change(Lesson(tuple(taught_words), tuple(taught_bigrams), new), record=True)
 
         return self._persist(change).lesson
@@ -272,6 +276,7 @@ class UserModel:
             new = tuple((w, r) for w, r in made if w not in counts.made)
             counts.made.update(dict(new))
             counts.version += 1
+            counts.made_version += bool(new)
             touched = tuple((w, counts.clock) for w, _ in items)
             return _Change(Lesson(touched, (), new), record=False)
 
@@ -290,9 +295,8 @@ class UserModel:
                 last = newest if newest is not None and newest[0] == mine else None
             if last is None:
                 return None
-            commit_id, _, lesson_data = last
-            lesson = lesson_data if isinstance(lesson_data, Lesson) else Lesson.from_json(
-                json.dumps(lesson_data))
+            commit_id, _, stored = last
+            lesson = stored if isinstance(stored, Lesson) else Lesson.from_json(stored)
             counts = self.counts
             for word, at in lesson.words:
                 counts.add(word, at, -1.0)
@@ -301,6 +305,7 @@ class UserModel:
             for word, _ in lesson.made:
                 counts.made.pop(word, None)
             counts.version += 1
+            counts.made_version += bool(lesson.made)
             if lesson.words:  # the clock as it was before the commit (it was the last one)
                 counts.clock = max(counts.epoch, min(at for _, at in lesson.words) - 1.0)
             return _Change(lesson, record=False, drop_commit=commit_id)
@@ -324,7 +329,7 @@ class UserModel:
             known = word in counts.unigram or word in counts.made or word in counts.bigram
             value = counts.unigram.pop(word, 0.0)
             counts.total = max(0.0, counts.total - value)
-            counts.made.pop(word, None)
+            counts.made_version += counts.made.pop(word, None) is not None
             counts.bigram.pop(word, None)
             counts.following.pop(word, None)
             for prev in list(counts.bigram):
@@ -342,8 +347,7 @@ class UserModel:
                  (json.dumps(word, ensure_ascii=False),))))
 
         self._persist(change)
-        if self._last is not None and word in json.dumps(self._last[2].words,
-                                                         ensure_ascii=False):
+        if self._last is not None and any(w == word for w, _ in self._last[2].words):
             self._last = None
         return known
 
@@ -441,8 +445,7 @@ class UserModel:
                 out.append(f"{word}\t0\t{reading}")
         return out
 
-    def import_lines(self, lines: Sequence[str], log: Callable[[str], None] | None = None
-                     ) -> tuple[int, int]:
+    def import_lines(self, lines: Sequence[str]) -> tuple[int, int]:
         """Words from `export` lines (`word<TAB>count[<TAB>reading]`) or `word [count]` lines,
         each count added as it is: (imported, skipped)."""
         imported = skipped = 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, Lexicon, word_readings
+from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, Either, Lexicon, word_readings
 from ..scoring import Scorer
 from ..text import get_tokenizer
 from ..vocab import UNK_ID, Vocab
@@ -36,7 +36,7 @@ class Profile:
         self.model, self.options = model, options
         self.vocab: Vocab = base.vocab
         self.scorer: Scorer = UserScorer(base, model) if options.use else base
-        self._lexicon: tuple[tuple[int, frozenset], Lexicon] | None = None
+        self._lexicon: tuple[Lexicon, int, Lexicon] | None = None
         self.tokenizer = get_tokenizer()
 
     @classmethod
@@ -50,18 +50,18 @@ class Profile:
 
     def lexicon(self, base: Lexicon) -> Lexicon:
         """`base` with the words the user made (typable at once)."""
-        # keyed on the words themselves, not their number: forget one and make another
-        key = (id(base), frozenset(self.model.counts.made.items()))
-        if self._lexicon is None or self._lexicon[0] != key:
-            self._lexicon = (key, base.with_words(self.model.counts.made))
-        return self._lexicon[1]
+        counts = self.model.counts
+        cached = self._lexicon
+        if cached is None or cached[0] is not base or cached[1] != counts.made_version:
+            cached = self._lexicon = (base, counts.made_version, base.with_words(counts.made))
+        return cached[2]
 
-    def start_after(self, state: Any, log_probs: torch.Tensor, last_word: str | None
-                    ) -> tuple[Any, torch.Tensor]:
-        """The profile scorer's (state, log_probs) after a context that the base scorer has
-        read (its state and log-probabilities, e.g. from a shared context cache) and that ends
-        in `last_word`: the base's, mixed with the user's distribution after that word. The
-        same as the profile's scorer reading the context, without stepping the base again."""
+    def start_after(self, context: Any) -> tuple[Any, torch.Tensor]:
+        """The profile scorer's (state, log_probs) after a context the base scorer has read
+        (a `predict.Context`, e.g. from a shared context cache: its state, log-probabilities and
+        last word): the base's, mixed with the user's distribution after that word. The same as
+        the profile's scorer reading the context, without stepping the base again."""
+        state, log_probs, last_word = context.state, context.log_probs, context.last_word
         if not isinstance(self.scorer, UserScorer):
             return state, log_probs
         prev = last_word if last_word and last_word.strip() else None
@@ -83,13 +83,9 @@ class Profile:
             raise UserLimitError(f"a commit of {len(text):,} characters; learn at most "
                                  f"{MAX_COMMIT_CHARS:,} at once")
         self.model.refresh()
-        listed = known.position if known is not None else {}
-
-        def is_known(word: str) -> bool:
-            return word in self.vocab or word in listed
-
+        known_words = Either(self.vocab, known.position if known is not None else {})
         made = []
-        assembled = made_from_picks(picks or [], _Known(is_known))
+        assembled = made_from_picks(picks or [], known_words)
         words = [w for w in self.tokenizer.tokenize(text) if w.strip()]
         if assembled is not None:
             made.append(assembled)
@@ -100,7 +96,7 @@ class Profile:
             # a word no dictionary lists becomes typable once it comes back: jieba's guesses
             # at unknown text (一抱, 很响 …) rarely do, names and terms do
             if HAN.fullmatch(word) and 2 <= len(word) <= MAX_WORD_SYLLABLES \
-                    and not is_known(word) and word in counts.unigram \
+                    and word not in known_words and word in counts.unigram \
                     and word not in counts.made and all(word != m for m, _ in made):
                 reading = word_readings(word, limit=1)
                 if reading:
@@ -115,8 +111,16 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class _Known:
-    test: object
+class Scoring:
+    """What to rank with after a context: a scorer, its lexicon, and its (state, log_probs)."""
+    scorer: Scorer
+    lexicon: Lexicon
+    start: tuple[Any, torch.Tensor]
 
-    def __contains__(self, word: object) -> bool:
-        return bool(self.test(word))  # type: ignore[operator]
+
+def scoring(profile: Profile | None, base: Scorer, lexicon: Lexicon, context: Any) -> Scoring:
+    """The plain model's scoring after a context the base scorer has read (a
+    `predict.Context`), or, with a profile, the user's on top of it."""
+    if profile is None:
+        return Scoring(base, lexicon, (context.state, context.log_probs))
+    return Scoring(profile.scorer, profile.lexicon(lexicon), profile.start_after(context))

@@ -35,17 +35,6 @@ class UserState:
     prev: str | None  # the previous word, when it is a vocabulary word
 
 
-@dataclass
-class _Tables:
-    """The user's counts laid out for vector arithmetic (rebuilt when the counts change)."""
-    version: int
-    ids: np.ndarray  # vocabulary ids of the user's vocabulary words
-    position: dict[str, int]  # such a word → its index in ids
-    unigram: np.ndarray  # their internal counts
-    outside: float  # internal count of the user's words outside the vocabulary
-    dense: torch.Tensor  # (V,) p_uni over the vocabulary, <unk> holding the words outside it
-
-
 class UserScorer(Scorer[UserState]):
     def __init__(self, base: Scorer, model: UserModel, weight: float = WEIGHT,
                  prior: float = PRIOR, bigram_prior: float = BIGRAM_PRIOR) -> None:
@@ -53,7 +42,7 @@ class UserScorer(Scorer[UserState]):
         self.weight, self.prior, self.bigram_prior = weight, prior, bigram_prior
         self.vocab = base.vocab
         self.name = f"{base.name}+user"
-        self._tables: _Tables | None = None
+        self._dense: tuple[int, torch.Tensor] | None = None
         self._lexicon_cache: tuple[WordTable, int, np.ndarray] | None = None
         self._outside: tuple[int, list[str]] | None = None
         self._log_unigram: tuple[tuple[int, float], torch.Tensor] | None = None
@@ -62,23 +51,19 @@ class UserScorer(Scorer[UserState]):
         typed = self.model.counts.words_typed()
         return self.weight * typed / (typed + self.prior) if typed > 0 else 0.0
 
-    def tables(self) -> _Tables:
+    def _unigram(self) -> torch.Tensor:
+        """(V,) p_uni over the vocabulary, <unk> holding the user's words outside it (rebuilt
+        when the counts change)."""
         counts = self.model.counts
-        if self._tables is None or self._tables.version != counts.version:
-            inside = [(self.vocab.id(w), w, v) for w, v in counts.unigram.items()
-                      if w in self.vocab and self.vocab.id(w) >= len(SPECIALS)]
-            outside = sum(v for w, v in counts.unigram.items()
-                          if w not in self.vocab or self.vocab.id(w) < len(SPECIALS))
-            ids = np.asarray([i for i, _, _ in inside], dtype=np.int64)
-            values = np.asarray([v for _, _, v in inside], dtype=np.float64)
+        if self._dense is None or self._dense[0] != counts.version:
             dense = np.zeros(len(self.vocab))
             if counts.total > 0:
-                dense[ids] = values / counts.total
-                dense[UNK_ID] = outside / counts.total
-            self._tables = _Tables(counts.version, ids,
-                                   {w: k for k, (_, w, _) in enumerate(inside)}, values,
-                                   float(outside), torch.from_numpy(dense).float())
-        return self._tables
+                for word, value in counts.unigram.items():
+                    word_id = self.vocab.id(word)
+                    dense[word_id if word_id >= len(SPECIALS) else UNK_ID] += value
+                dense /= counts.total
+            self._dense = (counts.version, torch.from_numpy(dense).float())
+        return self._dense[1]
 
     # ------------------------------------------------------------ the Scorer interface
     def start(self) -> UserState:
@@ -129,14 +114,13 @@ class UserScorer(Scorer[UserState]):
 
     def _dense_user(self, prev: str | None) -> torch.Tensor:
         """p_user(· | prev) over the vocabulary ((V,), the words outside it at <unk>)."""
-        tables = self.tables()
         counts = self.model.counts
         row = counts.bigram.get(prev) if prev is not None else None
         if not row:
-            return tables.dense
+            return self._unigram()
         prior = self.bigram_prior * counts.unit(counts.clock)
         denominator = counts.following[prev] + prior
-        out = tables.dense * (prior / denominator)
+        out = self._unigram() * (prior / denominator)
         for word, value in row.items():
             word_id = self.vocab.id(word)
             out[word_id if word_id >= len(SPECIALS) else UNK_ID] += value / denominator

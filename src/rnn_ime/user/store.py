@@ -14,7 +14,6 @@ writes through `PRAGMA data_version`.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -138,10 +137,11 @@ class UserStore:
     def bigrams(self) -> list[tuple[str, str, float, float]]:
         return self.db.execute("SELECT prev, word, count, seen FROM bigrams").fetchall()
 
-    def last_commit(self) -> tuple[int, float, dict] | None:
+    def last_commit(self) -> tuple[int, float, str] | None:
+        """(id, clock, the lesson's JSON) of the newest commit."""
         row = self.db.execute("SELECT id, clock, lesson FROM commits ORDER BY id DESC LIMIT 1"
                               ).fetchone()
-        return (row[0], row[1], json.loads(row[2])) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     def close(self) -> None:
         self.db.close()
