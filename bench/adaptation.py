@@ -4,17 +4,22 @@ passage, committing each; how well does the model then predict the rest of that 
 A model trained on the reviews alone (`prepare --corpus embedded:reviews`, then `train`) meets
 People's Daily news. The news documents of one split (test by default; `--split valid` to
 choose settings) are joined into a user's text of 2 × `--words` words: the first half is
-typed, the second half is measured after 0, 250, 500 … words typed, beside the same model that
-learns nothing, in one run:
+typed, the second half is measured after 0, 250, 500 … words typed (learning paused while it
+is measured), and once more with learning going on through it (each passage learned once it
+is measured, as the product does while the user types), beside the same model that learns
+nothing, in one run. Each long document of the source (`--min-words`, `--documents`) is also
+taken as a text of its own, with a new profile each. Measured:
 
 - next-word top-1 and KSR@5 over its words as strings: the words a suggestion list shows, the
   user's own words outside the vocabulary included (a word the model does not know is a miss
   unless learning made it a suggestion); a word typed in full costs its pinyin letters and a
   commit key, a picked suggestion one key;
 - pinyin sentence top-1 on its pieces of 4–12 characters, with the passage's earlier text as
-  context.
+  context;
+- what the typed half could teach: the share of the measured words and word pairs it holds.
 
-`--fit` chooses the user model's weight, prior and half-life on the valid split.
+`--fit` ranks the user model's weight, prior, half-life and β on the valid split, with learning
+on.
 
     .venv/bin/python bench/adaptation.py --model models/reviews-only
     .venv/bin/python bench/adaptation.py --model models/reviews-only --split valid --fit
@@ -28,6 +33,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -72,8 +78,59 @@ def user_text(args: argparse.Namespace, tokenizer) -> tuple[list[str], list[str]
     return typed, measured
 
 
-def measured_words(passages: list[str], predictor: Predictor) -> list[list[str]]:
-    return [[w for w in predictor.tokenizer.tokenize(p) if w.strip()] for p in passages]
+@dataclass
+class Text:
+    """The measured half of a user's text: its passages, their words, and the pinyin pieces
+    measured in each (text, letters, context ids)."""
+    passages: list[str]
+    words: list[list[str]]
+    pieces: list[list[tuple[str, str, list[int]]]]
+
+    @property
+    def word_count(self) -> int:
+        return sum(map(len, self.words))
+
+    @property
+    def piece_count(self) -> int:
+        return sum(map(len, self.pieces))
+
+
+def measured_text(passages: list[str], predictor: Predictor, count: int, seed: int) -> Text:
+    """The passages with up to `count` of their pinyin pieces (4–12 characters, seeded)."""
+    words = [[w for w in predictor.tokenizer.tokenize(p) if w.strip()] for p in passages]
+    found = []
+    for index, passage in enumerate(passages):
+        pieces, _ = passage_pieces(passage)
+        for offset, text in pieces:
+            syllables = syllables_of(text)
+            if syllables:
+                found.append((index, (text, "".join(syllables),
+                                      predictor.encode(passage[:offset])[1])))
+    random.Random(seed).shuffle(found)
+    chosen: list[list[tuple[str, str, list[int]]]] = [[] for _ in passages]
+    for index, item in found[:count]:
+        chosen[index].append(item)
+    return Text(passages, words, chosen)
+
+
+def pairs_of(words: list[str]) -> list[tuple[str, str]]:
+    return list(zip(["<s>", *words[:-1]], words, strict=True))
+
+
+def overlap(typed: list[str], text: Text, predictor: Predictor) -> dict:
+    """How much of the measured half the typed half could teach: the share of its words seen
+    in the typed half, of its (previous word, word) pairs seen there, and of its words outside
+    the model's vocabulary (all, and seen)."""
+    typed_words = [[w for w in predictor.tokenizer.tokenize(p) if w.strip()] for p in typed]
+    words = {w for passage in typed_words for w in passage}
+    pairs = {pair for passage in typed_words for pair in pairs_of(passage)}
+    total = max(1, text.word_count)
+    measured = [pair for passage in text.words for pair in pairs_of(passage)]
+    outside = [w for _, w in measured if w not in predictor.vocab]
+    return {"words_seen": sum(w in words for _, w in measured) / total,
+            "pairs_seen": sum(pair in pairs for pair in measured) / total,
+            "outside_vocabulary": len(outside) / total,
+            "outside_vocabulary_seen": sum(w in words for w in outside) / total}
 
 
 @cache
@@ -81,86 +138,160 @@ def full_cost(word: str) -> int:
     return typing_keystrokes(word) + COMMIT_KEYS
 
 
-def next_words(scorer, passages: list[list[str]]) -> dict:
-    """Top-1 and KSR@5 of the suggestions (strings) before each word of each passage."""
-    top1 = top5 = words = 0
-    keys = typed = 0.0
-    for passage in passages:
+@dataclass
+class Tally:
+    """Running sums over measured passages (several texts add into one)."""
+    top1: int = 0
+    words: int = 0
+    keys: float = 0.0
+    typed: float = 0.0
+    pinyin_right: int = 0
+    pieces: int = 0
+
+    def add_words(self, scorer, words: list[str]) -> None:
+        """Top-1 and KSR@5 of the suggestions (strings) before each word of one passage: a
+        word typed in full costs its pinyin and a commit key, a picked suggestion one key."""
         state, log_probs = scorer.step(scorer.start(), BOS_ID)
-        for word in passage:
+        for word in words:
             shown = [w for w, _ in scorer.suggest(state, log_probs, 5)]
             cost = full_cost(word)
-            top1 += shown[:1] == [word]
-            top5 += word in shown
-            keys += cost
-            typed += SELECT_KEYS if word in shown else cost
-            words += 1
+            self.top1 += shown[:1] == [word]
+            self.keys += cost
+            self.typed += SELECT_KEYS if word in shown else cost
+            self.words += 1
             state, log_probs = scorer.step_words([state], [word])[0]
-    return {"top1": top1 / max(1, words), "top5": top5 / max(1, words),
-            "ksr5": 1 - typed / keys if keys else 0.0, "words": words}
+
+    def add_pinyin(self, scorer, lexicon, items) -> None:
+        for text, letters, context in items:
+            found = decode(scorer, letters, context, DecoderSettings(k=1), lexicon)
+            self.pinyin_right += bool(found.phrases) and found.phrases[0].text == text
+            self.pieces += 1
+
+    def figures(self) -> dict:
+        return {"top1": self.top1 / max(1, self.words),
+                "ksr5": 1 - self.typed / self.keys if self.keys else 0.0,
+                "pinyin_top1": self.pinyin_right / max(1, self.pieces)}
 
 
-def pinyin_items(passages: list[str], predictor: Predictor, count: int, seed: int
-                 ) -> list[tuple[str, str, list[int]]]:
-    """(text, letters, context ids) of up to `count` pieces of the measured passages."""
-    found = []
-    for passage in passages:
-        pieces, _ = passage_pieces(passage)
-        for offset, text in pieces:
-            syllables = syllables_of(text)
-            if syllables:
-                found.append((text, "".join(syllables), predictor.encode(passage[:offset])[1]))
-    random.Random(seed).shuffle(found)
-    return found[:count]
+def measure(scorer, lexicon, text: Text, profile: Profile | None = None,
+            tally: Tally | None = None) -> Tally:
+    """Type the measured half passage by passage; with a profile, each passage is learned once
+    it is measured (learning goes on while the user types it), else nothing is learned."""
+    tally = tally or Tally()
+    for passage, words, items in zip(text.passages, text.words, text.pieces, strict=True):
+        tally.add_words(scorer, words)
+        tally.add_pinyin(scorer, profile.lexicon(lexicon) if profile else lexicon, items)
+        if profile is not None:
+            profile.learn(passage, known=lexicon)
+    return tally
 
 
-def pinyin_top1(scorer, lexicon, items) -> float:
-    right = 0
-    for text, letters, context in items:
-        found = decode(scorer, letters, context, DecoderSettings(k=1), lexicon)
-        right += bool(found.phrases) and found.phrases[0].text == text
-    return right / max(1, len(items))
+def new_profile(predictor, settings: dict) -> Profile:
+    profile = Profile(predictor.scorer, UserModel(None, half_life=settings["half_life"]))
+    profile.scorer = UserScorer(predictor.scorer, profile.model, settings["weight"],
+                                settings["prior"], settings["bigram_prior"])
+    return profile
 
 
-def measure(scorer, lexicon, passages: list[list[str]], items) -> dict:
-    result = next_words(scorer, passages)
-    return {"top1": result["top1"], "ksr5": result["ksr5"],
-            "pinyin_top1": pinyin_top1(scorer, lexicon, items)}
+def learn_until(profile: Profile, typed: list[str], index: int, typed_words: int, target: int,
+                lexicon) -> tuple[int, int]:
+    """Learn the typed passages from `index` until `target` words are typed."""
+    while index < len(typed) and typed_words < target:
+        lesson = profile.learn(typed[index], known=lexicon)
+        typed_words += len(lesson.words) if lesson else 0
+        index += 1
+    return index, typed_words
 
 
-def run_curve(predictor, base_lexicon, typed, split, items, weight, prior, half_life,
-              checkpoints, bigram_prior: float = BIGRAM_PRIOR) -> list[dict]:
-    """Learn the typed passages in order; measure at each checkpoint (words typed)."""
-    profile = Profile(predictor.scorer, UserModel(None, half_life=half_life))
-    profile.scorer = UserScorer(predictor.scorer, profile.model, weight, prior, bigram_prior)
+def run_curve(predictor, base_lexicon, typed, text: Text, settings: dict, checkpoints
+              ) -> tuple[list[dict], dict]:
+    """Learn the typed passages in order; measure the second half at each checkpoint (words
+    typed) with learning paused, and after the last one also with learning going on through
+    the second half (as the user goes on typing it)."""
+    profile = new_profile(predictor, settings)
     rows, typed_words, index = [], 0, 0
     for checkpoint in checkpoints:
-        while index < len(typed) and typed_words < checkpoint:
-            lesson = profile.learn(typed[index], known=base_lexicon)
-            typed_words += len(lesson.words) if lesson else 0
-            index += 1
+        index, typed_words = learn_until(profile, typed, index, typed_words, checkpoint,
+                                         base_lexicon)
+        if rows and rows[-1]["words_typed"] == typed_words:  # one passage past two checkpoints
+            continue
         started = time.perf_counter()
         row = {"words_typed": typed_words, "made_words": len(profile.model.counts.made),
-               **measure(profile.scorer, profile.lexicon(base_lexicon), split, items)}
+               **measure(profile.scorer, profile.lexicon(base_lexicon), text).figures()}
         row["seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(f"  {typed_words:>6} words typed: top-1 {row['top1']:.1%}  KSR@5 "
               f"{row['ksr5']:.1%}  pinyin {row['pinyin_top1']:.1%}", file=sys.stderr,
               flush=True)
-    return rows
+    going = measure(profile.scorer, base_lexicon, text, profile).figures()
+    print(f"  learning on through the second half: top-1 {going['top1']:.1%}  KSR@5 "
+          f"{going['ksr5']:.1%}  pinyin {going['pinyin_top1']:.1%}", file=sys.stderr,
+          flush=True)
+    return rows, going
 
 
-def fit(args, predictor, lexicon, typed, split, items) -> list[dict]:
-    """Every weight × prior × half-life, after the whole first half: the sum of the three
-    figures ranks them."""
+def long_documents(args: argparse.Namespace, predictor: Predictor) -> list[tuple[list[str], Text]]:
+    """Each document of the source with at least 2 × `--min-words` words and more than one
+    passage is one text, cut at its middle passage; up to `--documents` of them (seeded
+    order)."""
+    corpus = split_corpus(PrepareConfig(corpus=args.corpus, seed=0, progress=False),
+                          lambda *_: None)
+    documents = [d for d in corpus.split(args.split) if d.source == args.source]
+    random.Random(args.seed).shuffle(documents)
+    texts = []
+    for document in documents:
+        lengths = [len([w for w in predictor.tokenizer.tokenize(p) if w.strip()])
+                   for p in document.passages]
+        if sum(lengths) < 2 * args.min_words:
+            continue
+        half, count, cut = sum(lengths) / 2, 0, 0
+        while count < half:
+            count += lengths[cut]
+            cut += 1
+        if cut == len(lengths):  # one long passage: no second half to measure
+            continue
+        texts.append((document.passages[:cut],
+                      measured_text(document.passages[cut:], predictor, args.pieces,
+                                    args.seed)))
+        if len(texts) == args.documents:
+            break
+    return texts
+
+
+def run_documents(args, predictor, lexicon, settings: dict) -> dict | None:
+    """Each long document a text of its own, with a new profile: its first half typed, its
+    second half measured without learning, after learning the first half, and with learning
+    going on; the figures pool every document's second half."""
+    texts = long_documents(args, predictor)
+    if not texts:
+        print(f"no {args.source} document of {2 * args.min_words} words or more: no "
+              "one-document texts", file=sys.stderr)
+        return None
+    without, learned, going = Tally(), Tally(), Tally()
+    for typed, text in texts:
+        measure(predictor.scorer, lexicon, text, tally=without)
+        profile = new_profile(predictor, settings)
+        learn_until(profile, typed, 0, 0, 10 ** 9, lexicon)
+        measure(profile.scorer, profile.lexicon(lexicon), text, tally=learned)
+        measure(profile.scorer, lexicon, text, profile, tally=going)
+    return {"documents": len(texts), "measured_words": without.words,
+            "pinyin_pieces": without.pieces, "without_learning": without.figures(),
+            "first_half_learned": learned.figures(), "learning_on": going.figures()}
+
+
+def fit(args, predictor, lexicon, typed, text: Text) -> list[dict]:
+    """Every weight × prior × half-life × β, after the whole first half and with learning going
+    on through the second (what the product does): the sum of the three figures ranks them."""
     rows = []
     for weight, prior, half_life, beta in itertools.product(
             args.weights, args.priors, args.half_lives, args.bigram_priors):
-        final = run_curve(predictor, lexicon, typed, split, items, weight, prior, half_life,
-                          (args.words,), beta)[-1]
-        rows.append({"weight": weight, "prior": prior, "half_life": half_life,
-                     "bigram_prior": beta, **final,
-                     "score": final["top1"] + final["ksr5"] + final["pinyin_top1"]})
+        settings = {"weight": weight, "prior": prior, "half_life": half_life,
+                    "bigram_prior": beta}
+        curve, going = run_curve(predictor, lexicon, typed, text, settings, (args.words,))
+        rows.append({**settings, **going, "paused_top1": curve[-1]["top1"],
+                     "paused_ksr5": curve[-1]["ksr5"],
+                     "paused_pinyin_top1": curve[-1]["pinyin_top1"],
+                     "score": going["top1"] + going["ksr5"] + going["pinyin_top1"]})
     rows.sort(key=lambda r: -r["score"])
     return rows
 
@@ -180,6 +311,8 @@ def plot(result: dict, path: Path) -> None:
                                 strict=True):
         axis.plot(x, [r[key] for r in curve], marker="o", label="learning")
         axis.axhline(base[key], color="grey", linestyle="--", label="without learning")
+        axis.plot([x[-1]], [result["learning_on"][key]], marker="*", markersize=12,
+                  linestyle="none", label="learning on through the second half")
         axis.set_title(title)
         axis.set_xlabel("words typed (first half)")
         axis.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -190,6 +323,19 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def ratio_line(base: dict, other: dict) -> str:
+    def times(key: str) -> str:
+        return f"×{other[key] / base[key]:.2f}" if base[key] else "–"
+
+    return (f"next-word top-1 {times('top1')}, KSR@5 {times('ksr5')}, pinyin "
+            f"{(other['pinyin_top1'] - base['pinyin_top1']) * 100:+.1f} points")
+
+
+def figures_row(label: str, figures: dict, extra: str = "") -> str:
+    return (f"| {label} | {figures['top1']:.1%} | {figures['ksr5']:.1%} | "
+            f"{figures['pinyin_top1']:.1%} |{extra}")
+
+
 def markdown(result: dict) -> str:
     base = result["without_learning"]
     lines = [f"`{result['model']}` (never saw {result['source']}) typing "
@@ -197,18 +343,38 @@ def markdown(result: dict) -> str:
              f"split, measured on the next {result['measured_words']:,} words "
              f"({result['pinyin_pieces']} pinyin pieces, with context). User model: weight "
              f"{result['weight']}, prior {result['prior']:g} words, half-life "
-             f"{result['half_life']:g} words.", "",
+             f"{result['half_life']:g} words, β {result['bigram_prior']:g}.", "",
              "| words typed | next-word top-1 | KSR@5 | pinyin sentence top-1 | new words |",
              "|---|---|---|---|---|",
-             f"| without learning | {base['top1']:.1%} | {base['ksr5']:.1%} | "
-             f"{base['pinyin_top1']:.1%} | – |"]
+             figures_row("without learning", base, " – |")]
     for r in result["curve"]:
-        lines.append(f"| {r['words_typed']:,} | {r['top1']:.1%} | {r['ksr5']:.1%} | "
-                     f"{r['pinyin_top1']:.1%} | {r['made_words']} |")
+        lines.append(figures_row(f"{r['words_typed']:,}, then paused", r,
+                                 f" {r['made_words']} |"))
+    going = result["learning_on"]
+    lines.append(figures_row(f"{result['words']:,}, learning on through the second half",
+                             going, " – |"))
     last = result["curve"][-1]
-    lines += ["", f"After the first half: next-word top-1 ×{last['top1'] / base['top1']:.2f}, "
-              f"KSR@5 ×{last['ksr5'] / base['ksr5']:.2f}, pinyin "
-              f"{(last['pinyin_top1'] - base['pinyin_top1']) * 100:+.1f} points."]
+    seen = result["overlap"]
+    lines += ["", f"After the first half, learning paused: {ratio_line(base, last)}; learning "
+              f"on as the user goes on typing: {ratio_line(base, going)}.", "",
+              f"What the typed half could teach: {seen['words_seen']:.1%} of the measured "
+              f"words occur in it, {seen['pairs_seen']:.1%} of the (previous word, word) "
+              f"pairs; {seen['outside_vocabulary']:.1%} of the measured words are outside the "
+              f"model's vocabulary, {seen['outside_vocabulary_seen']:.1%} of them (as a share "
+              "of all measured words) typed in the first half."]
+    documents = result.get("documents")
+    if documents:
+        lines += ["", f"One document as the text ({documents['documents']} documents of "
+                  f"{2 * result['min_words']:,} words or more, each with a new profile; "
+                  f"{documents['measured_words']:,} words and {documents['pinyin_pieces']} "
+                  "pinyin pieces measured in their second halves):", "",
+                  "| | next-word top-1 | KSR@5 | pinyin sentence top-1 |", "|---|---|---|---|",
+                  figures_row("without learning", documents["without_learning"]),
+                  figures_row("first half learned, then paused",
+                              documents["first_half_learned"]),
+                  figures_row("learning on through the second half", documents["learning_on"]),
+                  "", "Learning on: " + ratio_line(documents["without_learning"],
+                                                   documents["learning_on"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -227,34 +393,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--priors", type=float, nargs="+", default=[50.0, 200.0, 1000.0])
     parser.add_argument("--half-lives", type=float, nargs="+", default=[2000.0, 20000.0])
     parser.add_argument("--bigram-priors", type=float, nargs="+", default=[BIGRAM_PRIOR])
+    parser.add_argument("--documents", type=int, default=40,
+                        help="also: up to this many long documents, each a text (0: none)")
+    parser.add_argument("--min-words", type=int, default=300,
+                        help="a document text has at least twice this many words")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     predictor = Predictor.from_dir(args.model)
     lexicon = open_lexicon(predictor.vocab)
     typed, measured = user_text(args, predictor.tokenizer)
-    split = measured_words(measured, predictor)
-    items = pinyin_items(measured, predictor, args.pieces, args.seed)
+    text = measured_text(measured, predictor, args.pieces, args.seed)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.fit:
-        rows = fit(args, predictor, lexicon, typed, split, items)
+        rows = fit(args, predictor, lexicon, typed, text)
         print_table(rows, [("weight", "weight", "g"), ("prior", "prior", "g"),
                            ("half_life", "half-life", "g"), ("bigram_prior", "β", "g"),
-                           ("top1", "top-1", ".1%"),
-                           ("ksr5", "KSR@5", ".1%"), ("pinyin_top1", "pinyin", ".1%")])
+                           ("top1", "top-1", ".1%"), ("ksr5", "KSR@5", ".1%"),
+                           ("pinyin_top1", "pinyin", ".1%"),
+                           ("paused_top1", "paused: top-1", ".1%"),
+                           ("paused_ksr5", "KSR@5", ".1%"),
+                           ("paused_pinyin_top1", "pinyin", ".1%")])
         (OUT / "adaptation_fit.json").write_text(json.dumps(
             {"split": args.split, "rows": rows, "machine": machine()}, indent=2) + "\n")
         return
-    base = measure(predictor.scorer, lexicon, split, items)
-    curve = run_curve(predictor, lexicon, typed, split, items, WEIGHT, PRIOR, HALF_LIFE,
-                      sorted({*(c for c in CHECKPOINTS if c <= args.words), args.words}))
+    settings = {"weight": WEIGHT, "prior": PRIOR, "half_life": HALF_LIFE,
+                "bigram_prior": BIGRAM_PRIOR}
+    base = measure(predictor.scorer, lexicon, text).figures()
+    curve, going = run_curve(predictor, lexicon, typed, text, settings,
+                             sorted({*(c for c in CHECKPOINTS if c <= args.words), args.words}))
     result = {"model": args.model, "source": args.source, "split": args.split,
-              "words": curve[-1]["words_typed"], "measured_words": sum(map(len, split)),
-              "pinyin_pieces": len(items),
-              "weight": WEIGHT, "prior": PRIOR, "half_life": HALF_LIFE,
-              "without_learning": base, "curve": curve, "machine": machine()}
+              "words": curve[-1]["words_typed"], "measured_words": text.word_count,
+              "pinyin_pieces": text.piece_count, **settings, "min_words": args.min_words,
+              "overlap": overlap(typed, text, predictor),
+              "without_learning": base, "curve": curve, "learning_on": going,
+              "documents": run_documents(args, predictor, lexicon, settings)
+              if args.documents else None, "machine": machine()}
     print_table([{"words_typed": "none", **base},
-                 *({**r, "words_typed": f"{r['words_typed']:,}"} for r in curve)],
+                 *({**r, "words_typed": f"{r['words_typed']:,}"} for r in curve),
+                 {"words_typed": "learning on", **going}],
                 [("words_typed", "typed", "s"), ("top1", "top-1", ".1%"),
                  ("ksr5", "KSR@5", ".1%"), ("pinyin_top1", "pinyin", ".1%")])
     (OUT / "adaptation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False)
