@@ -158,32 +158,43 @@ class UserScorer(Scorer[UserState]):
                           words: np.ndarray) -> np.ndarray:
         out = log_probs[lexicon.step_id[words]] + lexicon.extra[words]
         weight = self.mixing_weight()
-        outside = lexicon.step_id[words] == UNK_ID
-        if weight <= 0.0 or not outside.any():
+        outside = np.flatnonzero(lexicon.step_id[words] == UNK_ID)
+        if weight <= 0.0 or not len(outside):
             return out
         out[outside] = float(np.log1p(-weight)) + state.base_unk + lexicon.extra[words[outside]]
-        mine = self._lexicon_words(lexicon)[words]
-        hit = outside & (mine >= 0)
+        user = self._lexicon_probabilities(lexicon, words[outside], state.prev)
+        hit = user > 0.0
         if hit.any():
-            counts = self.model.counts
-            names = [lexicon.words[i] for i in words[hit]]
-            user = np.asarray([counts.probability(w, state.prev, self.bigram_prior)
-                               for w in names])
-            out[hit] = np.logaddexp(out[hit], np.log(weight * user + 1e-300))
+            at = outside[hit]
+            out[at] = np.logaddexp(out[at], np.log(weight * user[hit]))
         return out
 
-    def _lexicon_words(self, lexicon: WordTable) -> np.ndarray:
-        """(W,) for each lexicon word: ≥ 0 when it is one of the user's words outside the
-        vocabulary, else -1 (cached per lexicon and version of the counts)."""
+    def _lexicon_probabilities(self, lexicon: WordTable, words: np.ndarray, prev: str | None
+                               ) -> np.ndarray:
+        """p_user(word | prev) of lexicon words outside the vocabulary (0 for the ones the user
+        never typed), vectorised: the user's unigram over the lexicon is cached per lexicon
+        and version of the counts, the bigram row of `prev` added where it has the word."""
         counts = self.model.counts
         cached = self._lexicon_cache
         if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
-            marks = np.full(len(lexicon.words), -1, dtype=np.int64)
+            unigram = np.zeros(len(lexicon.words))
             position = lexicon.position
-            for k, word in enumerate(counts.unigram):
+            for word, value in counts.unigram.items():
                 i = position.get(word)
                 if i is not None and lexicon.step_id[i] == UNK_ID:
-                    marks[i] = k
-            cached = (lexicon, counts.version, marks)
+                    unigram[i] = value / counts.total
+            cached = (lexicon, counts.version, unigram)
             self._lexicon_cache = cached
-        return cached[2]
+        found = cached[2][words]
+        row = counts.bigram.get(prev) if prev is not None else None
+        if not row:
+            return found
+        prior = self.bigram_prior * counts.unit(counts.clock)
+        denominator = counts.following[prev] + prior
+        found = found * (prior / denominator)
+        names = lexicon.words
+        for k, i in enumerate(words.tolist()):
+            value = row.get(names[i])
+            if value is not None:
+                found[k] += value / denominator
+        return found
