@@ -27,7 +27,7 @@ from rnn_ime.ime import (
     split_mark,
 )
 from rnn_ime.ime.lattice import build_lattice
-from rnn_ime.ime.lexicon import base_of, build_lexicon, word_readings
+from rnn_ime.ime.lexicon import SCRIPT_SHARES, base_of, build_lexicon, script_shares, word_readings
 from rnn_ime.ime.punctuation import mark_class
 from rnn_ime.scoring import Scorer
 from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
@@ -127,6 +127,76 @@ def test_lattice_abbreviations_and_partial_last_syllable(lexicon):
     assert (0, 5, "今天") in _edges(lexicon, "jinti")  # ti → tian, at the end only
     assert not any(w == "今天" and e == 5 for _, e, w in _edges(lexicon, "jintiqi"))
     assert (0, 5, "今天") not in _edges(lexicon, "jtian")  # no whole syllable after an initial
+
+
+def _penalties(lexicon, raw):
+    """{(start, end, word): penalty} of the lattice's edges."""
+    letters, breaks, _ = normalize(raw)
+    return {(s, e.end, lexicon.words[int(i)]): float(pen)
+            for s, group in enumerate(build_lattice(letters, breaks, lexicon))
+            for e in group if not e.literal for i, pen in zip(e.words, e.penalty, strict=True)}
+
+
+def test_a_whole_last_syllable_prefers_itself_to_longer_ones(lexicon):
+    """xian is 先 before it is the start of xiang; ti is 题 before it is the start of tian: a
+    longer syllable costs `longer`, while a last syllable typed in part costs `partial`."""
+    penalties = Penalties()
+    assert penalties.longer > penalties.partial
+    edges = _penalties(lexicon, "jinti")
+    assert edges[(3, 5, "题")] == 0.0
+    assert edges[(3, 5, "天")] == penalties.longer
+    assert _penalties(lexicon, "jintia")[(3, 6, "天")] == penalties.partial  # tia: no syllable
+
+
+def test_a_syllable_cut_short_where_a_longer_one_fits_costs_a_split(lexicon):
+    """xian read as xi'an pays `split` for xi (xian fits there); with the apostrophe it is what
+    was typed and costs nothing."""
+    split = Penalties().split
+    assert split > 0.0
+    edges = _penalties(lexicon, "xian")
+    assert edges[(0, 4, "先")] == 0.0 and edges[(0, 2, "西")] == split
+    assert edges[(0, 4, "西安")] == split
+    edges = _penalties(lexicon, "xi'an")
+    assert edges[(0, 2, "西")] == 0.0 and edges[(0, 4, "西安")] == 0.0
+
+
+def test_a_rare_reading_costs_more_than_a_common_word_is_worth(vocab):
+    """是 also reads ti (rarely): typed ti, a word whose common reading is ti comes first even
+    when the model likes 是 far more."""
+    rich = Vocab(SPECIALS + ("是", "题"), (0, 0, 0, 1000, 10))
+    lexicon = build_lexicon(rich, base_of({}, "是题"))
+
+    class Likes(Scorer[int]):
+        name = "likes"
+        vocab = rich
+
+        def start(self) -> int:
+            return 0
+
+        def step_batch(self, states, word_ids):
+            table = torch.log(torch.tensor([1e-9, 1e-9, 1e-9, 0.99, 0.01 - 3e-9],
+                                           dtype=torch.float64))
+            return [(0, table) for _ in word_ids]
+
+    assert texts(run(Likes(), "ti", lexicon))[0] == "题"
+
+
+def test_traditional_and_rare_characters_get_a_share_of_their_frequency():
+    """This is a simplified-Chinese input method: 服務 and 們 stay typable but weigh a share of
+    their frequency, a rare character (镕) a larger share; the user's own listed words keep
+    theirs; p(word | <unk>) still sums to one."""
+    traditional, rare = SCRIPT_SHARES[1], SCRIPT_SHARES[2]
+    assert list(script_shares(["服务", "服務", "我們", "镕", "蕲春"])) == [
+        1.0, traditional, traditional, rare, 1.0]
+    vocab = Vocab(SPECIALS + ("我",), (0, 0, 0, 5))
+    lexicon = build_lexicon(vocab, base_of({"服务": 100.0, "服務": 100.0, "朱镕基": 100.0}))
+    extra = {w: lexicon.extra[lexicon.position[w]] for w in ("服务", "服務", "朱镕基")}
+    assert extra["服務"] == pytest.approx(extra["服务"] + math.log(traditional))
+    assert extra["朱镕基"] == pytest.approx(extra["服务"] + math.log(rare))
+    assert np.exp(lexicon.extra[lexicon.step_id == UNK_ID]).sum() == pytest.approx(1.0)
+    made = lexicon.with_words({"鎔鑄": "rong'zhu"})
+    assert made.share[made.position["鎔鑄"]] == 1.0
+    assert np.exp(made.extra[made.step_id == UNK_ID]).sum() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("typed", ["lv", "lve", "lue", "nve", "nue"])
@@ -502,3 +572,13 @@ def test_a_small_model_types_words_it_never_saw(own_model, typed, expected):
     assert found.phrases[0].text == expected
     suggestions = [s.word for s in predictor.suggest("你好", 20)]
     assert "<unk>" not in suggestions
+
+
+def test_the_ranked_list_shows_each_text_once():
+    """巴方 read from all of `bafen` and from `baf` alone: one entry, the better-ranked one."""
+    whole = Candidate(("巴方",), 5, -9.0, -12.0)
+    start = Candidate(("巴方",), 3, -9.0, -12.0)
+    other = Candidate(("八分",), 5, -5.0, -5.0)
+    ranked = Decoding([other, whole], [start, Candidate(("八",), 2, -3.0, -3.0)]).ranked()
+    assert [c.text for c in ranked] == ["八分", "巴方", "八"]
+    assert ranked[1].letters == 5

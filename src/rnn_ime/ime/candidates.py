@@ -41,12 +41,12 @@ class Decoding:
     def ranked(self, limit: int = SHOWN) -> list[Candidate]:
         """The list a person picks from: the best whole-input phrases, then the words the
         input can start with (a pick of one leaves the rest of the letters composing); one
-        entry per text and length, `limit` at most."""
-        seen: set[tuple[str, int]] = set()
+        entry per text (its first, best-ranked reading), `limit` at most."""
+        seen: set[str] = set()
         out = []
         for c in [*self.phrases[:WHOLE_PHRASES_FIRST], *self.first_words, *self.phrases]:
-            if (c.text, c.letters) not in seen:
-                seen.add((c.text, c.letters))
+            if c.text not in seen:
+                seen.add(c.text)
                 out.append(c)
         return out[:limit]
 

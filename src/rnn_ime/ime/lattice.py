@@ -46,7 +46,9 @@ class Penalties:
     """Nats taken off a word's log-probability for each liberty the decoder takes with it."""
     abbreviation: float = 3.0  # per syllable typed as its initial only
     partial: float = 2.0  # a last syllable typed in part
-    heteronym: float = 3.0  # a reading other than the character's common one (见 as xian)
+    longer: float = 6.0  # a last syllable typed whole, read as a longer one (xian as xiang)
+    split: float = 1.0  # a syllable cut short where a longer one fits (ju'e in jue, xi'an)
+    heteronym: float = 6.0  # a reading other than the character's common one (见 as xian)
     fuzzy: float = 1.5  # per syllable read through a fuzzy-pinyin rule
     literal: float = 12.0  # a run of letters kept as typed
 
@@ -107,16 +109,18 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
     whole = typed_syllables() - _INTERJECTIONS
     out: list[list[Piece]] = [[] for _ in range(n)]
     for s in range(n):
+        longest = _longest_syllable(letters, s, breaks, whole)
         for e in range(s + 1, min(n, s + MAX_SYLLABLE) + 1):
             if any(s < b < e for b in breaks):
                 break
             typed = letters[s:e]
             if typed in whole:
                 syllable = canonical(typed)
-                out[s].append(Piece(e, initial(syllable), _ids([syllable]), 0.0, False))
+                cut = penalties.split if e < longest else 0.0
+                out[s].append(Piece(e, initial(syllable), _ids([syllable]), cut, False))
                 for variant in fuzzy_variants(typed, fuzzy):
-                    out[s].append(Piece(e, initial(variant), _ids([variant]), penalties.fuzzy,
-                                        False))
+                    out[s].append(Piece(e, initial(variant), _ids([variant]),
+                                        cut + penalties.fuzzy, False))
             if typed in initials():
                 out[s].append(Piece(e, typed, _abbreviation(typed), penalties.abbreviation, True))
                 if typed in ("z", "c", "s"):  # zg → 中国: one letter abbreviates zh/ch/sh too
@@ -128,8 +132,21 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
                 completions = _completions(typed)
                 if completions:
                     out[s].append(Piece(e, initial(completions[0]), _ids(completions),
-                                        penalties.partial, False))
+                                        penalties.longer if typed in whole
+                                        else penalties.partial, False))
     return out
+
+
+def _longest_syllable(letters: str, s: int, breaks: frozenset[int], whole: frozenset[str]
+                      ) -> int:
+    """The end of the longest whole syllable starting at s (s when none does)."""
+    longest = s
+    for e in range(s + 1, min(len(letters), s + MAX_SYLLABLE) + 1):
+        if any(s < b < e for b in breaks):
+            break
+        if letters[s:e] in whole:
+            longest = e
+    return longest
 
 
 MATCH_MEMO = 50_000  # spans remembered per lexicon: typing one more letter reuses the rest

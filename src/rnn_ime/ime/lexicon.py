@@ -19,7 +19,9 @@ initial, the start of a syllable — always has one initial, so the decoder walk
 through the keys and then keeps the entries whose syllables fit each piece.
 
 A word outside the model's vocabulary is scored as log p(<unk> | context) + log p(word | <unk>);
-`Lexicon.extra` holds the second term, from the words' frequencies (see `OOV_SMOOTHING`).
+`Lexicon.extra` holds the second term, from the words' frequencies (see `OOV_SMOOTHING`); a
+word written in traditional characters (們 國) or with a rare one gets a share of its frequency
+(`SCRIPT_SHARES`): this is a simplified-Chinese input method.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ CACHE_FORMAT = 1
 MAX_WORD_SYLLABLES = 8  # longer dictionary entries are left out (idioms are ≤ 4–8)
 MAX_READINGS = 4  # readings kept per vocabulary word outside the cached lexicon
 OOV_SMOOTHING = 1.0  # added to every out-of-vocabulary word's frequency
+# p(word | <unk>) relative to its frequency, by the characters it is written with: GB2312's
+# 6,763 (simplified Chinese in common use); a traditional form (in Big5, not in GB2312: 們 國);
+# another rare character (镕 堃). Such words stay typable, ranked lower.
+SCRIPT_SHARES = (1.0, float(np.exp(-6.0)), float(np.exp(-3.0)))
 USER_WORD_FREQUENCY = 1000  # a user's word listed without a frequency
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
@@ -329,6 +335,7 @@ class Lexicon:
     vocab_sha256: str
     skipped_user_lines: int = 0
     frequency: np.ndarray | None = None  # (W,) the counts `extra` comes from
+    share: np.ndarray | None = None  # (W,) SCRIPT_SHARES of each word's script
 
     @cached_property
     def memo(self) -> dict:
@@ -387,9 +394,13 @@ class Lexicon:
         step_id = np.concatenate([self.step_id, np.full(len(new), UNK_ID)])
         base = self.frequency if self.frequency is not None else np.zeros(len(self.words))
         frequency = np.concatenate([base, np.full(len(new), float(USER_WORD_FREQUENCY))])
+        # the user's own words are theirs, whatever their characters
+        share = np.concatenate([self.share if self.share is not None
+                                else np.ones(len(self.words)), np.ones(len(new))])
         made_lexicon = Lexicon(self.words + tuple(w for w, _ in new), step_id,
-                               oov_extra(frequency, step_id != UNK_ID), (*self.parts, entries),
-                               self.vocab_sha256, self.skipped_user_lines, frequency)
+                               oov_extra(frequency, step_id != UNK_ID, share),
+                               (*self.parts, entries), self.vocab_sha256,
+                               self.skipped_user_lines, frequency, share)
         # look-ups share this lexicon's tables (a server keeps one such lexicon per profile)
         made_lexicon.__dict__["position"] = ChainMap(
             {w: start + i for i, (w, _) in enumerate(new)}, self.position)
@@ -419,10 +430,41 @@ def skipped_note(lexicon: Lexicon) -> str | None:
             "are not `word [frequency]` (one word of Chinese characters, a positive number)")
 
 
-def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray) -> np.ndarray:
-    """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies; they sum
-    to one over those words), 0 for the vocabulary's."""
+@lru_cache(maxsize=1)
+def _script_table() -> np.ndarray:
+    """(0x110000,) int8 over code points: 0 in GB2312, 1 in Big5 only (a traditional form), 2
+    any other character."""
+    table = np.full(0x110000, 2, dtype=np.int8)
+    for encoding, value in (("big5", 1), ("gb2312", 0)):
+        for high in range(0x81, 0xFF):
+            for low in range(0x40, 0xFF):
+                try:
+                    table[ord(bytes((high, low)).decode(encoding))] = value
+                except (UnicodeDecodeError, TypeError):
+                    continue
+    return table
+
+
+def script_shares(words: Sequence[str]) -> np.ndarray:
+    """(W,) SCRIPT_SHARES of each word: of its least common character (vectorised over the
+    joined text)."""
+    shares = np.asarray(SCRIPT_SHARES)
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    if not len(words) or lengths.min() == 0:
+        table = _script_table()
+        return np.asarray([shares[max((table[ord(c)] for c in w), default=0)] for w in words])
+    codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return shares[np.maximum.reduceat(_script_table()[codes], starts)]
+
+
+def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray, share: np.ndarray | None = None
+              ) -> np.ndarray:
+    """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies times the
+    script's share; they sum to one over those words), 0 for the vocabulary's."""
     weights = np.where(in_vocab, 0.0, frequency + OOV_SMOOTHING)
+    if share is not None:
+        weights = weights * share
     total = weights.sum()
     with np.errstate(divide="ignore"):
         extra = np.log(weights / total) if total > 0 else np.full(len(weights), -np.inf)
@@ -453,20 +495,24 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     for word in vocab.words[len(SPECIALS):]:
         add(word, MAX_READINGS)
     skipped = 0
+    listed: list[int] = []
     for word_list in word_lists:
         skipped += word_list.skipped
         for word, count in word_list.words:
             index = add(word, 1)
             if index is not None:
                 frequency[index] += count
+                listed.append(index)
     step_id = np.full(len(words), UNK_ID, dtype=np.int64)
     for word_id, word in enumerate(vocab.words):
         if word_id >= len(SPECIALS) and word in position:
             step_id[position[word]] = word_id
     counts = np.asarray(frequency)
-    extra = oov_extra(counts, step_id != UNK_ID)
+    share = script_shares(words)
+    share[listed] = 1.0  # a word the user listed is theirs, whatever its characters
+    extra = oov_extra(counts, step_id != UNK_ID, share)
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
-    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts)
+    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, share)
 
 
 def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:
