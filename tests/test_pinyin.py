@@ -27,7 +27,16 @@ from rnn_ime.ime import (
     split_mark,
 )
 from rnn_ime.ime.lattice import build_lattice
-from rnn_ime.ime.lexicon import SCRIPT_SHARES, base_of, build_lexicon, script_shares, word_readings
+from rnn_ime.ime.lexicon import (
+    COMMON,
+    RARE,
+    TRADITIONAL,
+    base_of,
+    build_lexicon,
+    read_word_list,
+    script_classes,
+    word_readings,
+)
 from rnn_ime.ime.punctuation import mark_class
 from rnn_ime.scoring import Scorer
 from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
@@ -181,22 +190,23 @@ def test_a_rare_reading_costs_more_than_a_common_word_is_worth(vocab):
     assert texts(run(Likes(), "ti", lexicon))[0] == "题"
 
 
-def test_traditional_and_rare_characters_get_a_share_of_their_frequency():
-    """This is a simplified-Chinese input method: 服務 and 們 stay typable but weigh a share of
-    their frequency, a rare character (镕) a larger share; the user's own listed words keep
-    theirs; p(word | <unk>) still sums to one."""
-    traditional, rare = SCRIPT_SHARES[1], SCRIPT_SHARES[2]
-    assert list(script_shares(["服务", "服務", "我們", "镕", "蕲春"])) == [
-        1.0, traditional, traditional, rare, 1.0]
-    vocab = Vocab(SPECIALS + ("我",), (0, 0, 0, 5))
-    lexicon = build_lexicon(vocab, base_of({"服务": 100.0, "服務": 100.0, "朱镕基": 100.0}))
-    extra = {w: lexicon.extra[lexicon.position[w]] for w in ("服务", "服務", "朱镕基")}
-    assert extra["服務"] == pytest.approx(extra["服务"] + math.log(traditional))
-    assert extra["朱镕基"] == pytest.approx(extra["服务"] + math.log(rare))
-    assert np.exp(lexicon.extra[lexicon.step_id == UNK_ID]).sum() == pytest.approx(1.0)
+def test_traditional_forms_are_not_offered_and_rare_characters_cost_more(tmp_path):
+    """This is a simplified-Chinese input method: 服務 and 們 are not offered (a word the user
+    lists or makes is, whatever its characters), and a rare character (镕) costs `rare`."""
+    assert list(script_classes(["服务", "服務", "我們", "镕", "蕲春"])) == [
+        COMMON, TRADITIONAL, TRADITIONAL, RARE, COMMON]
+    vocab = Vocab(SPECIALS + ("服务", "服務"), (0, 0, 0, 5, 5))
+    lexicon = build_lexicon(vocab, base_of({"朱镕基": 100.0, "鎔鑄": 100.0}))
+    edges = _penalties(lexicon, "fuwu")
+    assert (0, 4, "服务") in edges and (0, 4, "服務") not in edges
+    assert _penalties(lexicon, "zhurongji")[(0, 9, "朱镕基")] == Penalties().rare
+    assert (0, 8, "鎔鑄") not in _penalties(lexicon, "rongzhu")
     made = lexicon.with_words({"鎔鑄": "rong'zhu"})
-    assert made.share[made.position["鎔鑄"]] == 1.0
-    assert np.exp(made.extra[made.step_id == UNK_ID]).sum() == pytest.approx(1.0)
+    assert _penalties(made, "rongzhu")[(0, 7, "鎔鑄")] == 0.0
+    words = tmp_path / "words.txt"
+    words.write_text("服務 10\n", encoding="utf-8")
+    listed = build_lexicon(vocab, base_of({}), [read_word_list(words)])
+    assert (0, 4, "服務") in _penalties(listed, "fuwu")
 
 
 @pytest.mark.parametrize("typed", ["lv", "lve", "lue", "nve", "nue"])

@@ -17,6 +17,7 @@ next position where a word starts.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -49,6 +50,8 @@ class Penalties:
     longer: float = 6.0  # a last syllable typed whole, read as a longer one (xian as xiang)
     split: float = 1.0  # a syllable cut short where a longer one fits (ju'e in jue, xi'an)
     heteronym: float = 6.0  # a reading other than the character's common one (见 as xian)
+    traditional: float = math.inf  # a word in traditional characters (們 國): not offered
+    rare: float = 3.0  # a word with a character outside GB2312's 6,763 and Big5 (镕 堃)
     fuzzy: float = 1.5  # per syllable read through a fuzzy-pinyin rule
     literal: float = 12.0  # a run of letters kept as typed
 
@@ -157,7 +160,8 @@ def _matches(lexicon: Lexicon, key: str, path: list[Piece], penalties: Penalties
     """Words whose reading has initials `key` and fits every piece of `path`: (word indices,
     heteronym penalties), memoised per lexicon."""
     memo = lexicon.memo
-    signature = (key, tuple(piece.allowed for piece in path), penalties.heteronym)
+    signature = (key, tuple(piece.allowed for piece in path), penalties.heteronym,
+                 penalties.traditional, penalties.rare)
     if signature in memo:
         return memo[signature]
     found_words, found_penalty = [], []
@@ -171,6 +175,11 @@ def _matches(lexicon: Lexicon, key: str, path: list[Piece], penalties: Penalties
             found_penalty.append(np.where(rank[keep] > 0, penalties.heteronym, 0.0))
     found = (np.concatenate(found_words), np.concatenate(found_penalty)) if found_words \
         else None
+    if found is not None and lexicon.script is not None:
+        by_script = np.asarray([0.0, penalties.traditional, penalties.rare])
+        penalty = found[1] + by_script[lexicon.script[found[0]]]
+        keep = np.isfinite(penalty)
+        found = (found[0][keep], penalty[keep]) if keep.any() else None
     if len(memo) >= MATCH_MEMO:
         memo.clear()
     memo[signature] = found

@@ -19,9 +19,9 @@ initial, the start of a syllable — always has one initial, so the decoder walk
 through the keys and then keeps the entries whose syllables fit each piece.
 
 A word outside the model's vocabulary is scored as log p(<unk> | context) + log p(word | <unk>);
-`Lexicon.extra` holds the second term, from the words' frequencies (see `OOV_SMOOTHING`); a
-word written in traditional characters (們 國) or with a rare one gets a share of its frequency
-(`SCRIPT_SHARES`): this is a simplified-Chinese input method.
+`Lexicon.extra` holds the second term, from the words' frequencies (see `OOV_SMOOTHING`).
+`Lexicon.script` says how each word is written (`script_classes`): this is a simplified-Chinese
+input method, and the decoder ranks traditional forms (們 國) and rare characters lower.
 """
 
 from __future__ import annotations
@@ -49,10 +49,8 @@ CACHE_FORMAT = 1
 MAX_WORD_SYLLABLES = 8  # longer dictionary entries are left out (idioms are ≤ 4–8)
 MAX_READINGS = 4  # readings kept per vocabulary word outside the cached lexicon
 OOV_SMOOTHING = 1.0  # added to every out-of-vocabulary word's frequency
-# p(word | <unk>) relative to its frequency, by the characters it is written with: GB2312's
-# 6,763 (simplified Chinese in common use); a traditional form (in Big5, not in GB2312: 們 國);
-# another rare character (镕 堃). Such words stay typable, ranked lower.
-SCRIPT_SHARES = (1.0, float(np.exp(-6.0)), float(np.exp(-3.0)))
+# how a word is written (Lexicon.script; the decoder's Penalties rank the last two lower)
+COMMON, TRADITIONAL, RARE = 0, 1, 2  # GB2312's 6,763 hanzi; Big5 not GB2312 (們 國); others (镕)
 USER_WORD_FREQUENCY = 1000  # a user's word listed without a frequency
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
@@ -335,7 +333,7 @@ class Lexicon:
     vocab_sha256: str
     skipped_user_lines: int = 0
     frequency: np.ndarray | None = None  # (W,) the counts `extra` comes from
-    share: np.ndarray | None = None  # (W,) SCRIPT_SHARES of each word's script
+    script: np.ndarray | None = None  # (W,) int8: COMMON, TRADITIONAL or RARE
 
     @cached_property
     def memo(self) -> dict:
@@ -383,28 +381,34 @@ class Lexicon:
     def with_words(self, made: dict[str, str]) -> Lexicon:
         """This lexicon and the words the user made (word → reading "qi'chun"), each counted
         as a word of the user's word list (USER_WORD_FREQUENCY); p(word | <unk>) renormalised
-        over them all. Itself when it lists every one already."""
+        over them all. A made word the lexicon lists already is offered whatever its script.
+        Itself when it lists every one already, as offered."""
         ids = syllable_ids()
         new = [(w, tuple(r.split("'"))) for w, r in made.items() if w not in self.position]
         new = [(w, r) for w, r in new if len(r) == len(w) and all(s in ids for s in r)]
-        if not new:
+        script = self.script if self.script is not None \
+            else np.zeros(len(self.words), dtype=np.int8)
+        # the user's own words are theirs, whatever their characters
+        listed = [self.position[w] for w in made if w in self.position]
+        listed = [i for i in listed if script[i] != COMMON]
+        if not new and not listed:
             return self
+        script = np.concatenate([script, np.full(len(new), COMMON, dtype=np.int8)])
+        script[listed] = COMMON
         start = len(self.words)
         entries = build_entries((start + i, r, 0) for i, (_, r) in enumerate(new))
         step_id = np.concatenate([self.step_id, np.full(len(new), UNK_ID)])
         base = self.frequency if self.frequency is not None else np.zeros(len(self.words))
         frequency = np.concatenate([base, np.full(len(new), float(USER_WORD_FREQUENCY))])
-        # the user's own words are theirs, whatever their characters
-        share = np.concatenate([self.share if self.share is not None
-                                else np.ones(len(self.words)), np.ones(len(new))])
         made_lexicon = Lexicon(self.words + tuple(w for w, _ in new), step_id,
-                               oov_extra(frequency, step_id != UNK_ID, share),
-                               (*self.parts, entries), self.vocab_sha256,
-                               self.skipped_user_lines, frequency, share)
+                               oov_extra(frequency, step_id != UNK_ID),
+                               (*self.parts, entries) if new else self.parts,
+                               self.vocab_sha256, self.skipped_user_lines, frequency, script)
         # look-ups share this lexicon's tables (a server keeps one such lexicon per profile)
         made_lexicon.__dict__["position"] = ChainMap(
             {w: start + i for i, (w, _) in enumerate(new)}, self.position)
-        made_lexicon.__dict__["prefixes"] = Either(self.prefixes, entries.prefixes)
+        made_lexicon.__dict__["prefixes"] = Either(self.prefixes, entries.prefixes) if new \
+            else self.prefixes
         return made_lexicon
 
 
@@ -432,10 +436,10 @@ def skipped_note(lexicon: Lexicon) -> str | None:
 
 @lru_cache(maxsize=1)
 def _script_table() -> np.ndarray:
-    """(0x110000,) int8 over code points: 0 in GB2312, 1 in Big5 only (a traditional form), 2
+    """(0x110000,) int8 over code points: COMMON in GB2312, TRADITIONAL in Big5 only, RARE for
     any other character."""
-    table = np.full(0x110000, 2, dtype=np.int8)
-    for encoding, value in (("big5", 1), ("gb2312", 0)):
+    table = np.full(0x110000, RARE, dtype=np.int8)
+    for encoding, value in (("big5", TRADITIONAL), ("gb2312", COMMON)):
         for high in range(0x81, 0xFF):
             for low in range(0x40, 0xFF):
                 try:
@@ -445,26 +449,23 @@ def _script_table() -> np.ndarray:
     return table
 
 
-def script_shares(words: Sequence[str]) -> np.ndarray:
-    """(W,) SCRIPT_SHARES of each word: of its least common character (vectorised over the
-    joined text)."""
-    shares = np.asarray(SCRIPT_SHARES)
+def script_classes(words: Sequence[str]) -> np.ndarray:
+    """(W,) int8: how each word is written, by its least common character (COMMON,
+    TRADITIONAL, RARE); vectorised over the joined text."""
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     if not len(words) or lengths.min() == 0:
         table = _script_table()
-        return np.asarray([shares[max((table[ord(c)] for c in w), default=0)] for w in words])
+        return np.asarray([max((table[ord(c)] for c in w), default=COMMON) for w in words],
+                          dtype=np.int8)
     codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return shares[np.maximum.reduceat(_script_table()[codes], starts)]
+    return np.maximum.reduceat(_script_table()[codes], starts).astype(np.int8)
 
 
-def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray, share: np.ndarray | None = None
-              ) -> np.ndarray:
-    """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies times the
-    script's share; they sum to one over those words), 0 for the vocabulary's."""
+def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray) -> np.ndarray:
+    """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies; they sum
+    to one over those words), 0 for the vocabulary's."""
     weights = np.where(in_vocab, 0.0, frequency + OOV_SMOOTHING)
-    if share is not None:
-        weights = weights * share
     total = weights.sum()
     with np.errstate(divide="ignore"):
         extra = np.log(weights / total) if total > 0 else np.full(len(weights), -np.inf)
@@ -508,11 +509,11 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
         if word_id >= len(SPECIALS) and word in position:
             step_id[position[word]] = word_id
     counts = np.asarray(frequency)
-    share = script_shares(words)
-    share[listed] = 1.0  # a word the user listed is theirs, whatever its characters
-    extra = oov_extra(counts, step_id != UNK_ID, share)
+    script = script_classes(words)
+    script[listed] = COMMON  # a word the user listed is theirs, whatever its characters
+    extra = oov_extra(counts, step_id != UNK_ID)
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
-    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, share)
+    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, script)
 
 
 def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:
