@@ -467,6 +467,50 @@ def test_an_unusable_profile_file_is_a_409_without_its_path(predictor, tmp_path)
         assert "profile broken" in message and str(tmp_path) not in message
 
 
+PROFILE_REQUESTS = [("post", "/api/suggest", {"text": "我"}),
+                    ("post", "/api/complete", {"text": "我"}),
+                    ("post", "/api/pinyin", {"letters": "women"}),
+                    ("post", "/api/learn", {"text": "我们"}),
+                    ("post", "/api/undo", {}), ("post", "/api/forget", {"word": "我们"}),
+                    ("get", "/api/user/{user}/stats", None)]
+
+
+def ask(client, user: str, method: str, path: str, body: dict | None):
+    if method == "get":
+        return client.get(path.format(user=user))
+    return client.post(path, json={**body, "user": user})
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO words VALUES ('坏', 'x', 'y', NULL, 0)",
+                                 "UPDATE meta SET value = 'abc' WHERE key = 'clock'",
+                                 "DROP TABLE bigrams",
+                                 "INSERT INTO words VALUES ('坏', 1.0, 1e308, NULL, 0)"])
+def test_a_damaged_profile_is_a_409_on_every_endpoint(predictor, tmp_path, sql):
+    """Damaged before the server opened it (erin) or while it had it open (dave): a 409 that
+    says so without the server's paths, never a 500, and the file is not written to."""
+    import sqlite3
+
+    from rnn_ime.user import UserModel, UserStore
+
+    client = profiled(predictor, tmp_path)
+    learn(client, "dave", "我们去北京")
+    erin = UserModel(UserStore(tmp_path / "profiles" / "erin.db"))
+    erin.learn_words(["我们", "去", "北京"])
+    erin.store.close()
+    for name in ("erin", "dave"):
+        with sqlite3.connect(tmp_path / "profiles" / f"{name}.db") as db:
+            db.execute(sql)
+        db.close()
+    before = (tmp_path / "profiles" / "erin.db").read_bytes()
+    for user in ("erin", "dave"):
+        for method, path, body in PROFILE_REQUESTS:
+            message = error_of(ask(client, user, method, path, body), 409)
+            assert message.startswith(f"profile {user}: its file cannot be used (damaged: ")
+            assert str(tmp_path) not in message
+    assert (tmp_path / "profiles" / "erin.db").read_bytes() == before
+    assert suggested(client, "我", "carol") == suggested(client, "我")  # others unaffected
+
+
 def test_no_learn_uses_profiles_but_never_updates_them(predictor, tmp_path):
     from rnn_ime.user import Profile
 

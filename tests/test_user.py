@@ -71,6 +71,100 @@ def test_store_creates_its_schema_and_refuses_other_files(tmp_path):
         UserStore(newer)
 
 
+DAMAGES = [  # (SQL that damages a user file, what the error says)
+    ("INSERT INTO words VALUES ('坏', 'x', 'y', NULL, 0)", "word '坏' has count 'x'"),
+    ("INSERT INTO words VALUES ('坏', 1.0, 'y', NULL, 0)", "word '坏' has time 'y'"),
+    ("INSERT INTO words VALUES (X'00', 1.0, 0, NULL, 0)", "not text"),
+    ("INSERT INTO words VALUES ('坏', -1.0, 0, NULL, 0)", "has count -1.0"),
+    ("INSERT INTO words VALUES ('坏', 1e308, 0, NULL, 0)", "has count 1e+308"),
+    ("INSERT INTO words VALUES ('坏', 1.0, 1e308, NULL, 0)", "out of range"),
+    ("INSERT INTO words VALUES ('坏', 1.0, 0, X'00', 1)", "has reading"),
+    ("INSERT INTO bigrams VALUES ('我们', '坏', 'x', 0)", "pair '我们' '坏' has count"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'clock'", "clock 'abc'"),
+    ("UPDATE meta SET value = '1e308' WHERE key = 'clock'", "clock '1e308'"),
+    ("DELETE FROM meta WHERE key = 'clock'", "no clock"),
+    ("DROP TABLE bigrams", "no bigrams table"),
+    ("DROP TABLE commits", "no commits table"),
+    ("ALTER TABLE words DROP COLUMN reading", "no reading column"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema'", "schema version 'abc'"),
+    ("DELETE FROM meta WHERE key = 'schema'", "no schema version"),
+]
+
+
+def damaged_file(path, sql: str):
+    """A user file with a word or two learned, then damaged by `sql` (as another program
+    might); every connection closed, so the file is one file."""
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们", "去", "北京"])
+    model.store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    db.close()
+    return path
+
+
+def file_bytes(directory) -> dict[str, bytes]:
+    """The user file and its write-ahead log (not SQLite's shared-memory index, -shm)."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())
+            if not p.name.endswith("-shm")}
+
+
+@pytest.mark.parametrize("sql, message", DAMAGES)
+def test_a_damaged_file_is_refused_in_one_line_and_left_as_it_is(tmp_path, sql, message):
+    path = damaged_file(tmp_path / "u.db", sql)
+    before = file_bytes(tmp_path)
+    for opener in (lambda: UserModel(UserStore(path)),
+                   lambda: UserModel(UserStore(path, create=False))):
+        with pytest.raises(UserStoreError) as error:
+            opener()
+        assert str(error.value).startswith(f"{path}: damaged: ") and message in str(error.value)
+        assert "\n" not in str(error.value) and "upgrade" not in str(error.value)
+    assert file_bytes(tmp_path) == before  # never written to
+
+
+@pytest.mark.parametrize("sql, message", DAMAGES[:3] + DAMAGES[8:12])
+def test_a_file_damaged_while_open_keeps_what_was_read(tmp_path, sql, message):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们", "去", "北京"])
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    db.close()
+    before = file_bytes(tmp_path)
+    for act in (model.refresh, lambda: model.learn_words(["你好"]), lambda: model.forget("我们"),
+                model.undo):
+        with pytest.raises(UserStoreError, match=f"damaged: .*({message}|cannot read its)"):
+            act()
+        assert set(model.counts.unigram) == {"我们", "去", "北京"}
+    assert file_bytes(tmp_path) == before
+
+
+@pytest.mark.parametrize("lesson", ["{}", "not json", '{"words": [["我们", "x"]], "bigrams": [],'
+                                    ' "made": []}', '{"words": [["我们", 1e308]], "bigrams": [],'
+                                    ' "made": []}'])
+def test_undo_of_a_damaged_commit_is_refused(tmp_path, lesson):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们", "去"])
+    model.learn_words(["北京"])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE commits SET lesson = ? WHERE id = (SELECT MAX(id) FROM commits)",
+                   (lesson,))
+    db.close()
+    with pytest.raises(UserStoreError, match="damaged: (commit .* not a lesson|.*out of range)"):
+        model.undo()
+    assert set(model.counts.unigram) == {"我们", "去", "北京"}
+    assert model.counts.clock == 3
+
+
+def test_import_keeps_counts_the_file_can_hold(tmp_path):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    for _ in range(3):
+        model.add_counts([("甲", 1e14)])
+    assert UserModel(UserStore(path)).counts.unigram["甲"] <= 1e15
+
+
 # ---------------------------------------------------------------- counts
 def test_counts_fade_with_the_words_typed_since(tmp_path):
     model = UserModel(UserStore(tmp_path / "u.db"), half_life=10.0)
@@ -280,6 +374,30 @@ def test_cli_user_errors_are_one_line(argv, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["user", "stats"], ["user", "export"],
+                                     ["user", "forget", "我们"], ["user", "import", "-"],
+                                     ["predict", "--model", "{model}", "我们"],
+                                     ["predict", "--model", "{model}", "--beam", "2", "我们"],
+                                     ["learn", "--model", "{model}", "我们"],
+                                     ["pinyin", "--model", "{model}", "women"],
+                                     ["evaluate", "--model", "{model}"]])
+def test_cli_says_a_damaged_file_in_one_line(command, small_model, tmp_path, capsys,
+                                            monkeypatch):
+    from rnn_ime.cli import main
+
+    path = damaged_file(tmp_path / "u.db", DAMAGES[0][0])
+    before = file_bytes(tmp_path)
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.replace("{model}", str(small_model)) for a in command] + ["--user-db", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "\n" not in err.strip().splitlines()[-1]
+    assert err.strip().splitlines()[-1].startswith(
+        f"rnn-ime: error: {path}: damaged: word '坏' has count 'x'")
+    assert file_bytes(tmp_path) == before
 
 
 def test_cli_evaluate_with_a_user_db(small_model, tmp_path, capsys):
