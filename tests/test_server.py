@@ -89,6 +89,22 @@ def test_complete_returns_ranked_continuations(client):
     assert probabilities == sorted(probabilities, reverse=True)
 
 
+def test_long_continuations_keep_their_small_probabilities_and_say_their_log(client):
+    import math
+
+    found = client.post("/api/complete", json={"text": "GPU", "beam": 8, "length": 8}
+                        ).json()["continuations"]
+    assert len(found) == 8
+    for one in found:
+        assert one["probability"] == pytest.approx(math.exp(one["log_prob"]), rel=1e-4)
+    assert [c["log_prob"] for c in found] == sorted((c["log_prob"] for c in found), reverse=True)
+    suggestions = client.post("/api/suggest", json={"text": "GPU", "k": 20}).json()["suggestions"]
+    assert all(s["probability"] > 0 for s in suggestions)
+    from rnn_ime.predict import shown_probability
+
+    assert shown_probability(1.2345678e-12) == 1.23457e-12  # 6 significant digits, never 0
+
+
 # ---------------------------------------------------------------- the served path: cached contexts
 def test_typing_through_the_api_gets_the_answers_of_reading_each_text_whole(client, predictor):
     passage = "我今天想去公园散步，房间很干净。"

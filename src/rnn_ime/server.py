@@ -79,7 +79,7 @@ from .limits import (
     SERVER_MAX_LENGTH,
     SERVER_MAX_TEXT,
 )
-from .predict import ContextReader, Predictor, check_k, suggestions_of
+from .predict import ContextReader, Predictor, check_k, shown_probability, suggestions_of
 from .user import Lesson, Profile, UserLimitError, UserStoreError, scoring
 from .user.directory import (
     NAME_PATTERN,
@@ -230,7 +230,7 @@ class PinyinOptions(BaseModel):
 
 class Word(BaseModel):
     word: str
-    probability: float
+    probability: float = Field(description="6 significant digits")
 
 
 class SuggestResponse(BaseModel):
@@ -242,7 +242,9 @@ class SuggestResponse(BaseModel):
 class Continuation(BaseModel):
     words: list[str]
     text: str
-    probability: float
+    probability: float = Field(description="of its words after the text, 6 significant digits")
+    log_prob: float = Field(description="its natural log (the sum over its words), to 4 "
+                                        "decimals: comparable when the probability is tiny")
 
 
 class CompleteResponse(BaseModel):
@@ -405,7 +407,8 @@ class Engine:
         for one in found:
             words = [vocab.word(i) for i in one.word_ids]
             out.append({"words": words, "text": "".join(words),
-                        "probability": round(math.exp(one.log_prob), 6)})
+                        "probability": shown_probability(math.exp(one.log_prob)),
+                        "log_prob": round(one.log_prob, 4)})
         return out
 
     def pinyin(self, typed: str, context: str, k: int,
