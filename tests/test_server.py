@@ -356,6 +356,23 @@ def test_a_learned_word_comes_first_after_its_previous_word_for_its_user_only(pr
     assert not (tmp_path / "profiles" / "bob.db").exists()  # reading creates nothing
 
 
+def test_completion_offers_the_user_s_own_new_words_as_suggest_does(predictor, tmp_path):
+    client = profiled(predictor, tmp_path)
+    assert "蕲春" not in predictor.vocab
+    for _ in range(30):
+        learn(client, "carol", "我们去蕲春看看")
+    words = suggested(client, "我们去", "carol")
+    assert "蕲春" in words
+    found = client.post("/api/complete", json={"user": "carol", "text": "我们去", "beam": 5,
+                                               "length": 1}).json()["continuations"]
+    assert [c["text"] for c in found] == words  # length 1: the suggestions, in order
+    found = client.post("/api/complete", json={"user": "carol", "text": "我们去", "beam": 8,
+                                               "length": 2}).json()["continuations"]
+    assert ["蕲春", "看看"] in [c["words"] for c in found]  # stepped on with its text
+    plain = client.post("/api/complete", json={"text": "我们去", "beam": 5, "length": 1}).json()
+    assert "蕲春" not in [c["text"] for c in plain["continuations"]]
+
+
 def test_a_word_made_from_picks_is_typable_for_its_user_only(predictor, tmp_path):
     client = profiled(predictor, tmp_path)
     assert "克密" not in pinyin_of(client, "kemi")

@@ -290,6 +290,26 @@ def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon
     assert np.exp(open_lp).sum() + vocab_only + unlisted == pytest.approx(1.0)
 
 
+def test_beam_completion_offers_the_user_s_own_words_as_suggest_does(vocab):
+    """A word outside the vocabulary the user taught: beam completion proposes it (with its
+    text, not <unk>), length 1 agrees with the suggestions, and the words the user typed
+    after it follow it."""
+    from rnn_ime.beam import beam_search
+
+    model = UserModel(None)
+    for _ in range(30):
+        model.learn_words(["我们", "去", "蕲春", "看看"])
+    scorer = UserScorer(FlatScorer(vocab), model)
+    assert "蕲春" not in vocab
+    state, log_probs = scorer.read([vocab.id("我们"), vocab.id("去")])
+    suggested = scorer.suggest(state, log_probs, 3)
+    one = beam_search(scorer, [vocab.id("我们"), vocab.id("去")], beam=3, length=1)
+    assert suggested[0][0] == "蕲春" and [c.words[0] for c in one] == [w for w, _ in suggested]
+    assert [c.log_prob for c in one] == pytest.approx([math.log(p) for _, p in suggested])
+    two = beam_search(scorer, [vocab.id("我们"), vocab.id("去")], beam=3, length=2)
+    assert two[0].words == ("蕲春", "看看")  # stepped with its text: the user's bigram counts
+
+
 def test_a_word_typed_once_character_by_character_comes_first(small_model):
     """A name no dictionary lists, picked character by character once: the next time its full
     pinyin and its initials give it first (a real model and the full lexicon)."""

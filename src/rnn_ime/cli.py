@@ -345,10 +345,10 @@ def _beam_answer(predictor, text: str, beam: tuple[int, int, bool], as_json: boo
     found = beam_search(predictor.scorer, ids, *beam)
     if as_json:
         return json.dumps({"text": text, "beam": beam[0], "length": beam[1], "may_end": beam[2],
-                           "continuations": [c.as_dict(predictor.vocab) for c in found]},
+                           "continuations": [c.as_dict() for c in found]},
                           ensure_ascii=False)
     return "\n".join(
-        f"{i}. {' '.join(predictor.vocab.word(w) for w in c.word_ids)}"
+        f"{i}. {' '.join(c.words)}"
         f"{' ⏎' if c.ends_passage else ''}  log p {c.log_prob:.2f}"
         for i, c in enumerate(found, 1))
 

@@ -399,13 +399,12 @@ class Engine:
     def complete(self, text: str, beam: int, length: int, user: str | None = None
                  ) -> list[dict[str, Any]]:
         read = self.reader.read(text)
-        vocab = self.predictor.vocab
         out = []
         with self._using(user) as profile:
             ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
             found = beam_search(ranking.scorer, read.ids, beam, length, start=ranking.start)
         for one in found:
-            words = [vocab.word(i) for i in one.word_ids]
+            words = list(one.words)
             out.append({"words": words, "text": "".join(words),
                         "probability": shown_probability(math.exp(one.log_prob)),
                         "log_prob": round(one.log_prob, 4)})
