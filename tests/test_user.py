@@ -379,8 +379,31 @@ def test_cli_learn_user_commands_and_options(small_model, tmp_path, capsys):
     assert not capsys.readouterr().out.startswith("1.柯谧")
 
 
+def test_cli_user_commands_on_a_profile_without_a_file_yet(tmp_path, capsys, small_model):
+    """As the server's stats and forget: an empty profile, exit 0, and no file made; scoring
+    with a --user-db that does not exist stays an error (a mistyped path)."""
+    from rnn_ime.cli import main
+
+    path = tmp_path / "none.db"
+    main(["user", "stats", "--user-db", str(path)])
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["exists"] is False and stats["words"] == 0 and stats["file"] == str(path)
+    main(["user", "export", "--user-db", str(path)])
+    assert capsys.readouterr().out == ""
+    main(["user", "forget", "蕲春", "--user-db", str(path)])
+    assert "not learned" in capsys.readouterr().out
+    assert not path.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", str(small_model), "--user-db", str(path), "我们"])
+    assert exit_info.value.code == 2 and "no such user file" in capsys.readouterr().err
+    main(["learn", "--model", str(small_model), "--user-db", str(path), "我们去北京"])
+    capsys.readouterr()
+    main(["user", "stats", "--user-db", str(path)])
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["exists"] is True and stats["words"] == 3
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["user", "stats", "--user-db", "{tmp}/missing.db"], "no such user file"),
     (["user", "forget", "--user-db", "{tmp}/u.db"], "needs the word"),
     (["user", "import", "{tmp}/nope.txt", "--user-db", "{tmp}/u.db"], "cannot read"),
     (["user", "stats", "--user-db", "{tmp}/foreign.db"], "not a user file"),

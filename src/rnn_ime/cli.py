@@ -695,9 +695,12 @@ def run_user(args) -> None:
     needs = {"import": "a file to import", "forget": "the word to forget"}
     if args.action in needs and not args.argument:
         raise ConfigError(f"`rnn-ime user {args.action}` needs {needs[args.action]}")
-    model = UserModel(UserStore(path, create=args.action == "import"))
+    # no file yet: an empty profile, as the server's stats and forget answer (nothing created)
+    exists = path.exists() or args.action == "import"
+    model = UserModel(UserStore(path, create=args.action == "import") if exists else None)
     if args.action == "stats":
-        print(json.dumps(model.stats(), ensure_ascii=False, indent=2))
+        print(json.dumps({**model.stats(), "file": str(path), "exists": exists},
+                         ensure_ascii=False, indent=2))
     elif args.action == "export":
         for line in model.export_lines():
             print(line)
