@@ -17,6 +17,7 @@ from rnn_ime.scoring import Scorer
 from rnn_ime.vocab import BOS_ID, Vocab
 
 SPECIAL_IDS = {0, 1, 2}
+SPECIAL_WORDS = {"<pad>", "<unk>", "<s>"}
 
 
 def vocab(size: int) -> Vocab:
@@ -59,14 +60,15 @@ def brute_force(scorer, context: list[int], length: int, may_end: bool = False
         if may_end and prefix:
             outcomes.append((prefix + ("end",), score + float(log_probs[BOS_ID])))
         for w in words:
-            walk(*scorer.step(state, w), prefix + (w,), score + float(log_probs[w]))
+            walk(*scorer.step(state, w), prefix + (scorer.vocab.word(w),),
+                 score + float(log_probs[w]))
 
     walk(state, log_probs, (), 0.0)
     return sorted(outcomes, key=lambda o: -o[1])
 
 
 def flat(found) -> list[tuple[tuple, float]]:
-    return [(c.word_ids + (("end",) if c.ends_passage else ()), c.log_prob) for c in found]
+    return [(c.words + (("end",) if c.ends_passage else ()), c.log_prob) for c in found]
 
 
 @pytest.mark.parametrize("size, length", [(6, 3), (7, 2), (5, 4)])
@@ -94,12 +96,12 @@ def test_a_small_beam_gives_the_best_few_and_never_a_special_token():
     found = beam_search(scorer, [4, 5], beam=3, length=3, may_end=True)
     assert len(found) == 3
     assert [c.log_prob for c in found] == sorted((c.log_prob for c in found), reverse=True)
-    assert all(1 <= len(c.word_ids) <= 3 and not set(c.word_ids) & SPECIAL_IDS for c in found)
+    assert all(1 <= len(c.words) <= 3 and not set(c.words) & SPECIAL_WORDS for c in found)
     best_words, best_log_prob = brute_force(scorer, [4, 5], 3, True)[0]  # this table's best
     assert flat(found)[0][0] == best_words
     assert flat(found)[0][1] == pytest.approx(best_log_prob)
     one = beam_search(scorer, [4, 5], beam=4, length=1)  # one word: the top-k suggestions
-    assert [scorer.vocab.word(c.word_ids[0]) for c in one] == \
+    assert [c.words[0] for c in one] == \
         [s.word for s in top_k(scorer.table[5], scorer.vocab, 4)]
 
 

@@ -312,6 +312,32 @@ def test_a_learner_is_told_the_picks_with_the_small_model(small_model):
                                (reaction.commits[0], rest)])]
 
 
+def test_a_profile_damaged_while_typing_keeps_typing(small_model, tmp_path, caplog):
+    """Another program damages the profile's file while the engine has it open: decoding goes
+    on with what was read before, learning is refused; each says so in one log line, no
+    traceback, and the file is left as it is."""
+    import sqlite3
+
+    from rnn_ime.ibus.learning import ProfileLearner
+    from rnn_ime.ibus.ranker import ModelRanker
+    from rnn_ime.predict import Predictor
+    from rnn_ime.user import Profile
+
+    predictor = Predictor.from_dir(small_model)
+    profile = Profile.open(predictor.scorer, tmp_path / "u.db")
+    profile.learn("你好")
+    machine = Machine(ModelRanker(predictor, profile=profile), ProfileLearner(profile, None))
+    with sqlite3.connect(tmp_path / "u.db") as db:
+        db.execute("UPDATE meta SET value = 'abc' WHERE key = 'clock'")
+    db.close()
+    before = (tmp_path / "u.db").read_bytes()
+    type_into(machine, "nihao")
+    assert machine.key(keys.SPACE, 0).commits == ("你好",)
+    assert "damaged: clock 'abc'" in caplog.text and "Traceback" not in caplog.text
+    assert "learning '你好' failed" in caplog.text
+    assert (tmp_path / "u.db").read_bytes() == before
+
+
 # ---------------------------------------------------------------- keys, install, gi
 def test_key_constants_are_ibus_s():
     from rnn_ime.ibus.gir import load

@@ -89,6 +89,22 @@ def test_complete_returns_ranked_continuations(client):
     assert probabilities == sorted(probabilities, reverse=True)
 
 
+def test_long_continuations_keep_their_small_probabilities_and_say_their_log(client):
+    import math
+
+    found = client.post("/api/complete", json={"text": "GPU", "beam": 8, "length": 8}
+                        ).json()["continuations"]
+    assert len(found) == 8
+    for one in found:
+        assert one["probability"] == pytest.approx(math.exp(one["log_prob"]), rel=1e-4)
+    assert [c["log_prob"] for c in found] == sorted((c["log_prob"] for c in found), reverse=True)
+    suggestions = client.post("/api/suggest", json={"text": "GPU", "k": 20}).json()["suggestions"]
+    assert all(s["probability"] > 0 for s in suggestions)
+    from rnn_ime.predict import shown_probability
+
+    assert shown_probability(1.2345678e-12) == 1.23457e-12  # 6 significant digits, never 0
+
+
 # ---------------------------------------------------------------- the served path: cached contexts
 def test_typing_through_the_api_gets_the_answers_of_reading_each_text_whole(client, predictor):
     passage = "我今天想去公园散步，房间很干净。"
@@ -340,6 +356,23 @@ def test_a_learned_word_comes_first_after_its_previous_word_for_its_user_only(pr
     assert not (tmp_path / "profiles" / "bob.db").exists()  # reading creates nothing
 
 
+def test_completion_offers_the_user_s_own_new_words_as_suggest_does(predictor, tmp_path):
+    client = profiled(predictor, tmp_path)
+    assert "蕲春" not in predictor.vocab
+    for _ in range(30):
+        learn(client, "carol", "我们去蕲春看看")
+    words = suggested(client, "我们去", "carol")
+    assert "蕲春" in words
+    found = client.post("/api/complete", json={"user": "carol", "text": "我们去", "beam": 5,
+                                               "length": 1}).json()["continuations"]
+    assert [c["text"] for c in found] == words  # length 1: the suggestions, in order
+    found = client.post("/api/complete", json={"user": "carol", "text": "我们去", "beam": 8,
+                                               "length": 2}).json()["continuations"]
+    assert ["蕲春", "看看"] in [c["words"] for c in found]  # stepped on with its text
+    plain = client.post("/api/complete", json={"text": "我们去", "beam": 5, "length": 1}).json()
+    assert "蕲春" not in [c["text"] for c in plain["continuations"]]
+
+
 def test_a_word_made_from_picks_is_typable_for_its_user_only(predictor, tmp_path):
     client = profiled(predictor, tmp_path)
     assert "克密" not in pinyin_of(client, "kemi")
@@ -465,6 +498,50 @@ def test_an_unusable_profile_file_is_a_409_without_its_path(predictor, tmp_path)
                      client.post("/api/suggest", json={"user": "broken", "text": "我"})):
         message = error_of(response, 409)
         assert "profile broken" in message and str(tmp_path) not in message
+
+
+PROFILE_REQUESTS = [("post", "/api/suggest", {"text": "我"}),
+                    ("post", "/api/complete", {"text": "我"}),
+                    ("post", "/api/pinyin", {"letters": "women"}),
+                    ("post", "/api/learn", {"text": "我们"}),
+                    ("post", "/api/undo", {}), ("post", "/api/forget", {"word": "我们"}),
+                    ("get", "/api/user/{user}/stats", None)]
+
+
+def ask(client, user: str, method: str, path: str, body: dict | None):
+    if method == "get":
+        return client.get(path.format(user=user))
+    return client.post(path, json={**body, "user": user})
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO words VALUES ('坏', 'x', 'y', NULL, 0)",
+                                 "UPDATE meta SET value = 'abc' WHERE key = 'clock'",
+                                 "DROP TABLE bigrams",
+                                 "INSERT INTO words VALUES ('坏', 1.0, 1e308, NULL, 0)"])
+def test_a_damaged_profile_is_a_409_on_every_endpoint(predictor, tmp_path, sql):
+    """Damaged before the server opened it (erin) or while it had it open (dave): a 409 that
+    says so without the server's paths, never a 500, and the file is not written to."""
+    import sqlite3
+
+    from rnn_ime.user import UserModel, UserStore
+
+    client = profiled(predictor, tmp_path)
+    learn(client, "dave", "我们去北京")
+    erin = UserModel(UserStore(tmp_path / "profiles" / "erin.db"))
+    erin.learn_words(["我们", "去", "北京"])
+    erin.store.close()
+    for name in ("erin", "dave"):
+        with sqlite3.connect(tmp_path / "profiles" / f"{name}.db") as db:
+            db.execute(sql)
+        db.close()
+    before = (tmp_path / "profiles" / "erin.db").read_bytes()
+    for user in ("erin", "dave"):
+        for method, path, body in PROFILE_REQUESTS:
+            message = error_of(ask(client, user, method, path, body), 409)
+            assert message.startswith(f"profile {user}: its file cannot be used (damaged: ")
+            assert str(tmp_path) not in message
+    assert (tmp_path / "profiles" / "erin.db").read_bytes() == before
+    assert suggested(client, "我", "carol") == suggested(client, "我")  # others unaffected
 
 
 def test_no_learn_uses_profiles_but_never_updates_them(predictor, tmp_path):

@@ -71,6 +71,100 @@ def test_store_creates_its_schema_and_refuses_other_files(tmp_path):
         UserStore(newer)
 
 
+DAMAGES = [  # (SQL that damages a user file, what the error says)
+    ("INSERT INTO words VALUES ('坏', 'x', 'y', NULL, 0)", "word '坏' has count 'x'"),
+    ("INSERT INTO words VALUES ('坏', 1.0, 'y', NULL, 0)", "word '坏' has time 'y'"),
+    ("INSERT INTO words VALUES (X'00', 1.0, 0, NULL, 0)", "not text"),
+    ("INSERT INTO words VALUES ('坏', -1.0, 0, NULL, 0)", "has count -1.0"),
+    ("INSERT INTO words VALUES ('坏', 1e308, 0, NULL, 0)", "has count 1e+308"),
+    ("INSERT INTO words VALUES ('坏', 1.0, 1e308, NULL, 0)", "out of range"),
+    ("INSERT INTO words VALUES ('坏', 1.0, 0, X'00', 1)", "has reading"),
+    ("INSERT INTO bigrams VALUES ('我们', '坏', 'x', 0)", "pair '我们' '坏' has count"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'clock'", "clock 'abc'"),
+    ("UPDATE meta SET value = '1e308' WHERE key = 'clock'", "clock '1e308'"),
+    ("DELETE FROM meta WHERE key = 'clock'", "no clock"),
+    ("DROP TABLE bigrams", "no bigrams table"),
+    ("DROP TABLE commits", "no commits table"),
+    ("ALTER TABLE words DROP COLUMN reading", "no reading column"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema'", "schema version 'abc'"),
+    ("DELETE FROM meta WHERE key = 'schema'", "no schema version"),
+]
+
+
+def damaged_file(path, sql: str):
+    """A user file with a word or two learned, then damaged by `sql` (as another program
+    might); every connection closed, so the file is one file."""
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们", "去", "北京"])
+    model.store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    db.close()
+    return path
+
+
+def file_bytes(directory) -> dict[str, bytes]:
+    """The user file and its write-ahead log (not SQLite's shared-memory index, -shm)."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())
+            if not p.name.endswith("-shm")}
+
+
+@pytest.mark.parametrize("sql, message", DAMAGES)
+def test_a_damaged_file_is_refused_in_one_line_and_left_as_it_is(tmp_path, sql, message):
+    path = damaged_file(tmp_path / "u.db", sql)
+    before = file_bytes(tmp_path)
+    for opener in (lambda: UserModel(UserStore(path)),
+                   lambda: UserModel(UserStore(path, create=False))):
+        with pytest.raises(UserStoreError) as error:
+            opener()
+        assert str(error.value).startswith(f"{path}: damaged: ") and message in str(error.value)
+        assert "\n" not in str(error.value) and "upgrade" not in str(error.value)
+    assert file_bytes(tmp_path) == before  # never written to
+
+
+@pytest.mark.parametrize("sql, message", DAMAGES[:3] + DAMAGES[8:12])
+def test_a_file_damaged_while_open_keeps_what_was_read(tmp_path, sql, message):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们", "去", "北京"])
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    db.close()
+    before = file_bytes(tmp_path)
+    for act in (model.refresh, lambda: model.learn_words(["你好"]), lambda: model.forget("我们"),
+                model.undo):
+        with pytest.raises(UserStoreError, match=f"damaged: .*({message}|cannot read its)"):
+            act()
+        assert set(model.counts.unigram) == {"我们", "去", "北京"}
+    assert file_bytes(tmp_path) == before
+
+
+@pytest.mark.parametrize("lesson", ["{}", "not json", '{"words": [["我们", "x"]], "bigrams": [],'
+                                    ' "made": []}', '{"words": [["我们", 1e308]], "bigrams": [],'
+                                    ' "made": []}'])
+def test_undo_of_a_damaged_commit_is_refused(tmp_path, lesson):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    model.learn_words(["我们", "去"])
+    model.learn_words(["北京"])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE commits SET lesson = ? WHERE id = (SELECT MAX(id) FROM commits)",
+                   (lesson,))
+    db.close()
+    with pytest.raises(UserStoreError, match="damaged: (commit .* not a lesson|.*out of range)"):
+        model.undo()
+    assert set(model.counts.unigram) == {"我们", "去", "北京"}
+    assert model.counts.clock == 3
+
+
+def test_import_keeps_counts_the_file_can_hold(tmp_path):
+    path = tmp_path / "u.db"
+    model = UserModel(UserStore(path))
+    for _ in range(3):
+        model.add_counts([("甲", 1e14)])
+    assert UserModel(UserStore(path)).counts.unigram["甲"] <= 1e15
+
+
 # ---------------------------------------------------------------- counts
 def test_counts_fade_with_the_words_typed_since(tmp_path):
     model = UserModel(UserStore(tmp_path / "u.db"), half_life=10.0)
@@ -196,6 +290,26 @@ def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon
     assert np.exp(open_lp).sum() + vocab_only + unlisted == pytest.approx(1.0)
 
 
+def test_beam_completion_offers_the_user_s_own_words_as_suggest_does(vocab):
+    """A word outside the vocabulary the user taught: beam completion proposes it (with its
+    text, not <unk>), length 1 agrees with the suggestions, and the words the user typed
+    after it follow it."""
+    from rnn_ime.beam import beam_search
+
+    model = UserModel(None)
+    for _ in range(30):
+        model.learn_words(["我们", "去", "蕲春", "看看"])
+    scorer = UserScorer(FlatScorer(vocab), model)
+    assert "蕲春" not in vocab
+    state, log_probs = scorer.read([vocab.id("我们"), vocab.id("去")])
+    suggested = scorer.suggest(state, log_probs, 3)
+    one = beam_search(scorer, [vocab.id("我们"), vocab.id("去")], beam=3, length=1)
+    assert suggested[0][0] == "蕲春" and [c.words[0] for c in one] == [w for w, _ in suggested]
+    assert [c.log_prob for c in one] == pytest.approx([math.log(p) for _, p in suggested])
+    two = beam_search(scorer, [vocab.id("我们"), vocab.id("去")], beam=3, length=2)
+    assert two[0].words == ("蕲春", "看看")  # stepped with its text: the user's bigram counts
+
+
 def test_a_word_typed_once_character_by_character_comes_first(small_model):
     """A name no dictionary lists, picked character by character once: the next time its full
     pinyin and its initials give it first (a real model and the full lexicon)."""
@@ -265,8 +379,31 @@ def test_cli_learn_user_commands_and_options(small_model, tmp_path, capsys):
     assert not capsys.readouterr().out.startswith("1.柯谧")
 
 
+def test_cli_user_commands_on_a_profile_without_a_file_yet(tmp_path, capsys, small_model):
+    """As the server's stats and forget: an empty profile, exit 0, and no file made; scoring
+    with a --user-db that does not exist stays an error (a mistyped path)."""
+    from rnn_ime.cli import main
+
+    path = tmp_path / "none.db"
+    main(["user", "stats", "--user-db", str(path)])
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["exists"] is False and stats["words"] == 0 and stats["file"] == str(path)
+    main(["user", "export", "--user-db", str(path)])
+    assert capsys.readouterr().out == ""
+    main(["user", "forget", "蕲春", "--user-db", str(path)])
+    assert "not learned" in capsys.readouterr().out
+    assert not path.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", str(small_model), "--user-db", str(path), "我们"])
+    assert exit_info.value.code == 2 and "no such user file" in capsys.readouterr().err
+    main(["learn", "--model", str(small_model), "--user-db", str(path), "我们去北京"])
+    capsys.readouterr()
+    main(["user", "stats", "--user-db", str(path)])
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["exists"] is True and stats["words"] == 3
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["user", "stats", "--user-db", "{tmp}/missing.db"], "no such user file"),
     (["user", "forget", "--user-db", "{tmp}/u.db"], "needs the word"),
     (["user", "import", "{tmp}/nope.txt", "--user-db", "{tmp}/u.db"], "cannot read"),
     (["user", "stats", "--user-db", "{tmp}/foreign.db"], "not a user file"),
@@ -280,6 +417,30 @@ def test_cli_user_errors_are_one_line(argv, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["user", "stats"], ["user", "export"],
+                                     ["user", "forget", "我们"], ["user", "import", "-"],
+                                     ["predict", "--model", "{model}", "我们"],
+                                     ["predict", "--model", "{model}", "--beam", "2", "我们"],
+                                     ["learn", "--model", "{model}", "我们"],
+                                     ["pinyin", "--model", "{model}", "women"],
+                                     ["evaluate", "--model", "{model}"]])
+def test_cli_says_a_damaged_file_in_one_line(command, small_model, tmp_path, capsys,
+                                            monkeypatch):
+    from rnn_ime.cli import main
+
+    path = damaged_file(tmp_path / "u.db", DAMAGES[0][0])
+    before = file_bytes(tmp_path)
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.replace("{model}", str(small_model)) for a in command] + ["--user-db", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "\n" not in err.strip().splitlines()[-1]
+    assert err.strip().splitlines()[-1].startswith(
+        f"rnn-ime: error: {path}: damaged: word '坏' has count 'x'")
+    assert file_bytes(tmp_path) == before
 
 
 def test_cli_evaluate_with_a_user_db(small_model, tmp_path, capsys):

@@ -1,10 +1,11 @@
 """Beam search over any Scorer's start/step: the B most likely continuations of L words.
 
-A continuation is L suggestable words (never <pad>, <unk> or <s>), scored by its total
-log-probability. With `may_end`, a continuation may also end the passage sooner: the scorer
-predicts <s> (the start of the next passage, i.e. the end of this one) after it; the <s> counts
-in its log-probability but is never shown. Every way the text can go on then falls in exactly
-one outcome (its first L words, or its first words and then the end), so the probabilities are
+A continuation is L words the scorer suggests (never <pad>, <unk> or <s>; with the user
+model, the user's own words outside the vocabulary too), scored by its total log-probability.
+With `may_end`, a continuation may also end the passage sooner: the scorer predicts <s> (the
+start of the next passage, i.e. the end of this one) after it; the <s> counts in its
+log-probability but is never shown. Every way the text can go on then falls in exactly one
+outcome (its first L words, or its first words and then the end), so the probabilities are
 comparable and a short continuation is not favoured merely for being short.
 
     depth 1        depth 2              …   depth L
@@ -18,6 +19,7 @@ the shorter ended ones with may_end) nothing is pruned: the search is exact.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,24 +29,23 @@ import torch
 from .errors import RnnImeError
 from .limits import MAX_BEAM, MAX_LENGTH
 from .scoring import Scorer
-from .vocab import BOS_ID, Vocab
+from .vocab import BOS_ID, SPECIALS
 
 
 @dataclass(frozen=True)
 class Continuation:
-    word_ids: tuple[int, ...]
+    words: tuple[str, ...]
     log_prob: float  # total: the words, and the end of the passage when ends_passage
     ends_passage: bool = False
 
-    def as_dict(self, vocab: Vocab) -> dict[str, Any]:
-        words = [vocab.word(i) for i in self.word_ids]
-        return {"words": words, "text": "".join(words), "log_prob": round(self.log_prob, 4),
-                "ends_passage": self.ends_passage}
+    def as_dict(self) -> dict[str, Any]:
+        return {"words": list(self.words), "text": "".join(self.words),
+                "log_prob": round(self.log_prob, 4), "ends_passage": self.ends_passage}
 
 
 @dataclass(frozen=True)
 class _Live:
-    word_ids: tuple[int, ...]
+    words: tuple[str, ...]
     log_prob: float
     state: Any
     next_log_probs: torch.Tensor  # (V,)
@@ -58,7 +59,23 @@ def check_beam(beam: int, length: int) -> None:
 
 
 def _best(items: list[Continuation], beam: int) -> list[Continuation]:
-    return sorted(items, key=lambda c: (-c.log_prob, c.word_ids))[:beam]
+    return sorted(items, key=lambda c: (-c.log_prob, c.words))[:beam]
+
+
+def expansions(scorer: Scorer, state: Any, log_probs: torch.Tensor, width: int
+               ) -> list[tuple[str, float]]:
+    """The `width` next words a prefix grows by, with their log-probabilities: the scorer's
+    suggestions (so a scorer's own words beyond the vocabulary, the user's, take part), each
+    vocabulary word's log-probability read from `log_probs` in double precision."""
+    vocab, scores = scorer.vocab, log_probs.double().cpu()
+    out = []
+    for word, probability in scorer.suggest(state, log_probs, width):
+        word_id = vocab.id(word)
+        value = float(scores[word_id]) if word_id >= len(SPECIALS) else \
+            math.log(probability) if probability > 0 else -math.inf
+        if value != -math.inf:
+            out.append((word, value))
+    return out
 
 
 def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: int = 3,
@@ -66,32 +83,30 @@ def beam_search(scorer: Scorer, context: Sequence[int], beam: int = 5, length: i
                 ) -> list[Continuation]:
     """The `beam` most likely continuations of `context` (ids typed after <s>), best first.
 
-    `start`: the scorer's (state, log_probs) after the context, when the caller has it."""
+    A prefix grows by the scorer's `suggest`ed words (the same words, in the same order, as
+    suggestions: length 1 is the top `beam` suggestions) and steps with `step_words`, so a
+    word outside the vocabulary keeps its text. `start`: the scorer's (state, log_probs) after
+    the context, when the caller has it."""
     check_beam(beam, length)
-    allowed = torch.from_numpy(scorer.vocab.suggestable_mask())
-    width = min(beam, int(allowed.sum()))
     live = [_Live((), 0.0, *(start if start is not None else scorer.read(context)))]
     finished: list[Continuation] = []
     for depth in range(1, length + 1):
         candidates: list[Continuation] = []  # live prefixes one word longer, parent in `owner`
-        owner: dict[tuple[int, ...], _Live] = {}
+        owner: dict[tuple[str, ...], _Live] = {}
         for parent in live:
-            scores = parent.next_log_probs.double().cpu()
-            if may_end and parent.word_ids and torch.isfinite(scores[BOS_ID]):
-                finished.append(Continuation(parent.word_ids,
-                                             parent.log_prob + float(scores[BOS_ID]), True))
-            values, ids = scores.masked_fill(~allowed, float("-inf")).topk(width)
-            for value, word_id in zip(values.tolist(), ids.tolist(), strict=True):
-                if value != float("-inf"):
-                    words = (*parent.word_ids, word_id)
-                    candidates.append(Continuation(words, parent.log_prob + value))
-                    owner[words] = parent
+            end = float(parent.next_log_probs[BOS_ID])
+            if may_end and parent.words and math.isfinite(end):
+                finished.append(Continuation(parent.words, parent.log_prob + end, True))
+            for word, value in expansions(scorer, parent.state, parent.next_log_probs, beam):
+                words = (*parent.words, word)
+                candidates.append(Continuation(words, parent.log_prob + value))
+                owner[words] = parent
         finished = _best(finished, beam)
         kept = _best(candidates, beam)
         if depth == length or not kept:
             return _best(finished + kept, beam)
-        stepped = scorer.step_batch([owner[c.word_ids].state for c in kept],
-                                    [c.word_ids[-1] for c in kept])  # one batched step
-        live = [_Live(c.word_ids, c.log_prob, *after)
+        stepped = scorer.step_words([owner[c.words].state for c in kept],
+                                    [c.words[-1] for c in kept])  # one batched step
+        live = [_Live(c.words, c.log_prob, *after)
                 for c, after in zip(kept, stepped, strict=True)]
     return _best(finished, beam)

@@ -345,10 +345,10 @@ def _beam_answer(predictor, text: str, beam: tuple[int, int, bool], as_json: boo
     found = beam_search(predictor.scorer, ids, *beam)
     if as_json:
         return json.dumps({"text": text, "beam": beam[0], "length": beam[1], "may_end": beam[2],
-                           "continuations": [c.as_dict(predictor.vocab) for c in found]},
+                           "continuations": [c.as_dict() for c in found]},
                           ensure_ascii=False)
     return "\n".join(
-        f"{i}. {' '.join(predictor.vocab.word(w) for w in c.word_ids)}"
+        f"{i}. {' '.join(c.words)}"
         f"{' ⏎' if c.ends_passage else ''}  log p {c.log_prob:.2f}"
         for i, c in enumerate(found, 1))
 
@@ -695,9 +695,12 @@ def run_user(args) -> None:
     needs = {"import": "a file to import", "forget": "the word to forget"}
     if args.action in needs and not args.argument:
         raise ConfigError(f"`rnn-ime user {args.action}` needs {needs[args.action]}")
-    model = UserModel(UserStore(path, create=args.action == "import"))
+    # no file yet: an empty profile, as the server's stats and forget answer (nothing created)
+    exists = path.exists() or args.action == "import"
+    model = UserModel(UserStore(path, create=args.action == "import") if exists else None)
     if args.action == "stats":
-        print(json.dumps(model.stats(), ensure_ascii=False, indent=2))
+        print(json.dumps({**model.stats(), "file": str(path), "exists": exists},
+                         ensure_ascii=False, indent=2))
     elif args.action == "export":
         for line in model.export_lines():
             print(line)

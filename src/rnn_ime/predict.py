@@ -20,6 +20,14 @@ from .scoring import NeuralScorer, Scorer, top_words
 from .text import ClauseCache, get_tokenizer
 from .vocab import BOS_ID, UNK_ID, Vocab
 
+SIGNIFICANT_DIGITS = 6  # of a probability in an answer (JSON)
+
+
+def shown_probability(probability: float) -> float:
+    """A probability as answers show it: 6 significant digits, so a small one (a continuation
+    of 8 words: 1e-12) is not rounded to 0."""
+    return float(f"{probability:.{SIGNIFICANT_DIGITS}g}")
+
 
 @dataclass(frozen=True)
 class Suggestion:
@@ -27,7 +35,7 @@ class Suggestion:
     probability: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "probability": round(self.probability, 6)}
+        return {"word": self.word, "probability": shown_probability(self.probability)}
 
 
 def top_k(log_probs: torch.Tensor, vocab: Vocab, k: int) -> list[Suggestion]:

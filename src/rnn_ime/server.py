@@ -79,7 +79,7 @@ from .limits import (
     SERVER_MAX_LENGTH,
     SERVER_MAX_TEXT,
 )
-from .predict import ContextReader, Predictor, check_k, suggestions_of
+from .predict import ContextReader, Predictor, check_k, shown_probability, suggestions_of
 from .user import Lesson, Profile, UserLimitError, UserStoreError, scoring
 from .user.directory import (
     NAME_PATTERN,
@@ -230,7 +230,7 @@ class PinyinOptions(BaseModel):
 
 class Word(BaseModel):
     word: str
-    probability: float
+    probability: float = Field(description="6 significant digits")
 
 
 class SuggestResponse(BaseModel):
@@ -242,7 +242,9 @@ class SuggestResponse(BaseModel):
 class Continuation(BaseModel):
     words: list[str]
     text: str
-    probability: float
+    probability: float = Field(description="of its words after the text, 6 significant digits")
+    log_prob: float = Field(description="its natural log (the sum over its words), to 4 "
+                                        "decimals: comparable when the probability is tiny")
 
 
 class CompleteResponse(BaseModel):
@@ -397,15 +399,15 @@ class Engine:
     def complete(self, text: str, beam: int, length: int, user: str | None = None
                  ) -> list[dict[str, Any]]:
         read = self.reader.read(text)
-        vocab = self.predictor.vocab
         out = []
         with self._using(user) as profile:
             ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
             found = beam_search(ranking.scorer, read.ids, beam, length, start=ranking.start)
         for one in found:
-            words = [vocab.word(i) for i in one.word_ids]
+            words = list(one.words)
             out.append({"words": words, "text": "".join(words),
-                        "probability": round(math.exp(one.log_prob), 6)})
+                        "probability": shown_probability(math.exp(one.log_prob)),
+                        "log_prob": round(one.log_prob, 4)})
         return out
 
     def pinyin(self, typed: str, context: str, k: int,

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import RnnImeError
 from ..ime import FULL_WIDTH, Candidate, Decoding, commit_of
 from ..ime.candidates import SHOWN
 from ..limits import MAX_LETTERS, PINYIN_MAX_K
@@ -358,6 +359,8 @@ class Machine:
         try:
             self.learner.learn(text, picks, before)
             self._undo_ready = True
+        except RnnImeError as error:  # a damaged or locked file: one line, the text stays typed
+            log.warning("learning %r failed: %s", text, error)
         except Exception:  # learning must never lose what was typed
             log.exception("learning %r failed", text)
 

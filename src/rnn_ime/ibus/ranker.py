@@ -4,6 +4,7 @@ a keystroke costs a step or two of the model, not a re-read of the context."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from ..context_cache import DEFAULT_ENTRIES
@@ -17,7 +18,9 @@ from ..ime import (
     open_lexicon,
 )
 from ..predict import ContextReader, Predictor, check_k, suggestions_of
-from ..user import Profile, Scoring, scoring
+from ..user import Profile, Scoring, UserStoreError, scoring
+
+log = logging.getLogger(__name__)
 
 
 class ModelRanker:
@@ -34,11 +37,24 @@ class ModelRanker:
         self.fuzzy = check_fuzzy(fuzzy)
         self.beam = beam
         self.reader = ContextReader(predictor, context_cache)
+        self._refused: str | None = None  # the last refresh error logged (logged once)
+
+    def _refresh(self) -> None:
+        """Pick up another process's writes to the profile; a file damaged or locked since
+        leaves what was read before in use (typing goes on), with one line in the log."""
+        assert self.profile is not None
+        try:
+            self.profile.refresh()
+            self._refused = None
+        except UserStoreError as error:
+            if str(error) != self._refused:
+                log.warning("the profile keeps what it had read: %s", error)
+            self._refused = str(error)
 
     def _scoring(self, context: str) -> tuple[Scoring, list[int]]:
         read = self.reader.read(context)
         if self.profile is not None:
-            self.profile.refresh()
+            self._refresh()
         lexicon = self.lexicon or open_lexicon(self.predictor.vocab)
         return scoring(self.profile, self.predictor.scorer, lexicon, read), read.ids
 

@@ -70,6 +70,15 @@ def profile_path(directory: Path, name: str) -> Path:
     return directory / "profiles" / f"{name}.db"
 
 
+def profile_error(name: str, path: Path, error: UserStoreError) -> RnnImeError:
+    """A store's error as a server says it: the profile's name, never the server's paths."""
+    if isinstance(error, UserStoreBusyError):
+        return ProfileBusyError(f"profile {name}: its file is locked by another process; "
+                                "try again")
+    reason = str(error).removeprefix(f"{path}: ").split(";")[0]
+    return UserStoreError(f"profile {name}: its file cannot be used ({reason})")
+
+
 @dataclass
 class _Open:
     profile: Profile
@@ -109,13 +118,8 @@ class ProfileDirectory:
                                         "profiles open, and they are taken; use one of them")
             try:
                 model = UserModel(UserStore(path), max_words=self.config.max_words)
-            except UserStoreBusyError:
-                raise ProfileBusyError(f"profile {name}: its file is locked by another process; "
-                                       "try again") from None
-            except UserStoreError as error:  # the message without the server's paths
-                reason = str(error).removeprefix(f"{path}: ").split(";")[0]
-                raise UserStoreError(f"profile {name}: its file cannot be used ({reason})"
-                                     ) from None
+            except UserStoreError as error:
+                raise profile_error(name, path, error) from None
             except sqlite3.Error as error:
                 raise ProfileBusyError(f"profile {name}: its file cannot be read now "
                                        f"({error})") from None
@@ -136,9 +140,8 @@ class ProfileDirectory:
             try:
                 found.profile.refresh()
                 yield found.profile
-            except UserStoreBusyError:
-                raise ProfileBusyError(f"profile {name}: its file is locked by another "
-                                       "process; try again") from None
+            except UserStoreError as error:  # busy, or damaged since it was opened
+                raise profile_error(name, self.path_of(name), error) from None
             except sqlite3.Error as error:
                 raise ProfileBusyError(f"profile {name}: its file cannot be used now "
                                        f"({error}); try again") from None

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from ..errors import RnnImeError
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, word_readings
 from ..ime.syllables import segmentations
-from .store import KEEP_COMMITS, UserStore, UserStoreBusyError, UserStoreError
+from .store import (
+    KEEP_COMMITS,
+    MAX_COUNT,
+    UserStore,
+    UserStoreBusyError,
+    UserStoreError,
+    damaged,
+    is_number,
+)
 
 HALF_LIFE = 20_000.0  # words typed
 BIGRAM_PRIOR = 20.0  # β, in effective counts (bench/adaptation.py --fit; docs/adaptation.md)
@@ -34,6 +42,7 @@ REBASE_EXPONENT = 500.0  # move the epoch before 2^(Δ/half-life) grows past 2^5
 MAX_WORDS = 1_000_000  # words one profile keeps
 MAX_COMMIT_CHARS = 10_000
 MAX_IMPORT_COUNT = 1e9  # an imported word's count, at most
+MAX_KEPT_COUNT = MAX_COUNT / 10  # imports stop adding there (the file's limit, with room)
 
 
 class UserLimitError(RnnImeError):
@@ -54,10 +63,21 @@ class Lesson:
 
     @staticmethod
     def from_json(text: str) -> Lesson:
-        data = json.loads(text)
-        return Lesson(tuple(tuple(w) for w in data["words"]),
-                      tuple(tuple(b) for b in data["bigrams"]),
-                      tuple(tuple(m) for m in data["made"]))
+        """The lesson of `to_json`; ValueError when `text` is not one."""
+        try:
+            data = json.loads(text)
+            lesson = Lesson(tuple(tuple(w) for w in data["words"]),
+                            tuple(tuple(b) for b in data["bigrams"]),
+                            tuple(tuple(m) for m in data["made"]))
+        except (ValueError, TypeError, KeyError):
+            raise ValueError("not a lesson") from None
+        if not all(len(w) == 2 and type(w[0]) is str and is_number(w[1]) for w in lesson.words) \
+                or not all(len(b) == 3 and type(b[0]) is str and type(b[1]) is str
+                           and is_number(b[2]) for b in lesson.bigrams) \
+                or not all(len(m) == 2 and type(m[0]) is str and type(m[1]) is str
+                           for m in lesson.made):
+            raise ValueError("not a lesson")
+        return lesson
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,13 @@ class Counts:
     def unit(self, at: float) -> float:
         """The internal weight of one occurrence at clock `at`."""
         return 2.0 ** ((at - self.epoch) / self.half_life)
+
+    def internal(self, count: float, at: float) -> float:
+        """An effective count as of clock `at` → internal units (inf when out of range)."""
+        try:
+            return count * self.unit(at)
+        except OverflowError:
+            return math.inf
 
     def effective(self, value: float) -> float:
         """An internal count → the effective count now."""
@@ -196,7 +223,11 @@ class UserModel:
         self._seen_version = -1
         self._own: list[int] = []  # ids of this model's commits in the file (undo takes these)
         if store is not None:
-            self.reload()
+            try:
+                self.reload()
+            except BaseException:  # a file it cannot read (damaged): not left open
+                store.close()
+                raise
 
     # ------------------------------------------------------------ loading
     def reload(self) -> None:
@@ -206,21 +237,32 @@ class UserModel:
         counts = Counts(half_life=self.counts.half_life)
         counts.clock = counts.epoch = self.store.clock()
         for word, count, seen, reading, made in self.store.words():
-            value = count * counts.unit(seen)
+            value = counts.internal(count, seen)
+            if not math.isfinite(value):
+                raise self._out_of_range(f"word {word!r}", count, seen)
             if value > 0:
                 counts.unigram[word] = value
                 counts.total += value
             if made and reading:
                 counts.made[word] = reading
         for prev, word, count, seen in self.store.bigrams():
-            value = count * counts.unit(seen)
+            value = counts.internal(count, seen)
+            if not math.isfinite(value):
+                raise self._out_of_range(f"pair {prev!r} {word!r}", count, seen)
             if value > 0:
                 counts.bigram[prev][word] = value
                 counts.following[prev] = counts.following.get(prev, 0.0) + value
+        if not math.isfinite(counts.total) or not all(map(math.isfinite,
+                                                           counts.following.values())):
+            raise damaged(self.store.path, "its counts are too large to add up")
         counts.version = self.counts.version + 1
         counts.made_version = self.counts.made_version + 1
         self.counts = counts
         self._seen_version = self.store.data_version()
+
+    def _out_of_range(self, what: str, count: float, seen: float) -> UserStoreError:
+        return damaged(self.store.path if self.store else "user model",
+                       f"{what} has count {count!r} at time {seen!r}, out of range")
 
     def refresh(self) -> bool:
         """Reload if another process wrote to the file since; whether it did."""
@@ -271,8 +313,9 @@ class UserModel:
                 raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the "
                                      f"most it may is {self.max_words:,}; forget some first")
             for word, count in items:
-                if count > 0:
-                    counts.add(word, counts.clock, count)
+                room = MAX_KEPT_COUNT - counts.effective(counts.unigram.get(word, 0.0))
+                if min(count, room) > 0:
+                    counts.add(word, counts.clock, min(count, room))
             new = tuple((w, r) for w, r in made if w not in counts.made)
             counts.made.update(dict(new))
             counts.version += 1
@@ -296,12 +339,17 @@ class UserModel:
             if last is None:
                 return None
             commit_id, _, stored = last
-            lesson = stored if isinstance(stored, Lesson) else Lesson.from_json(stored)
+            lesson = stored if isinstance(stored, Lesson) else self._lesson(commit_id, stored)
             counts = self.counts
-            for word, at in lesson.words:
-                counts.add(word, at, -1.0)
-            for prev, word, at in lesson.bigrams:
-                counts.add_bigram(prev, word, at, -1.0)
+            try:
+                for word, at in lesson.words:
+                    counts.add(word, at, -1.0)
+                for prev, word, at in lesson.bigrams:
+                    counts.add_bigram(prev, word, at, -1.0)
+            except OverflowError:
+                self.reload()  # memory as the file holds it, nothing half taken back
+                raise damaged(self.store.path if self.store else "user model",
+                              f"commit {commit_id} has a time out of range") from None
             for word, _ in lesson.made:
                 counts.made.pop(word, None)
             counts.version += 1
@@ -317,6 +365,13 @@ class UserModel:
             self._own.pop()
         self._last = None
         return done.lesson
+
+    def _lesson(self, commit_id: int, stored: str) -> Lesson:
+        try:
+            return Lesson.from_json(stored)
+        except ValueError:
+            raise damaged(self.store.path if self.store else "user model",
+                          f"commit {commit_id} is not a lesson of rnn-ime") from None
 
     def forget(self, word: str) -> bool:
         """Remove a word and everything learned from it (its counts, its bigrams both ways,

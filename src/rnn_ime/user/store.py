@@ -14,6 +14,7 @@ writes through `PRAGMA data_version`.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -29,11 +30,16 @@ BUSY_TIMEOUT_S = 5.0
 
 
 class UserStoreError(RnnImeError):
-    """A user file that cannot be used: not ours, from a newer version, unreadable."""
+    """A user file that cannot be used: not ours, from a newer version, unreadable, damaged."""
 
 
 class UserStoreBusyError(UserStoreError):
     """A user file another process holds locked for longer than BUSY_TIMEOUT_S."""
+
+
+def damaged(path: str | Path, what: str) -> UserStoreError:
+    """The one-line error of a user file whose content is not what rnn-ime writes."""
+    return UserStoreError(f"{path}: damaged: {what}; move it away or choose another --user-db")
 
 
 def default_path() -> Path:
@@ -55,8 +61,87 @@ CREATE TABLE IF NOT EXISTS commits (
 """
 
 
+COLUMNS = {"meta": {"key", "value"}, "words": {"word", "count", "seen", "reading", "made"},
+           "bigrams": {"prev", "word", "count", "seen"}, "commits": {"id", "clock", "lesson"}}
+MAX_CLOCK = 2.0 ** 53  # words typed; past it a float no longer counts one by one
+MAX_COUNT = 1e15  # one word's count (times 2^500 between rebases, far from the float's limit)
+
+
 def busy_timeout() -> float:
     return BUSY_TIMEOUT_S
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float, as SQLite gives a number back (not text, a blob or NULL)."""
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def missing_part(columns: dict[str, set[str]]) -> str | None:
+    """What a user file's tables (table → its columns) lack, or None."""
+    for table, needed in COLUMNS.items():
+        if table not in columns:
+            return f"no {table} table"
+        if lacking := sorted(needed - columns[table]):
+            return f"the {table} table has no {', '.join(lacking)} column"
+    return None
+
+
+def schema_problem(schema: object) -> str | None:
+    """Why a file's schema version is not this rnn-ime's: None, "newer", or what is damaged."""
+    if schema == str(SCHEMA_VERSION):
+        return None
+    if isinstance(schema, str) and schema.isascii() and schema.isdigit() \
+            and int(schema) > SCHEMA_VERSION:
+        return "newer"
+    return "no schema version" if schema is None else f"schema version {schema!r} is not one"
+
+
+def parse_clock(value: object) -> float:
+    """The word clock as the meta table holds it ("123.0") → 123.0; ValueError naming what is
+    wrong otherwise."""
+    if value is None:
+        raise ValueError("no clock in its meta table")
+    try:
+        clock = float(value) if isinstance(value, str | int | float) else math.nan
+    except ValueError:
+        clock = math.nan
+    if not 0.0 <= clock <= MAX_CLOCK:  # NaN fails too
+        raise ValueError(f"clock {str(value)[:40]!r} is not a count of words")
+    return clock
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:40]
+
+
+def word_row_problem(row: tuple) -> str | None:
+    """What is wrong with a row of the words table (word, count, seen, reading, made), or
+    None."""
+    word, count, seen, reading, made = row
+    if type(word) is not str:
+        return f"a word {_shown(word)} that is not text"
+    if not is_number(count) or not 0 <= count <= MAX_COUNT:
+        return f"word {word!r} has count {_shown(count)}, not a number from 0 to {MAX_COUNT:g}"
+    if not is_number(seen):
+        return f"word {word!r} has time {_shown(seen)}, not a number"
+    if reading is not None and type(reading) is not str:
+        return f"word {word!r} has reading {_shown(reading)}, not text"
+    if type(made) is not int:
+        return f"word {word!r} has made {_shown(made)}, not 0 or 1"
+    return None
+
+
+def bigram_row_problem(row: tuple) -> str | None:
+    """What is wrong with a row of the bigrams table (prev, word, count, seen), or None."""
+    prev, word, count, seen = row
+    if type(prev) is not str or type(word) is not str:
+        return f"a pair {_shown(prev)}, {_shown(word)} that is not text"
+    if not is_number(count) or not 0 <= count <= MAX_COUNT:
+        return (f"pair {prev!r} {word!r} has count {_shown(count)}, not a number from 0 to "
+                f"{MAX_COUNT:g}")
+    if not is_number(seen):
+        return f"pair {prev!r} {word!r} has time {_shown(seen)}, not a number"
+    return None
 
 
 class UserStore:
@@ -80,6 +165,9 @@ class UserStore:
         except sqlite3.DatabaseError as error:
             raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
                                  "away or choose another --user-db") from None
+        except UserStoreError:
+            self.db.close()
+            raise
         except OSError as error:
             raise UserStoreError(f"{self.path}: cannot open ({error.strerror or error})") from None
 
@@ -89,6 +177,8 @@ class UserStore:
         if tables and "meta" not in tables:
             raise UserStoreError(f"{self.path}: an SQLite file, but not a user file of rnn-ime "
                                  "(no meta table); choose another --user-db")
+        if tables:
+            self._check(tables)  # before anything is written to it
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
         if not tables:
@@ -98,14 +188,23 @@ class UserStore:
                 self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
                     ("application", APPLICATION), ("schema", str(SCHEMA_VERSION)),
                     ("clock", "0")])
-            return
+
+    def _check(self, tables: set[str]) -> None:
+        """An existing file: ours, of this schema, with every table and the clock."""
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if meta.get("application") != APPLICATION:
             raise UserStoreError(f"{self.path}: an SQLite file of another program; choose "
                                  "another --user-db")
-        if meta.get("schema") != str(SCHEMA_VERSION):
+        problem = schema_problem(meta.get("schema"))
+        if problem == "newer":
             raise UserStoreError(f"{self.path}: user file schema {meta.get('schema')}, this "
                                  f"rnn-ime reads {SCHEMA_VERSION}; upgrade rnn-ime")
+        if problem is None:
+            problem = missing_part({table: {row[1] for row in self.db.execute(
+                f"PRAGMA table_info({table})")} for table in tables & COLUMNS.keys()})
+        if problem is not None:
+            raise damaged(self.path, problem)
+        self.clock()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -128,20 +227,51 @@ class UserStore:
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     # ------------------------------------------------------------ reading everything
+    # Everything read is checked: a file another program (or a disk fault) changed gives a
+    # one-line UserStoreError naming what is damaged, never a TypeError further on.
+    def _select(self, query: str, what: str) -> list[tuple]:
+        try:
+            return self.db.execute(query).fetchall()
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise UserStoreBusyError(f"{self.path}: locked by another process for more "
+                                         f"than {busy_timeout():g} s; try again") from None
+            raise damaged(self.path, f"cannot read its {what} ({error})") from None
+        except sqlite3.DatabaseError as error:
+            raise damaged(self.path, f"cannot read its {what} ({error})") from None
+
     def clock(self) -> float:
-        return float(self.db.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()[0])
+        row = self._select("SELECT value FROM meta WHERE key = 'clock'", "clock")
+        try:
+            return parse_clock(row[0][0] if row else None)
+        except ValueError as error:
+            raise damaged(self.path, str(error)) from None
 
     def words(self) -> list[tuple[str, float, float, str | None, int]]:
-        return self.db.execute("SELECT word, count, seen, reading, made FROM words").fetchall()
+        rows = self._select("SELECT word, count, seen, reading, made FROM words", "words")
+        for row in rows:
+            if (problem := word_row_problem(row)) is not None:
+                raise damaged(self.path, problem)
+        return rows
 
     def bigrams(self) -> list[tuple[str, str, float, float]]:
-        return self.db.execute("SELECT prev, word, count, seen FROM bigrams").fetchall()
+        rows = self._select("SELECT prev, word, count, seen FROM bigrams", "pairs of words")
+        for row in rows:
+            if (problem := bigram_row_problem(row)) is not None:
+                raise damaged(self.path, problem)
+        return rows
 
     def last_commit(self) -> tuple[int, float, str] | None:
         """(id, clock, the lesson's JSON) of the newest commit."""
-        row = self.db.execute("SELECT id, clock, lesson FROM commits ORDER BY id DESC LIMIT 1"
-                              ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        rows = self._select("SELECT id, clock, lesson FROM commits ORDER BY id DESC LIMIT 1",
+                            "commits")
+        if not rows:
+            return None
+        commit_id, clock, lesson = rows[0]
+        if type(commit_id) is not int or not is_number(clock) or type(lesson) is not str:
+            raise damaged(self.path, f"commit {_shown(commit_id)} is not a number, a time and "
+                                     "a lesson")
+        return commit_id, clock, lesson
 
     def close(self) -> None:
         self.db.close()
