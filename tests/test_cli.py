@@ -1,9 +1,13 @@
 """The command line as a user meets it: outputs, JSON, and one-line errors with exit code 2."""
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -197,3 +201,27 @@ def test_a_garbage_training_state_gives_a_one_line_error(tmp_path, capsys, small
     assert "not a training state" in fails(capsys, *resume)
     torch.save({"model": {}}, state)
     assert "not a training state of this program" in fails(capsys, *resume)
+
+
+def test_ctrl_c_stops_serve_quietly(small_model):
+    """SIGINT after the server listens: one line, exit 0, no asyncio traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnn_ime", "serve", "--model", str(small_model), "--port", "0",
+         "--no-user"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # "rnn-ime: serving … at http://127.0.0.1:PORT/"
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line or process.stderr.read()
+        for _ in range(100):  # until uvicorn answers (its signal handlers are set by then)
+            try:
+                urllib.request.urlopen(url.group(0) + "api/health", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "rnn-ime: stopped"
+    assert process.returncode == 0

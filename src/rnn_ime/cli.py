@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import RnnImeError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def _stderr(message: str) -> None:
@@ -119,7 +120,7 @@ def run_train(args) -> None:
     except KeyboardInterrupt:
         _stderr(f"stopped; resume with: rnn-ime train --data {args.data} --out {args.out} "
                 "--resume")
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s "
           f"({summary['target_words_per_second']:,} target words/s; stopped: "
           f"{summary['stopped']}); best validation loss {summary['best_valid_loss']:.3f}")
@@ -502,9 +503,14 @@ def run_serve(args) -> None:
     if args.context_cache != 0 and not 2 <= args.context_cache <= 1_000_000:
         raise ConfigError("--context-cache must be 0 or between 2 and 1,000,000")
     fuzzy, word_lists = _fuzzy_option(args.fuzzy), _word_lists(args.lexicon)
-    serve(args.model, args.host, args.port, mixture=not args.no_mixture,
-          context_cache=args.context_cache, fuzzy=fuzzy, word_lists=word_lists,
-          log_note=_stderr, profiles=_profile_options(args))
+    try:
+        serve(args.model, args.host, args.port, mixture=not args.no_mixture,
+              context_cache=args.context_cache, fuzzy=fuzzy, word_lists=word_lists,
+              log_note=_stderr, profiles=_profile_options(args))
+    except KeyboardInterrupt:
+        # Ctrl-C is how a server is meant to stop: uvicorn has shut down gracefully and then
+        # re-raised the signal; one line and exit 0, not asyncio's traceback.
+        _stderr("rnn-ime: stopped")
 
 
 def _profile_options(args):
@@ -829,6 +835,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_USER_ERROR) from None
     except BrokenPipeError:
         raise SystemExit(0) from None
+    except KeyboardInterrupt:
+        _stderr("rnn-ime: interrupted")
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 if __name__ == "__main__":
