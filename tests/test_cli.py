@@ -225,3 +225,43 @@ def test_ctrl_c_stops_serve_quietly(small_model):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1] == "rnn-ime: stopped"
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
+    (["--valid-words", "-1"], "--valid-words must be 0 (all of the validation split) or more"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--lr", "inf"], "--lr must be a positive number"),
+    (["--lr", "100"], "at most 10"),
+    (["--clip", "nan"], "--clip must be a positive number"),
+    (["--clip=-inf"], "--clip must be a positive number"),
+    (["--time-budget", "nan"], "--time-budget must be a positive number"),
+    (["--eval-every-seconds", "-1"], "--eval-every-seconds must be 0 or a positive number"),
+    (["--eval-every", "-1"], "--eval-every must be at least 0"),
+    (["--patience", "0"], "--patience must be at least 1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--max-steps", "0"], "--max-steps must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be between 1 and"),
+    (["--bptt", "100000"], "--bptt must be between 1 and"),
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--dropout", "nan"], "--dropout must be in [0, 1)"),
+    (["--hidden", "100000"], "--hidden must be at most 8,192"),
+    (["--embed", "100000"], "--embed must be at most 8,192"),
+    (["--layers", "100"], "--layers must be at most 16"),
+])
+def test_train_refuses_bad_options_in_one_line(tmp_path, capsys, small_data, options, message):
+    out = tmp_path / "m"
+    assert message in fails(capsys, "train", "--data", small_data, "--out", out, *options)
+    assert not out.exists()
+
+
+def test_train_refuses_an_out_that_is_a_file(tmp_path, capsys, small_data):
+    afile = tmp_path / "afile"
+    afile.write_text("mine", encoding="utf-8")
+    assert "exists and is not a directory" in fails(capsys, "train", "--data", small_data,
+                                                    "--out", afile)
+    assert "is not a directory" in fails(capsys, "train", "--data", small_data, "--out",
+                                         afile / "model")
+    assert afile.read_text(encoding="utf-8") == "mine"
