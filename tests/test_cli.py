@@ -265,3 +265,30 @@ def test_train_refuses_an_out_that_is_a_file(tmp_path, capsys, small_data):
     assert "is not a directory" in fails(capsys, "train", "--data", small_data, "--out",
                                          afile / "model")
     assert afile.read_text(encoding="utf-8") == "mine"
+
+
+def test_outputs_that_cannot_be_written_give_one_line_errors(tmp_path, capsys, small_corpus,
+                                                             small_model):
+    afile = tmp_path / "afile"
+    afile.write_text("mine", encoding="utf-8")
+    prepare = ("prepare", "--corpus", small_corpus, "--min-count", "1", "--out")
+    assert f"--out {afile}: exists and is not a directory" in fails(capsys, *prepare, afile)
+    assert afile.read_text(encoding="utf-8") == "mine"
+    too_long = tmp_path / ("a" * 300) / "data"
+    assert f"{too_long}: File name too long" in fails(capsys, *prepare, too_long)
+    assert "is a directory; name a file" in fails(capsys, "export", "--model", small_model,
+                                                  "--out", tmp_path)
+    assert "--rerank must be between 0 and 1,000" in fails(capsys, "export", "--model",
+                                                           small_model, "--int8", "--rerank",
+                                                           "-1")
+    assert "go with --int8" in fails(capsys, "export", "--model", small_model, "--rerank", "8")
+
+
+def test_os_error_line_names_the_file():
+    from rnn_ime.cli import os_error_line
+
+    assert os_error_line(PermissionError(13, "Permission denied", "/x/y")) == \
+        "/x/y: Permission denied"
+    assert os_error_line(OSError(28, "No space left on device", "/tmp/.a.tmp", None, "/a")) == \
+        "/a: No space left on device"
+    assert os_error_line(OSError("odd")) == "odd"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import fields
@@ -407,6 +408,8 @@ def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
 
 # ---------------------------------------------------------------- export
 def add_export(sub) -> None:
+    from .onnx_export import DEFAULT_RERANK, MAX_RERANK
+
     p = sub.add_parser("export", help="a trained model's step as an ONNX graph (fp32 or int8)")
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format")
@@ -414,9 +417,10 @@ def add_export(sub) -> None:
                    help="dynamic int8 quantisation (onnxruntime quantize_dynamic)")
     p.add_argument("--per-channel", action="store_true",
                    help="--int8 with one scale per output column")
-    p.add_argument("--rerank", type=int, default=32, metavar="N",
+    p.add_argument("--rerank", type=int, default=None, metavar="N",
                    help="--int8: re-score the top N words of each int8 layer that ranks "
-                        "words with fp32 weights (0: off)")
+                        f"words with fp32 weights (0: off; at most {MAX_RERANK:,}; default "
+                        f"{DEFAULT_RERANK})")
     p.add_argument("--quantize-rnn", action="store_true",
                    help="--int8: an LSTM cell too (faster, less exact)")
     p.add_argument("--out", help="the file to write (default: MODEL/model.onnx or "
@@ -425,11 +429,15 @@ def add_export(sub) -> None:
 
 
 def run_export(args) -> None:
-    from .onnx_export import ExportConfig, export_model
+    from .errors import ConfigError
+    from .onnx_export import DEFAULT_RERANK, ExportConfig, export_model
 
+    if not args.int8 and (args.rerank is not None or args.per_channel or args.quantize_rnn):
+        raise ConfigError("--rerank, --per-channel and --quantize-rnn go with --int8")
+    rerank = DEFAULT_RERANK if args.rerank is None else args.rerank
     summary = export_model(ExportConfig(model=args.model, format=args.format, int8=args.int8,
                                         out=args.out, per_channel=args.per_channel,
-                                        rerank=args.rerank, quantize_rnn=args.quantize_rnn))
+                                        rerank=rerank, quantize_rnn=args.quantize_rnn))
     print(f"wrote {summary['path']}: {summary['format']} graph, {summary['precision']}, "
           f"{summary['bytes'] / 1024:,.0f} KiB; max |log-prob difference| from torch "
           f"{summary['max_abs_diff']:.2g}")
@@ -826,6 +834,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    """`path: No space left on device`: the file the system refused, and why."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    if path is None:
+        return reason
+    return f"{os.fsdecode(path) if isinstance(path, bytes) else path}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
@@ -835,6 +852,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_USER_ERROR) from None
     except BrokenPipeError:
         raise SystemExit(0) from None
+    except OSError as exc:  # a file the system refused (to write, mostly): one line naming it
+        _stderr(f"rnn-ime: error: {os_error_line(exc)}")
+        raise SystemExit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         _stderr("rnn-ime: interrupted")
         raise SystemExit(EXIT_INTERRUPTED) from None
