@@ -292,3 +292,22 @@ def test_os_error_line_names_the_file():
     assert os_error_line(OSError(28, "No space left on device", "/tmp/.a.tmp", None, "/a")) == \
         "/a: No space left on device"
     assert os_error_line(OSError("odd")) == "odd"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--hidden-size", "100000"], "--hidden-size must be between 1 and 1,024"),
+    (["--input-size", "0"], "--input-size must be between 1 and 1,024"),
+    (["--layers", "100000"], "--layers must be between 1 and 8"),
+    (["--seq-len", "0"], "--seq-len must be between 1 and 64"),
+    (["--seq-len", "65"], "--seq-len must be between 1 and 64"),
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["今天" * 70], "the text has 70 words; explain shows at most 64"),
+])
+def test_explain_refuses_sizes_it_cannot_show(capsys, options, message):
+    assert message in fails(capsys, "explain", *options)
+
+
+def test_explain_at_its_limits(capsys):
+    out = run(capsys, "explain", "--layers", "8", "--bidirectional", "--seq-len", "64",
+              "--hidden-size", "1024", "--input-size", "1024").out
+    assert "h_n     (16, 1, 1024)" in out and "layer 7 backward t=63" in out

@@ -21,6 +21,11 @@ MAX_BPTT = 4096
 MAX_BATCH_SIZE = 65536
 MAX_LR = 10.0  # Adam's step size; the default is 2e-3
 
+# rnn-ime explain: a plain RNN printed step by step, for reading
+EXPLAIN_MAX_SIZE = 1024  # --input-size and --hidden-size
+EXPLAIN_MAX_LAYERS = 8  # one line per step, layer and direction
+EXPLAIN_MAX_STEPS = 64  # --seq-len, or the words of a TEXT
+
 # one HTTP request (server.py)
 SERVER_MAX_TEXT = 2000  # characters of typed text or context
 SERVER_MAX_K = 20  # next words, or pinyin candidates of each kind
