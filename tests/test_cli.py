@@ -203,11 +203,13 @@ def test_a_garbage_training_state_gives_a_one_line_error(tmp_path, capsys, small
     assert "not a training state of this program" in fails(capsys, *resume)
 
 
-def test_ctrl_c_stops_serve_quietly(small_model):
-    """SIGINT after the server listens: one line, exit 0, no asyncio traceback."""
+def test_ctrl_c_stops_serve_quietly(small_model, tmp_path):
+    """SIGINT after the server listens: one line, exit 0, no asyncio traceback; with --port 0
+    the first line names the port (profiles on, as by default)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "rnn_ime", "serve", "--model", str(small_model), "--port", "0",
-         "--no-user"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--user-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
     try:
         line = process.stdout.readline()  # "rnn-ime: serving … at http://127.0.0.1:PORT/"
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
@@ -311,3 +313,67 @@ def test_explain_at_its_limits(capsys):
     out = run(capsys, "explain", "--layers", "8", "--bidirectional", "--seq-len", "64",
               "--hidden-size", "1024", "--input-size", "1024").out
     assert "h_n     (16, 1, 1024)" in out and "layer 7 backward t=63" in out
+
+
+GBK_NIHAO = "你好".encode("gbk").decode("utf-8", "surrogateescape")  # as argv delivers it
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["predict", "--model", "{model}", GBK_NIHAO], "the text: not UTF-8 text (byte 0xc4 at "
+                                                    "offset 0); it reads as GB18030/GBK"),
+    (["learn", "--model", "{model}", "--user-db", "{db}", "好", GBK_NIHAO], "the text: not UTF-8"),
+    (["user", "forget", GBK_NIHAO, "--user-db", "{db}"], "the word to forget: not UTF-8"),
+    (["pinyin", "--model", "{model}", "--context", "\udcff", "nihao"],
+     "--context: not UTF-8 text (byte 0xff at offset 0)"),
+    (["pinyin", "--model", "{model}", "ni\udcffhao"], "the letters: not UTF-8 text (byte 0xff "
+                                                       "at offset 2)"),
+    (["explain", "我" + GBK_NIHAO], "the text: not UTF-8 text (byte 0xc4 at offset 3)"),
+])
+def test_text_that_is_not_utf8_is_refused_in_one_line(tmp_path, capsys, small_model, argv,
+                                                      message):
+    db = tmp_path / "user.db"
+    argv = [a.format(model=small_model, db=db) for a in argv]
+    assert message in fails(capsys, *argv)
+    assert not db.exists()  # nothing learned, no file made
+
+
+def test_predict_refuses_stdin_that_is_not_utf8(small_model):
+    process = subprocess.run(
+        [sys.executable, "-m", "rnn_ime", "predict", "--model", str(small_model), "--json"],
+        input="我今天\n".encode() + b"\xff\xfe\xc4\xe3\n" + "他\n".encode(), capture_output=True,
+        timeout=120)
+    err = process.stderr.decode()
+    assert process.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == \
+        "rnn-ime: error: stdin line 2: not UTF-8 text (byte 0xff at offset 0)"
+    answers = [json.loads(line) for line in process.stdout.decode().splitlines()]
+    assert [a["text"] for a in answers] == ["我今天"]  # the lines before it are answered
+
+
+def test_argv_that_is_not_utf8_is_refused_by_the_real_command(tmp_path):
+    process = subprocess.run(
+        [sys.executable.encode(), b"-m", b"rnn_ime", b"user", b"forget", "你好".encode("gbk"),
+         b"--user-db", str(tmp_path / "u.db").encode()], capture_output=True, timeout=120)
+    err = process.stderr.decode()
+    assert process.returncode == 2 and "Traceback" not in err, err
+    assert "the word to forget: not UTF-8 text (byte 0xc4" in err
+
+
+@pytest.mark.parametrize("letters", ["", "  ", ","])
+def test_pinyin_without_letters_is_refused(capsys, small_model, letters):
+    assert "no pinyin letters to decode" in fails(capsys, "pinyin", "--model", small_model,
+                                                  letters)
+
+
+def test_evaluate_run_elsewhere_says_the_recorded_data_path_is_relative(tmp_path, capsys,
+                                                                        small_model,
+                                                                        monkeypatch):
+    moved = tmp_path / "model"
+    shutil.copytree(small_model, moved)
+    config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
+    config["train"]["data"] = "data/default"
+    (moved / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    line = fails(capsys, "evaluate", "--model", moved)
+    assert "trained on data/default, a path relative to the directory training ran in, not " \
+           f"found from {tmp_path}; run from there or pass --data" in line

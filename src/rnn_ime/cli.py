@@ -21,6 +21,37 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def utf8_text(data: bytes, name: str) -> str:
+    """`data` as UTF-8 text; other bytes raise one line naming `name`, the byte and its offset
+    (and the likely cause when they read as GB18030, the usual other Chinese encoding)."""
+    from .corpus import reads_as_gb18030
+    from .errors import ConfigError
+
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        hint = "; it reads as GB18030/GBK: use a UTF-8 terminal or locale (LANG=zh_CN.UTF-8)" \
+            if reads_as_gb18030(data) else ""
+        raise ConfigError(f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start}){hint}") from None
+
+
+# argv arrives decoded with surrogateescape: a byte that was not UTF-8 is a lone surrogate
+_TEXT_ARGUMENTS = {"text": "the text", "context": "--context", "letters": "the letters"}
+
+
+def check_text_arguments(args) -> None:
+    """Refuse a text argument that was not UTF-8 on the command line, before any work."""
+    named = [(dest, name) for dest, name in _TEXT_ARGUMENTS.items() if hasattr(args, dest)]
+    if getattr(args, "command", None) == "user" and getattr(args, "action", None) == "forget":
+        named.append(("argument", "the word to forget"))
+    for dest, name in named:
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):
+                utf8_text(os.fsencode(value), name)
+
+
 # ---------------------------------------------------------------- prepare
 def add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="corpus files → a data dir (vocabulary, token arrays)")
@@ -382,8 +413,9 @@ def run_predict(args) -> None:
     elif interactive_run:
         interactive(predictor, args.k, beam, profile)
     else:
-        for line in sys.stdin:
-            print(_answer(predictor, line.rstrip("\n"), args.k, args.json, beam), flush=True)
+        for number, raw in enumerate(sys.stdin.buffer, 1):
+            line = utf8_text(raw, f"stdin line {number}").removesuffix("\n").removesuffix("\r")
+            print(_answer(predictor, line, args.k, args.json, beam), flush=True)
 
 
 def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
@@ -399,6 +431,10 @@ def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
         except (EOFError, KeyboardInterrupt):
             print()
             return
+        except UnicodeDecodeError as exc:
+            print(f"  not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): use a UTF-8 "
+                  "terminal")
+            continue
         if text.strip() in {"quit", "exit"}:
             return
         print("  " + _answer(predictor, text, k, False, beam).replace("\n", "\n  "))
@@ -589,12 +625,16 @@ def add_pinyin(sub) -> None:
 
 
 def run_pinyin(args) -> None:
+    from .errors import ConfigError
     from .ime import DecoderSettings, commit_of, decode, normalize, open_lexicon, split_mark
     from .ime.lexicon import skipped_note
     from .predict import Predictor
 
     settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy))
     letters, _ = split_mark(args.letters.strip())
+    if not letters:
+        raise ConfigError("no pinyin letters to decode: give some, like `rnn-ime pinyin "
+                          "--model DIR nihao`")
     normalize(letters)  # a bad input fails before the model loads
     word_lists = _word_lists(args.lexicon)
     predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
@@ -846,6 +886,7 @@ def os_error_line(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        check_text_arguments(args)
         args.func(args)
     except RnnImeError as exc:
         _stderr(f"rnn-ime: error: {exc}")
