@@ -1,9 +1,13 @@
 """The command line as a user meets it: outputs, JSON, and one-line errors with exit code 2."""
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -197,3 +201,179 @@ def test_a_garbage_training_state_gives_a_one_line_error(tmp_path, capsys, small
     assert "not a training state" in fails(capsys, *resume)
     torch.save({"model": {}}, state)
     assert "not a training state of this program" in fails(capsys, *resume)
+
+
+def test_ctrl_c_stops_serve_quietly(small_model, tmp_path):
+    """SIGINT after the server listens: one line, exit 0, no asyncio traceback; with --port 0
+    the first line names the port (profiles on, as by default)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnn_ime", "serve", "--model", str(small_model), "--port", "0",
+         "--user-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        line = process.stdout.readline()  # "rnn-ime: serving … at http://127.0.0.1:PORT/"
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line or process.stderr.read()
+        for _ in range(100):  # until uvicorn answers (its signal handlers are set by then)
+            try:
+                urllib.request.urlopen(url.group(0) + "api/health", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "rnn-ime: stopped"
+    assert process.returncode == 0
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
+    (["--valid-words", "-1"], "--valid-words must be 0 (all of the validation split) or more"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--lr", "inf"], "--lr must be a positive number"),
+    (["--lr", "100"], "at most 10"),
+    (["--clip", "nan"], "--clip must be a positive number"),
+    (["--clip=-inf"], "--clip must be a positive number"),
+    (["--time-budget", "nan"], "--time-budget must be a positive number"),
+    (["--eval-every-seconds", "-1"], "--eval-every-seconds must be 0 or a positive number"),
+    (["--eval-every", "-1"], "--eval-every must be at least 0"),
+    (["--patience", "0"], "--patience must be at least 1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--max-steps", "0"], "--max-steps must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be between 1 and"),
+    (["--bptt", "100000"], "--bptt must be between 1 and"),
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--dropout", "nan"], "--dropout must be in [0, 1)"),
+    (["--hidden", "100000"], "--hidden must be at most 8,192"),
+    (["--embed", "100000"], "--embed must be at most 8,192"),
+    (["--layers", "100"], "--layers must be at most 16"),
+])
+def test_train_refuses_bad_options_in_one_line(tmp_path, capsys, small_data, options, message):
+    out = tmp_path / "m"
+    assert message in fails(capsys, "train", "--data", small_data, "--out", out, *options)
+    assert not out.exists()
+
+
+def test_train_refuses_an_out_that_is_a_file(tmp_path, capsys, small_data):
+    afile = tmp_path / "afile"
+    afile.write_text("mine", encoding="utf-8")
+    assert "exists and is not a directory" in fails(capsys, "train", "--data", small_data,
+                                                    "--out", afile)
+    assert "is not a directory" in fails(capsys, "train", "--data", small_data, "--out",
+                                         afile / "model")
+    assert afile.read_text(encoding="utf-8") == "mine"
+
+
+def test_outputs_that_cannot_be_written_give_one_line_errors(tmp_path, capsys, small_corpus,
+                                                             small_model):
+    afile = tmp_path / "afile"
+    afile.write_text("mine", encoding="utf-8")
+    prepare = ("prepare", "--corpus", small_corpus, "--min-count", "1", "--out")
+    assert f"--out {afile}: exists and is not a directory" in fails(capsys, *prepare, afile)
+    assert afile.read_text(encoding="utf-8") == "mine"
+    too_long = tmp_path / ("a" * 300) / "data"
+    assert f"{too_long}: File name too long" in fails(capsys, *prepare, too_long)
+    assert "is a directory; name a file" in fails(capsys, "export", "--model", small_model,
+                                                  "--out", tmp_path)
+    assert "--rerank must be between 0 and 1,000" in fails(capsys, "export", "--model",
+                                                           small_model, "--int8", "--rerank",
+                                                           "-1")
+    assert "go with --int8" in fails(capsys, "export", "--model", small_model, "--rerank", "8")
+
+
+def test_os_error_line_names_the_file():
+    from rnn_ime.cli import os_error_line
+
+    assert os_error_line(PermissionError(13, "Permission denied", "/x/y")) == \
+        "/x/y: Permission denied"
+    assert os_error_line(OSError(28, "No space left on device", "/tmp/.a.tmp", None, "/a")) == \
+        "/a: No space left on device"
+    assert os_error_line(OSError("odd")) == "odd"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--hidden-size", "100000"], "--hidden-size must be between 1 and 1,024"),
+    (["--input-size", "0"], "--input-size must be between 1 and 1,024"),
+    (["--layers", "100000"], "--layers must be between 1 and 8"),
+    (["--seq-len", "0"], "--seq-len must be between 1 and 64"),
+    (["--seq-len", "65"], "--seq-len must be between 1 and 64"),
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["今天" * 70], "the text has 70 words; explain shows at most 64"),
+])
+def test_explain_refuses_sizes_it_cannot_show(capsys, options, message):
+    assert message in fails(capsys, "explain", *options)
+
+
+def test_explain_at_its_limits(capsys):
+    out = run(capsys, "explain", "--layers", "8", "--bidirectional", "--seq-len", "64",
+              "--hidden-size", "1024", "--input-size", "1024").out
+    assert "h_n     (16, 1, 1024)" in out and "layer 7 backward t=63" in out
+
+
+GBK_NIHAO = "你好".encode("gbk").decode("utf-8", "surrogateescape")  # as argv delivers it
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["predict", "--model", "{model}", GBK_NIHAO], "the text: not UTF-8 text (byte 0xc4 at "
+                                                    "offset 0); it reads as GB18030/GBK"),
+    (["learn", "--model", "{model}", "--user-db", "{db}", "好", GBK_NIHAO], "the text: not UTF-8"),
+    (["user", "forget", GBK_NIHAO, "--user-db", "{db}"], "the word to forget: not UTF-8"),
+    (["pinyin", "--model", "{model}", "--context", "\udcff", "nihao"],
+     "--context: not UTF-8 text (byte 0xff at offset 0)"),
+    (["pinyin", "--model", "{model}", "ni\udcffhao"], "the letters: not UTF-8 text (byte 0xff "
+                                                       "at offset 2)"),
+    (["explain", "我" + GBK_NIHAO], "the text: not UTF-8 text (byte 0xc4 at offset 3)"),
+])
+def test_text_that_is_not_utf8_is_refused_in_one_line(tmp_path, capsys, small_model, argv,
+                                                      message):
+    db = tmp_path / "user.db"
+    argv = [a.format(model=small_model, db=db) for a in argv]
+    assert message in fails(capsys, *argv)
+    assert not db.exists()  # nothing learned, no file made
+
+
+def test_predict_refuses_stdin_that_is_not_utf8(small_model):
+    process = subprocess.run(
+        [sys.executable, "-m", "rnn_ime", "predict", "--model", str(small_model), "--json"],
+        input="我今天\n".encode() + b"\xff\xfe\xc4\xe3\n" + "他\n".encode(), capture_output=True,
+        timeout=120)
+    err = process.stderr.decode()
+    assert process.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == \
+        "rnn-ime: error: stdin line 2: not UTF-8 text (byte 0xff at offset 0)"
+    answers = [json.loads(line) for line in process.stdout.decode().splitlines()]
+    assert [a["text"] for a in answers] == ["我今天"]  # the lines before it are answered
+
+
+def test_argv_that_is_not_utf8_is_refused_by_the_real_command(tmp_path):
+    process = subprocess.run(
+        [sys.executable.encode(), b"-m", b"rnn_ime", b"user", b"forget", "你好".encode("gbk"),
+         b"--user-db", str(tmp_path / "u.db").encode()], capture_output=True, timeout=120)
+    err = process.stderr.decode()
+    assert process.returncode == 2 and "Traceback" not in err, err
+    assert "the word to forget: not UTF-8 text (byte 0xc4" in err
+
+
+@pytest.mark.parametrize("letters", ["", "  ", ","])
+def test_pinyin_without_letters_is_refused(capsys, small_model, letters):
+    assert "no pinyin letters to decode" in fails(capsys, "pinyin", "--model", small_model,
+                                                  letters)
+
+
+def test_evaluate_run_elsewhere_says_the_recorded_data_path_is_relative(tmp_path, capsys,
+                                                                        small_model,
+                                                                        monkeypatch):
+    moved = tmp_path / "model"
+    shutil.copytree(small_model, moved)
+    config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
+    config["train"]["data"] = "data/default"
+    (moved / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    line = fails(capsys, "evaluate", "--model", moved)
+    assert "trained on data/default, a path relative to the directory training ran in, not " \
+           f"found from {tmp_path}; run from there or pass --data" in line

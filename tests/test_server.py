@@ -188,8 +188,25 @@ def test_a_body_that_is_not_json_gets_a_400(client):
     response = client.post("/api/suggest", content=b"{text: ",
                            headers={"content-type": "application/json"})
     assert error_of(response, 400) == "the request body is not valid JSON"
-    assert error_of(client.post("/api/suggest", content=b"text=x")).startswith("body: ")
+    assert error_of(client.post("/api/suggest", content=b"[1]",
+                                headers={"content-type": "application/json"})) == \
+        'body: must be a JSON object, like {"text": "我今天"}'
     assert error_of(client.post("/api/suggest")).startswith("body: missing")
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain",
+                                          None])
+def test_json_sent_as_another_media_type_gets_a_415_that_says_so(client, content_type):
+    """curl -d sends a form: the JSON in it is not read (a page elsewhere could post it without
+    the browser asking), and the answer says how to send it."""
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/api/forget", content=b'{"user": "me", "word": "\xe4\xbd\xa0"}',
+                           headers=headers)
+    assert error_of(response, 415) == (
+        "the request body must be sent as JSON (Content-Type: application/json); it came as "
+        + (content_type or "no Content-Type"))
+    assert client.post("/api/suggest", content=b'{"text": "x"}', headers={
+        "content-type": "application/json; charset=utf-8"}).status_code == 200
 
 
 def test_a_body_that_is_not_utf8_gets_a_400(client):

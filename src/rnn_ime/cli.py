@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import fields
@@ -13,10 +14,42 @@ from pathlib import Path
 from .errors import RnnImeError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def utf8_text(data: bytes, name: str) -> str:
+    """`data` as UTF-8 text; other bytes raise one line naming `name`, the byte and its offset
+    (and the likely cause when they read as GB18030, the usual other Chinese encoding)."""
+    from .corpus import reads_as_gb18030
+    from .errors import ConfigError
+
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        hint = "; it reads as GB18030/GBK: use a UTF-8 terminal or locale (LANG=zh_CN.UTF-8)" \
+            if reads_as_gb18030(data) else ""
+        raise ConfigError(f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start}){hint}") from None
+
+
+# argv arrives decoded with surrogateescape: a byte that was not UTF-8 is a lone surrogate
+_TEXT_ARGUMENTS = {"text": "the text", "context": "--context", "letters": "the letters"}
+
+
+def check_text_arguments(args) -> None:
+    """Refuse a text argument that was not UTF-8 on the command line, before any work."""
+    named = [(dest, name) for dest, name in _TEXT_ARGUMENTS.items() if hasattr(args, dest)]
+    if getattr(args, "command", None) == "user" and getattr(args, "action", None) == "forget":
+        named.append(("argument", "the word to forget"))
+    for dest, name in named:
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):
+                utf8_text(os.fsencode(value), name)
 
 
 # ---------------------------------------------------------------- prepare
@@ -119,7 +152,7 @@ def run_train(args) -> None:
     except KeyboardInterrupt:
         _stderr(f"stopped; resume with: rnn-ime train --data {args.data} --out {args.out} "
                 "--resume")
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s "
           f"({summary['target_words_per_second']:,} target words/s; stopped: "
           f"{summary['stopped']}); best validation loss {summary['best_valid_loss']:.3f}")
@@ -380,8 +413,9 @@ def run_predict(args) -> None:
     elif interactive_run:
         interactive(predictor, args.k, beam, profile)
     else:
-        for line in sys.stdin:
-            print(_answer(predictor, line.rstrip("\n"), args.k, args.json, beam), flush=True)
+        for number, raw in enumerate(sys.stdin.buffer, 1):
+            line = utf8_text(raw, f"stdin line {number}").removesuffix("\n").removesuffix("\r")
+            print(_answer(predictor, line, args.k, args.json, beam), flush=True)
 
 
 def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
@@ -397,6 +431,10 @@ def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
         except (EOFError, KeyboardInterrupt):
             print()
             return
+        except UnicodeDecodeError as exc:
+            print(f"  not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): use a UTF-8 "
+                  "terminal")
+            continue
         if text.strip() in {"quit", "exit"}:
             return
         print("  " + _answer(predictor, text, k, False, beam).replace("\n", "\n  "))
@@ -406,6 +444,8 @@ def interactive(predictor, k: int, beam: tuple[int, int, bool] | None = None,
 
 # ---------------------------------------------------------------- export
 def add_export(sub) -> None:
+    from .onnx_export import DEFAULT_RERANK, MAX_RERANK
+
     p = sub.add_parser("export", help="a trained model's step as an ONNX graph (fp32 or int8)")
     p.add_argument("--model", required=True, help="a model dir")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format")
@@ -413,9 +453,10 @@ def add_export(sub) -> None:
                    help="dynamic int8 quantisation (onnxruntime quantize_dynamic)")
     p.add_argument("--per-channel", action="store_true",
                    help="--int8 with one scale per output column")
-    p.add_argument("--rerank", type=int, default=32, metavar="N",
+    p.add_argument("--rerank", type=int, default=None, metavar="N",
                    help="--int8: re-score the top N words of each int8 layer that ranks "
-                        "words with fp32 weights (0: off)")
+                        f"words with fp32 weights (0: off; at most {MAX_RERANK:,}; default "
+                        f"{DEFAULT_RERANK})")
     p.add_argument("--quantize-rnn", action="store_true",
                    help="--int8: an LSTM cell too (faster, less exact)")
     p.add_argument("--out", help="the file to write (default: MODEL/model.onnx or "
@@ -424,11 +465,15 @@ def add_export(sub) -> None:
 
 
 def run_export(args) -> None:
-    from .onnx_export import ExportConfig, export_model
+    from .errors import ConfigError
+    from .onnx_export import DEFAULT_RERANK, ExportConfig, export_model
 
+    if not args.int8 and (args.rerank is not None or args.per_channel or args.quantize_rnn):
+        raise ConfigError("--rerank, --per-channel and --quantize-rnn go with --int8")
+    rerank = DEFAULT_RERANK if args.rerank is None else args.rerank
     summary = export_model(ExportConfig(model=args.model, format=args.format, int8=args.int8,
                                         out=args.out, per_channel=args.per_channel,
-                                        rerank=args.rerank, quantize_rnn=args.quantize_rnn))
+                                        rerank=rerank, quantize_rnn=args.quantize_rnn))
     print(f"wrote {summary['path']}: {summary['format']} graph, {summary['precision']}, "
           f"{summary['bytes'] / 1024:,.0f} KiB; max |log-prob difference| from torch "
           f"{summary['max_abs_diff']:.2g}")
@@ -502,9 +547,14 @@ def run_serve(args) -> None:
     if args.context_cache != 0 and not 2 <= args.context_cache <= 1_000_000:
         raise ConfigError("--context-cache must be 0 or between 2 and 1,000,000")
     fuzzy, word_lists = _fuzzy_option(args.fuzzy), _word_lists(args.lexicon)
-    serve(args.model, args.host, args.port, mixture=not args.no_mixture,
-          context_cache=args.context_cache, fuzzy=fuzzy, word_lists=word_lists,
-          log_note=_stderr, profiles=_profile_options(args))
+    try:
+        serve(args.model, args.host, args.port, mixture=not args.no_mixture,
+              context_cache=args.context_cache, fuzzy=fuzzy, word_lists=word_lists,
+              log_note=_stderr, profiles=_profile_options(args))
+    except KeyboardInterrupt:
+        # Ctrl-C is how a server is meant to stop: uvicorn has shut down gracefully and then
+        # re-raised the signal; one line and exit 0, not asyncio's traceback.
+        _stderr("rnn-ime: stopped")
 
 
 def _profile_options(args):
@@ -575,12 +625,16 @@ def add_pinyin(sub) -> None:
 
 
 def run_pinyin(args) -> None:
+    from .errors import ConfigError
     from .ime import DecoderSettings, commit_of, decode, normalize, open_lexicon, split_mark
     from .ime.lexicon import skipped_note
     from .predict import Predictor
 
     settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy))
     letters, _ = split_mark(args.letters.strip())
+    if not letters:
+        raise ConfigError("no pinyin letters to decode: give some, like `rnn-ime pinyin "
+                          "--model DIR nihao`")
     normalize(letters)  # a bad input fails before the model loads
     word_lists = _word_lists(args.lexicon)
     predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
@@ -823,15 +877,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    """`path: No space left on device`: the file the system refused, and why."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    if path is None:
+        return reason
+    return f"{os.fsdecode(path) if isinstance(path, bytes) else path}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        check_text_arguments(args)
         args.func(args)
     except RnnImeError as exc:
         _stderr(f"rnn-ime: error: {exc}")
         raise SystemExit(EXIT_USER_ERROR) from None
     except BrokenPipeError:
         raise SystemExit(0) from None
+    except OSError as exc:  # a file the system refused (to write, mostly): one line naming it
+        _stderr(f"rnn-ime: error: {os_error_line(exc)}")
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        _stderr("rnn-ime: interrupted")
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 if __name__ == "__main__":

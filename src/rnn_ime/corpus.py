@@ -77,13 +77,13 @@ def decode_utf8(data: bytes, name: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         hint = ""
-        if _reads_as_gb18030(data):
+        if reads_as_gb18030(data):
             hint = "; it reads as GB18030/GBK: convert it with iconv -f GB18030 -t UTF-8"
         raise CorpusError(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at "
                           f"offset {exc.start}){hint}") from None
 
 
-def _reads_as_gb18030(data: bytes) -> bool:
+def reads_as_gb18030(data: bytes) -> bool:
     """True when most non-ASCII bytes are not UTF-8 yet the whole reads as GB18030 Chinese (a
     UTF-8 file with a stray byte or cut mid-character is not told to convert)."""
     non_ascii = sum(byte >= 0x80 for byte in data)

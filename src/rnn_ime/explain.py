@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .limits import EXPLAIN_MAX_LAYERS, EXPLAIN_MAX_SIZE, EXPLAIN_MAX_STEPS
+from .options import check_int_range, check_seed
 from .reference_rnn import ReferenceRNN, StepRecord
 
 SHOWN_VALUES = 6
@@ -24,6 +26,20 @@ class ExplainConfig:
     seq_len: int = 4
     seed: int = 0
 
+    def check(self, steps: int | None = None) -> None:
+        """Sizes within what a page of text can show (limits.EXPLAIN_*), or a one-line error;
+        `steps`: the words of a TEXT, in place of --seq-len."""
+        check_int_range("input_size", self.input_size, 1, EXPLAIN_MAX_SIZE)
+        check_int_range("hidden_size", self.hidden_size, 1, EXPLAIN_MAX_SIZE)
+        check_int_range("layers", self.layers, 1, EXPLAIN_MAX_LAYERS)
+        check_int_range("seq_len", self.seq_len, 1, EXPLAIN_MAX_STEPS)
+        if steps is not None and steps > EXPLAIN_MAX_STEPS:
+            raise ConfigError(f"the text has {steps} words; explain shows at most "
+                              f"{EXPLAIN_MAX_STEPS}")
+        check_seed(self.seed)
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ConfigError("--nonlinearity must be tanh or relu")
+
 
 def _values(t: torch.Tensor) -> str:
     shown = ", ".join(f"{v:+.3f}" for v in t[:SHOWN_VALUES].tolist())
@@ -37,10 +53,7 @@ def _shape(t: torch.Tensor | tuple[int, ...]) -> str:
 def explain_config(config: ExplainConfig, words: list[str] | None = None) -> str:
     """Shapes and per-step states of a randomly initialised RNN on random input (or one vector
     per word of `words`), checked against torch.nn.RNN with the same weights."""
-    if min(config.input_size, config.hidden_size, config.layers) < 1:
-        raise ConfigError("sizes and --layers must be at least 1")
-    if config.nonlinearity not in ("tanh", "relu"):
-        raise ConfigError("--nonlinearity must be tanh or relu")
+    config.check(len(words) if words else None)
     torch.manual_seed(config.seed)
     steps = len(words) if words else config.seq_len
     reference = ReferenceRNN(config.input_size, config.hidden_size, config.layers,

@@ -17,7 +17,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success it is fsynced and renamed over it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+    except OSError as exc:
+        raise naming(exc, target) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -28,9 +32,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename in (tmp, str(tmp)):  # the temporary file means nothing to a user
+            raise naming(exc, target) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def naming(exc: OSError, path: Path) -> OSError:
+    """The same error (type, errno and reason) about `path` instead of the file it named."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def write_with(target: str | os.PathLike[str], writer: Callable[[Path], Any]) -> None:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ConfigError
+from .limits import MAX_LAYERS, MAX_SEQ_LEN, MAX_WIDTH
 from .vocab import BOS_ID
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -77,6 +78,10 @@ class ModelConfig:
         for name in ("layers", "embed", "hidden", "seq_len", "vocab_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name, most in (("layers", MAX_LAYERS), ("embed", MAX_WIDTH), ("hidden", MAX_WIDTH),
+                           ("seq_len", MAX_SEQ_LEN)):
+            if getattr(self, name) > most:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at most {most:,}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("--dropout must be in [0, 1)")
         if self.bidirectional and self.objective == "lm":

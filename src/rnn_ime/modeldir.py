@@ -63,6 +63,10 @@ def trained_on(path: Path, config: dict[str, Any]) -> str:
     if not isinstance(data, str):
         raise ModelError(f"{path / 'config.json'}: does not say which data dir the model was "
                          "trained on; pass --data")
+    if not Path(data).is_absolute() and not Path(data).exists():
+        raise ModelError(f"{path / 'config.json'}: the model was trained on {data}, a path "
+                         f"relative to the directory training ran in, not found from "
+                         f"{Path.cwd()}; run from there or pass --data")
     return data
 
 

@@ -55,11 +55,14 @@ from .errors import ConfigError, RnnImeError
 from .fsutil import sha256_file, write_with
 from .model import NextWordModel
 from .onnx_format import FP32_FILE, INT8_FILE, META, default_path, new_session
+from .options import check_int_range, check_out_file
 from .stepping import exact_log_probs
 
 FORMATS = ("onnx",)
 OPSET = 17
 MIN_INT8_INNER = 32  # see fp32_matmuls
+DEFAULT_RERANK = 32
+MAX_RERANK = 1000  # words re-scored per layer: each costs a row of fp32 weights per input
 
 Projection = Callable[[NextWordModel, torch.Tensor], torch.Tensor]
 
@@ -137,8 +140,16 @@ class ExportConfig:
     int8: bool = False
     out: str | None = None
     per_channel: bool = False  # int8: one scale per output column instead of per tensor
-    rerank: int = 32  # int8: top words re-scored with fp32 weights (0: none)
+    rerank: int = DEFAULT_RERANK  # int8: top words re-scored with fp32 weights (0: none)
     quantize_rnn: bool = False  # int8: the recurrent cell too (faster, less exact)
+
+    def check(self) -> None:
+        """Every option in its range, or a one-line error, before the model loads."""
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown export format {self.format!r}; choose onnx")
+        check_int_range("rerank", self.rerank, 0, MAX_RERANK)
+        if self.out is not None:
+            check_out_file(self.out)
 
 
 @dataclass
@@ -236,8 +247,7 @@ def _require_onnx() -> None:
 
 def export_model(config: ExportConfig) -> dict[str, Any]:
     """Export the model dir's step to ONNX (atomically); returns a summary of what was written."""
-    if config.format not in FORMATS:
-        raise ConfigError(f"unknown export format {config.format!r}; choose onnx")
+    config.check()
     _require_onnx()
     import onnx
 

@@ -22,8 +22,9 @@ from tqdm import tqdm
 from . import __version__
 from .corpus import Document, ReadReport, expand_specs, read_corpus
 from .data import SPLITS, Split
-from .errors import CorpusError
+from .errors import ConfigError, CorpusError
 from .fsutil import sha256_file, write_bytes, write_json
+from .options import check_out_dir, check_seed
 from .text import clean_text, get_tokenizer
 from .vocab import BOS_ID, UNK_ID, Vocab, build_vocab
 
@@ -43,6 +44,22 @@ class PrepareConfig:
     test_ratio: float = 0.1
     strict: bool = False
     progress: bool = True
+
+    def check(self) -> None:
+        """Every option in its range, or a one-line error, before any corpus is read."""
+        if not self.corpus:
+            raise CorpusError("no corpus given")
+        if self.min_count < 1:
+            raise CorpusError("--min-count must be at least 1")
+        if self.max_vocab is not None and self.max_vocab < 4:
+            raise CorpusError("--max-vocab must be at least 4 (3 special tokens + 1 word)")
+        check_seed(self.seed)
+        for name in ("valid_ratio", "test_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:  # nan fails too
+                raise ConfigError(f"{name} must be in [0, 1)")
+        if self.valid_ratio + self.test_ratio >= 1.0:
+            raise ConfigError("valid_ratio + test_ratio must be below 1: nothing left to train on")
+        check_out_dir(self.out)
 
 
 def clean_documents(documents: list[Document]) -> list[Document]:
@@ -214,12 +231,7 @@ def documents_by_split(config: PrepareConfig, log=print) -> dict[str, list[Docum
 
 def prepare(config: PrepareConfig, log=print) -> dict:
     """Run the whole pipeline and write the data dir; returns the manifest."""
-    if not config.corpus:
-        raise CorpusError("no corpus given")
-    if config.min_count < 1:
-        raise CorpusError("--min-count must be at least 1")
-    if config.max_vocab is not None and config.max_vocab < 4:
-        raise CorpusError("--max-vocab must be at least 4 (3 special tokens + 1 word)")
+    config.check()
     corpus = split_corpus(config, log)
     unique, reports, dropped = corpus.documents, corpus.reports, corpus.dropped
     split_members, by_source = corpus.members, corpus.by_source

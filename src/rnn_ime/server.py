@@ -317,6 +317,7 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not JSON"},
+    415: {"model": ErrorResponse, "description": "The body was not sent as application/json"},
     422: {"model": ErrorResponse, "description": "A field is missing, of the wrong type or "
                                                  "out of range"},
 }
@@ -487,9 +488,24 @@ def _field_error(error: dict[str, Any]) -> FieldError:
 NOT_JSON = "the request body is not valid JSON"
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+def _not_json_media(request: Request) -> str | None:
+    """The 415 line for a body sent as something other than JSON (curl -d sends a form): such a
+    body is not read as JSON, so that a web page elsewhere cannot post to this API without the
+    browser asking first (CORS)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    return (f"the request body must be sent as JSON (Content-Type: application/json); it came "
+            f"as {media or 'no Content-Type'}")
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
         return JSONResponse(ErrorResponse(error=NOT_JSON).model_dump(), status_code=400)
+    whole_body = any(e.get("loc") == ("body",) and e.get("type") != "missing"
+                     for e in exc.errors())
+    if whole_body and (line := _not_json_media(request)) is not None:
+        return JSONResponse(ErrorResponse(error=line).model_dump(), status_code=415)
     errors = [_field_error(e) for e in exc.errors()]
     line = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
     return JSONResponse(ErrorResponse(error=line, errors=errors).model_dump(), status_code=422)
@@ -751,10 +767,10 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
     gc.collect()
     gc.freeze()
     sock = listen(host, port)
+    log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")  # first: the port
     if profiles is not None:
         log(f"rnn-ime: profiles in {profiles.directory} (learning "
             f"{'on' if profiles.learn else 'off'}; at most {profiles.max_profiles} open)")
-    log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")
     if not host.startswith("127.") and host not in ("localhost", "::1"):
         log("rnn-ime: note: the API has no authentication; anyone who can reach "
             f"{host} can use it")

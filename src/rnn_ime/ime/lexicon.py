@@ -33,7 +33,7 @@ import re
 import sys
 import time
 from collections import ChainMap
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -234,35 +234,69 @@ def save_base(base: BaseLexicon, path: Path) -> None:
 
 
 def load_base_file(path: Path) -> BaseLexicon:
+    """The base lexicon cached in `path`; anything wrong with the file raises (what numpy and
+    zipfile raise, or ValueError from `base_of_arrays`)."""
     with np.load(path, allow_pickle=False) as f:
-        entries = Entries(f["word"], f["syllables"], f["rank"], _array_text(f["keys"]),
-                          f["offsets"])
-        base = BaseLexicon(_array_text(f["words"]), f["frequency"], entries)
-    if len(base.frequency) != len(base.words) or len(entries.offsets) != len(entries.keys) + 1:
-        raise ValueError("inconsistent arrays")
-    return base
+        arrays = {name: f[name] for name in CACHE_ARRAYS}  # each read (and CRC-checked) now
+    return base_of_arrays(arrays)
 
 
-@lru_cache(maxsize=1)
-def base_lexicon() -> BaseLexicon:
-    """The cached base lexicon, built (and written to the cache) the first time."""
-    path = cache_dir() / f"lexicon-{_base_fingerprint()}.npz"
+CACHE_ARRAYS = {"words": np.uint8, "frequency": np.float64, "word": np.int32,
+                "syllables": np.int16, "rank": np.int8, "keys": np.uint8, "offsets": np.int64}
+
+
+def base_of_arrays(arrays: dict[str, np.ndarray]) -> BaseLexicon:
+    """The arrays of a cache file → a BaseLexicon, checked so that a damaged file cannot pass
+    for a lexicon: dtypes, shapes, and every index within its bounds (ValueError if not)."""
+    for name, dtype in CACHE_ARRAYS.items():
+        if arrays[name].dtype != dtype:
+            raise ValueError(f"{name}: dtype {arrays[name].dtype}, not {np.dtype(dtype)}")
+    words, keys = _array_text(arrays["words"]), _array_text(arrays["keys"])
+    frequency, word, offsets = arrays["frequency"], arrays["word"], arrays["offsets"]
+    syllables, rank = arrays["syllables"], arrays["rank"]
+    size = len(word)
+    if frequency.shape != (len(words),) or word.shape != (size,) or rank.shape != (size,) \
+            or syllables.shape != (size, MAX_WORD_SYLLABLES) \
+            or offsets.shape != (len(keys) + 1,):
+        raise ValueError("arrays of inconsistent shapes")
+    if size and (word.min() < 0 or word.max() >= len(words)):
+        raise ValueError("a word index out of range")
+    if size and (syllables.min() < -1 or syllables.max() >= len(all_syllables())):
+        raise ValueError("a syllable id out of range")
+    if offsets[0] != 0 or offsets[-1] != size or (np.diff(offsets) < 0).any():
+        raise ValueError("offsets out of order")
+    if not np.isfinite(frequency).all() or (frequency < 0).any():
+        raise ValueError("a frequency that is not a finite count")
+    return BaseLexicon(words, frequency, Entries(word, syllables, rank, keys, offsets))
+
+
+def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
+    """The base lexicon cached in `path`, else `build()`, written (atomically) to `path`. A
+    cache file that does not load is built again with a note: it is only a cache."""
     if path.is_file():
         try:
             return load_base_file(path)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError):
-            print(f"note: {path} is damaged; building the lexicon again", file=sys.stderr)
+        except Exception as error:  # whatever a damaged file makes zipfile or numpy raise
+            reason = (str(error).strip().splitlines() or [""])[0][:80]
+            _note(f"note: {path} is damaged ({type(error).__name__}"
+                  f"{': ' + reason if reason else ''}); building the lexicon again")
     started = time.perf_counter()
     _note("building the pinyin lexicon (characters and jieba's dictionary), once …")
-    base = build_base()
+    base = build()
     try:
         save_base(base, path)
         where = f"cached in {path}"
     except OSError as error:
         where = f"not cached ({error.strerror or error})"
     _note(f"lexicon: {len(base.words):,} words, built in "
-                   f"{time.perf_counter() - started:.1f} s, {where}")
+          f"{time.perf_counter() - started:.1f} s, {where}")
     return base
+
+
+@lru_cache(maxsize=1)
+def base_lexicon() -> BaseLexicon:
+    """The cached base lexicon, built (and written to the cache) the first time."""
+    return cached_base(cache_dir() / f"lexicon-{_base_fingerprint()}.npz", build_base)
 
 
 def _note(message: str) -> None:

@@ -47,9 +47,18 @@ from ..data import (
 )
 from ..errors import ConfigError, ModelError
 from ..fsutil import read_json_object, write_json, write_with
+from ..limits import MAX_BATCH_SIZE, MAX_BPTT, MAX_LR
 from ..metrics import evaluate
 from ..model import ModelConfig, NextWordModel, State, count_parameters, detach_state
 from ..modeldir import save_config, save_weights, torch_load_state
+from ..options import (
+    check_fraction,
+    check_int_range,
+    check_non_negative,
+    check_out_dir,
+    check_positive,
+    check_seed,
+)
 from ..scoring import NeuralScorer
 from ..vocab import BOS_ID
 
@@ -89,13 +98,33 @@ class TrainConfig:
     lr_factor: float = 0.5
     eval_every: int = 0
     eval_every_seconds: float = 0.0
-    valid_words: int | None = 40_000
+    valid_words: int | None = 40_000  # None or 0: all of the validation split
     checkpoint_every: int = 200
     device: str = "auto"
     plain_adam: bool = False
     progress: bool = True
     log_every: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Every training option in its range, or a one-line ConfigError; the model's own
+        options are checked by ModelConfig.resolved()."""
+        for name in ("epochs", "patience", "checkpoint_every", "log_every"):
+            check_int_range(name, getattr(self, name), 1)
+        check_int_range("bptt", self.bptt, 1, MAX_BPTT)
+        check_int_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int_range("max_steps", self.max_steps, 1)
+        check_int_range("eval_every", self.eval_every, 0)
+        if self.valid_words is not None and self.valid_words < 0:
+            raise ConfigError(f"--valid-words must be 0 (all of the validation split) or more "
+                              f"(got {self.valid_words:,})")
+        check_positive("lr", self.lr, MAX_LR)
+        check_positive("clip", self.clip)
+        check_positive("time_budget", self.time_budget)
+        check_non_negative("eval_every_seconds", self.eval_every_seconds)
+        check_fraction("lr_factor", self.lr_factor)
+        check_seed(self.seed)
+        check_out_dir(self.out)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         names = {f.name for f in fields(ModelConfig)}
@@ -167,6 +196,7 @@ def _quiet(*_args) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, log=print) -> None:
+        config.check()  # again: a config may have been changed since it was made
         self.config = config
         self.group = distributed.from_environment()
         self.log = log if self.group.is_main else _quiet
@@ -175,10 +205,6 @@ class Trainer:
         self.out = Path(config.out)
         self.device = pick_device(config.device, self.group.local_rank)
         distributed.initialise(self.group, self.device)
-        if config.batch_size < 1 or config.bptt < 1:
-            raise ConfigError("--batch-size and --bptt must be at least 1")
-        if config.clip <= 0:
-            raise ConfigError("--clip must be positive")
         seed_everything(config.seed)
         self.model_config = config.model_config(len(self.vocab)).resolved()
         self.model = NextWordModel(self.model_config).to(self.device)
@@ -193,7 +219,7 @@ class Trainer:
         self.progress = Progress()
         self.hidden = None
         self.train_split = self.data.split("train")
-        self.valid_split = every_kth_passage(self.data.split("valid"), config.valid_words)
+        self.valid_split = every_kth_passage(self.data.split("valid"), config.valid_words or None)
         self.has_validation = bool((np.asarray(self.valid_split.tokens) != BOS_ID).any())
         if not self.has_validation:
             self.log("note: the validation split is empty: training without validation, "

@@ -1,0 +1,77 @@
+"""The lexicon's cache on disk: a damaged file of any kind is built again with a note."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnn_ime.ime.lexicon import base_of, cached_base, load_base_file, save_base
+
+FREQUENCY = {"你好": 10.0, "今天": 5.0, "天气": 3.0}
+
+
+def small_base():
+    return base_of(FREQUENCY, "你好今天气")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _flip_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 16):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"not a zip file at all")
+
+
+def _rewrite(path: Path, **changes) -> None:
+    with np.load(path) as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays.update(changes)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+@pytest.mark.parametrize("damage", [
+    _truncate,  # zipfile.BadZipFile
+    _flip_middle,  # Bad CRC-32 for file 'word.npy' (or a broken header)
+    _garbage,
+    lambda p: _rewrite(p, word=np.zeros(3, dtype=np.float32)),  # wrong dtype
+    lambda p: _rewrite(p, syllables=np.zeros((2, 3), dtype=np.int16)),  # wrong shape
+    lambda p: _rewrite(p, word=np.full(len(load_base_file(p).entries.word), 999,
+                                       dtype=np.int32)),  # indexes past the words
+    lambda p: _rewrite(p, offsets=np.zeros(1, dtype=np.int64)),
+    lambda p: _rewrite(p, words=np.frombuffer(b"\xff\xfe", dtype=np.uint8)),  # not UTF-8
+    lambda p: _rewrite(p, frequency=None),  # an object array (needs pickle)
+])
+def test_a_damaged_cache_is_built_again_with_a_note(tmp_path, capsys, damage):
+    path = tmp_path / "lexicon-test.npz"
+    save_base(small_base(), path)
+    assert load_base_file(path).words == small_base().words
+    damage(path)
+    base = cached_base(path, small_base)
+    assert base.words == small_base().words
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "building the lexicon again" in err
+    assert "Traceback" not in err
+    # rewritten whole (atomically: no temporary file left), and loads now
+    assert load_base_file(path).words == small_base().words
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    cached_base(path, lambda: pytest.fail("a good cache is not built again"))
+
+
+def test_a_cache_that_cannot_be_written_is_noted(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    base = cached_base(blocker / "lexicon.npz", small_base)
+    assert base.words == small_base().words
+    assert "not cached" in capsys.readouterr().err
