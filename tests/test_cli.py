@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import hanzi_number
+from conftest import hanzi_number, sigint_as_in_a_terminal
 from rnn_ime.cli import main
 
 
@@ -209,7 +209,7 @@ def test_ctrl_c_stops_serve_quietly(small_model, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "rnn_ime", "serve", "--model", str(small_model), "--port", "0",
          "--user-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         line = process.stdout.readline()  # "rnn-ime: serving … at http://127.0.0.1:PORT/"
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)

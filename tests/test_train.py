@@ -141,7 +141,7 @@ def test_tied_weights_are_saved_once_and_load_back(tmp_path, small_data):
 
 
 def test_a_real_ctrl_c_mid_step_leaves_a_checkpoint_whose_counters_match_its_weights(
-        tmp_path, small_data, monkeypatch):
+        tmp_path, small_data, monkeypatch, ctrl_c_raises):
     train(tiny_train_config(small_data, tmp_path / "full", max_steps=100), **QUIET)
 
     original_step = Trainer.train_step
@@ -166,7 +166,7 @@ def test_a_real_ctrl_c_mid_step_leaves_a_checkpoint_whose_counters_match_its_wei
 
 
 def test_a_second_ctrl_c_quits_at_once_keeping_the_last_periodic_checkpoint(
-        tmp_path, small_data, monkeypatch):
+        tmp_path, small_data, monkeypatch, ctrl_c_raises):
     original_step = Trainer.train_step
     calls = {"n": 0}
 

@@ -767,7 +767,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
     gc.collect()
     gc.freeze()
     sock = listen(host, port)
-    log(f"rnn-ime: serving {model_dir} at {url_of(sock)} (Ctrl-C stops)")  # first: the port
+    log(f"rnn-ime: serving {model_dir} ({predictor.scorer.name}) at {url_of(sock)} "
+        "(Ctrl-C stops)")  # first: the port
     if profiles is not None:
         log(f"rnn-ime: profiles in {profiles.directory} (learning "
             f"{'on' if profiles.learn else 'off'}; at most {profiles.max_profiles} open)")
