@@ -149,3 +149,23 @@ def test_a_broken_or_stale_mixture_record_is_a_clear_error(small_model, tmp_path
     with pytest.raises(SystemExit):
         main(["mix", "--model", str(model), "--valid-words", "-5"])
     assert "--valid-words" in capsys.readouterr().err
+
+
+def test_mixing_probabilities_equals_mixing_log_probabilities():
+    """The step's fast path (the n-gram's probabilities mixed as they are) gives the numbers
+    of mix_log_probs: weight 0 exactly the first, weight 1 the second, and a word both give
+    almost nothing (both terms underflow in float32) stays finite."""
+    import numpy as np
+
+    from rnn_ime.mixture import mix_log_probs, mix_probabilities
+
+    generator = torch.Generator().manual_seed(0)
+    first = torch.log_softmax(3 * torch.randn(4, 50, generator=generator), dim=-1)
+    second = torch.softmax(2 * torch.randn(4, 50, generator=generator), dim=-1).double()
+    first[2, 7], second[2, 7] = -200.0, 0.0
+    weights = torch.tensor([0.0, 0.3, 0.6, 1.0])
+    fast = mix_probabilities(first, second.numpy(), weights)
+    slow = mix_log_probs(first, second.log().float(), weights)
+    assert torch.equal(fast[0], first[0])
+    assert torch.allclose(fast[1:], slow[1:], atol=1e-5)
+    assert torch.isfinite(fast[2, 7]) and abs(float(fast[2, 7]) - (-200.0 + np.log(0.4))) < 1e-3

@@ -61,6 +61,24 @@ def mix_log_probs(first: torch.Tensor, second: torch.Tensor,
     return torch.logaddexp(first.float() + keep, second.float() + take)
 
 
+def mix_probabilities(first: torch.Tensor, second: np.ndarray, weight: torch.Tensor
+                      ) -> torch.Tensor:
+    """mix_log_probs with `second` given as probabilities (N, V), the n-gram's own form: one
+    exp and one log per word, in place, instead of the n-gram's log and then logaddexp's exp,
+    log1p and max. A row of weight 0 is `first` exactly; where both terms underflow in float32
+    (p < e⁻¹⁰³, rare), the first term alone stands for the sum."""
+    first = first.float()
+    column = weight.to(torch.float32)[:, None]
+    mixed = torch.exp(first).mul_(1.0 - column)
+    mixed.add_(torch.from_numpy(second).to(torch.float32).mul_(column)).log_()
+    lost = torch.isneginf(mixed)
+    if bool(lost.any()):
+        mixed = torch.where(lost, first + torch.log1p(-column), mixed)
+    if bool((column <= 0.0).any()):
+        mixed = torch.where(column > 0.0, mixed, first)
+    return mixed
+
+
 MixtureState = tuple[Any, Any, int]  # (model's state, n-gram's state, words since <s>)
 
 
@@ -96,11 +114,11 @@ class MixtureScorer(Scorer[MixtureState]):
         if not states:
             return []
         firsts = self.first.step_batch([s[0] for s in states], word_ids)
-        seconds = self.ngram.step_batch([s[1] for s in states], word_ids)
+        seconds, probabilities = self.ngram.step_probabilities([s[1] for s in states], word_ids)
         lengths = [0 if w == BOS_ID else s[2] + 1 for s, w in zip(states, word_ids, strict=True)]
-        mixed = mix_log_probs(torch.stack([a for _, a in firsts]),
-                              torch.stack([b for _, b in seconds]), self.weight_of(lengths))
-        return [((a_state, b_state, n), mixed[i]) for i, ((a_state, _), (b_state, _), n)
+        mixed = mix_probabilities(torch.stack([a for _, a in firsts]), probabilities,
+                                  self.weight_of(lengths))
+        return [((a_state, b_state, n), mixed[i]) for i, ((a_state, _), b_state, n)
                 in enumerate(zip(firsts, seconds, lengths, strict=True))]
 
     def read(self, context: Sequence[int]) -> tuple[MixtureState, torch.Tensor]:

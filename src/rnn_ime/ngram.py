@@ -307,9 +307,17 @@ class NgramScorer(Scorer[tuple[int, ...]]):
     def step_batch(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
                    ) -> list[tuple[tuple[int, ...], torch.Tensor]]:
         """The new states, their distributions computed together."""
-        new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
-        log_probs = self._log_probs(self._histories(new))
+        new, probabilities = self.step_probabilities(states, word_ids)
+        with np.errstate(divide="ignore"):
+            log_probs = torch.from_numpy(np.log(probabilities).astype(np.float32))
         return [(state, log_probs[i]) for i, state in enumerate(new)]
+
+    def step_probabilities(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
+                           ) -> tuple[list[tuple[int, ...]], np.ndarray]:
+        """step_batch's new states and their distributions as probabilities, (N, V) float64
+        (what a mixture needs: it mixes probabilities)."""
+        new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
+        return new, self.probabilities(self._histories(new))
 
     def log_probs_at(self, split: Split, positions: np.ndarray) -> torch.Tensor:
         """(N, V) log-probabilities of the words at `positions` of the split, each read from its

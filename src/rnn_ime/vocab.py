@@ -50,6 +50,18 @@ class Vocab:
     def sha256(self) -> str:  # once per vocabulary: the decoder and the lexicon ask per keystroke
         return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()
 
+    @cached_property
+    def log_unigram(self) -> np.ndarray:
+        """log of the training counts (+½, the specials ½, <unk> its own count), normalised:
+        the pinyin decoder's optimistic estimate of the words still to type, once per
+        vocabulary rather than per keystroke."""
+        counts = np.asarray(self.counts, dtype=np.float64) + 0.5
+        counts[: len(SPECIALS)] = 0.5
+        counts[UNK_ID] = max(float(self.counts[UNK_ID]), 0.5)
+        out = np.log(counts / counts.sum())
+        out.flags.writeable = False
+        return out
+
     def to_text(self) -> str:
         return "".join(f"{w}\t{c}\n" for w, c in zip(self.words, self.counts, strict=True))
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..limits import PINYIN_MAX_BEAM, PINYIN_MAX_K
 from ..scoring import Scorer
-from ..vocab import SPECIALS, UNK_ID, Vocab
+from ..vocab import UNK_ID
 from .candidates import Candidate, Decoding
 from .lattice import Edges, Penalties, build_lattice
 from .lexicon import Lexicon, open_lexicon
@@ -78,13 +78,6 @@ def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
     return len(pending)
 
 
-def _unigram(vocab: Vocab) -> np.ndarray:
-    counts = np.asarray(vocab.counts, dtype=np.float64) + 0.5
-    counts[: len(SPECIALS)] = 0.5
-    counts[UNK_ID] = max(float(vocab.counts[UNK_ID]), 0.5)
-    return np.log(counts / counts.sum())
-
-
 def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, lexicon: Lexicon,
                n: int, literal: float) -> np.ndarray:
     """best[s]: the best unigram score from s to the end (an optimistic guess of the rest)."""
@@ -135,7 +128,7 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
 def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
             root_lp: np.ndarray, lexicon: Lexicon, settings: DecoderSettings
             ) -> tuple[list[_Hyp], int] | None:
-    estimate = _estimates(lattice, _unigram(scorer.vocab), lexicon, n,
+    estimate = _estimates(lattice, scorer.vocab.log_unigram, lexicon, n,
                           settings.penalties.literal)
     beam, width = settings.beam, max(settings.beam, settings.k)
     root = _Hyp(0.0, 0.0, (), "", None, state, root_lp)
