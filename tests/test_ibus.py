@@ -312,6 +312,34 @@ def test_a_learner_is_told_the_picks_with_the_small_model(small_model):
                                (reaction.commits[0], rest)])]
 
 
+def test_the_ranker_keeps_a_compositions_steps_until_its_context_or_profile_changes(
+        small_model, tmp_path):
+    """The next keystroke re-steps nothing the last one stepped; a new context, or a profile
+    that learned in between, starts anew, and what is ranked is always what a fresh ranker
+    ranks."""
+    from rnn_ime.ibus.ranker import ModelRanker
+    from rnn_ime.predict import Predictor
+    from rnn_ime.user import Profile
+
+    predictor = Predictor.from_dir(small_model)
+    profile = Profile.open(predictor.scorer, tmp_path / "u.db")
+    ranker = ModelRanker(predictor, profile=profile)
+
+    def ranked(letters: str, context: str, fresh: bool = False):
+        found = (ModelRanker(predictor, profile=profile) if fresh else ranker).decode(
+            letters, context, 9)
+        return found, [(c.text, round(c.score, 4)) for c in found.ranked(9)]
+
+    assert ranked("jintianqu", "我")[0].steps > 0
+    again, shown = ranked("jintianqu", "我")
+    assert again.steps == 0 and shown == ranked("jintianqu", "我", fresh=True)[1]
+    assert ranked("jintianqu", "你")[0].steps > 0  # another context
+    assert ranked("jintianqu", "你")[0].steps == 0
+    profile.learn("你今天")
+    learned, shown = ranked("jintianqu", "你")
+    assert learned.steps > 0 and shown == ranked("jintianqu", "你", fresh=True)[1]
+
+
 def test_a_profile_damaged_while_typing_keeps_typing(small_model, tmp_path, caplog):
     """Another program damages the profile's file while the engine has it open: decoding goes
     on with what was read before, learning is refused; each says so in one log line, no

@@ -19,6 +19,7 @@ from rnn_ime.ime import (
     Decoding,
     Penalties,
     PinyinError,
+    StepMemo,
     commit_of,
     commit_text,
     decode,
@@ -274,6 +275,35 @@ def test_search_finds_the_best_path_of_brute_force(vocab, lexicon, raw, seed):
     assert found.phrases[0].text == expected[0][0]
     small = run(scorer, raw, lexicon, k=1, beam=1)  # a narrow beam still returns a full path
     assert small.phrases and small.phrases[0].letters == len(raw)
+
+
+@pytest.mark.parametrize("typed", ["xiantianqihenhao", "jintianqi", "jttqhh"])
+def test_a_step_memo_answers_each_keystroke_as_a_fresh_decode_with_fewer_steps(vocab, lexicon,
+                                                                              typed):
+    """Typing letter by letter with one memo: every keystroke's decoding is the fresh one's
+    (texts, scores, steps taken on the way aside), and the words before the new letters are
+    not stepped again."""
+    scorer = BigramScorer(vocab)
+    memo = StepMemo(key="after <s>")
+    fresh_steps = memo_steps = 0
+    for end in range(1, len(typed) + 1):
+        fresh = run(scorer, typed[:end], lexicon, k=5)
+        kept = decode(scorer, typed[:end], (), DecoderSettings(k=5), lexicon, memo=memo)
+        assert [(c.text, c.letters, c.score, c.log_prob) for c in kept.phrases] == \
+            [(c.text, c.letters, c.score, c.log_prob) for c in fresh.phrases]
+        assert [c.text for c in kept.first_words] == [c.text for c in fresh.first_words]
+        fresh_steps += fresh.steps
+        memo_steps += kept.steps
+    assert memo_steps < fresh_steps / 2
+
+
+def test_a_full_step_memo_is_cleared_and_still_right(vocab, lexicon):
+    scorer = BigramScorer(vocab)
+    memo = StepMemo(key=None, limit=3)
+    for end in range(1, 17):
+        kept = decode(scorer, "xiantianqihenhao"[:end], (), DecoderSettings(), lexicon, memo=memo)
+        assert len(memo.steps) <= 3
+    assert texts(kept) == texts(run(scorer, "xiantianqihenhao", lexicon))
 
 
 def test_context_changes_the_ranking(vocab, lexicon):

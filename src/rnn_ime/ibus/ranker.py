@@ -13,6 +13,7 @@ from ..ime import (
     DecoderSettings,
     Decoding,
     Lexicon,
+    StepMemo,
     check_fuzzy,
     decode,
     open_lexicon,
@@ -38,6 +39,7 @@ class ModelRanker:
         self.beam = beam
         self.reader = ContextReader(predictor, context_cache)
         self._refused: str | None = None  # the last refresh error logged (logged once)
+        self._memo: StepMemo | None = None  # the steps of the composition being typed
 
     def _refresh(self) -> None:
         """Pick up another process's writes to the profile; a file damaged or locked since
@@ -62,7 +64,16 @@ class ModelRanker:
         ranking, ids = self._scoring(context)
         return decode(ranking.scorer, letters, ids,
                       DecoderSettings(k=k, beam=self.beam, fuzzy=self.fuzzy), ranking.lexicon,
-                      start=ranking.start)
+                      start=ranking.start, memo=self._memo_for(ranking, context))
+
+    def _memo_for(self, ranking: Scoring, context: str) -> StepMemo:
+        """The steps kept while one composition is typed: the same context, scorer and user
+        counts; anything else (a commit, another context, the profile learned) starts anew."""
+        version = self.profile.model.counts.version if self.profile is not None else None
+        key = (context, id(ranking.scorer), version)
+        if self._memo is None or self._memo.key != key:
+            self._memo = StepMemo(key)
+        return self._memo
 
     def suggest(self, context: str, k: int) -> list[str]:
         ranking, _ = self._scoring(context)

@@ -31,6 +31,7 @@ from .syllables import PinyinError, check_fuzzy, normalize
 
 DEFAULT_BEAM = 4
 PRUNE_MARGIN = 10.0  # nats: a position this far behind the best estimate is not extended
+STEP_MEMO = 256  # paths a StepMemo keeps (8 bytes a word each: 64 MB with 31k words), then cleared
 
 
 @dataclass(frozen=True)
@@ -57,24 +58,55 @@ class Segment:
     end: int
 
 
+class StepMemo:
+    """The scorer's steps of one composition: the state and log-probabilities after each path
+    of words decoded from one root, so that the next keystroke re-steps only the words its new
+    letters brought (typing a 20th letter steps what the 19th did not). `key` names the root
+    (the context, the scorer, the version of a user's counts): a memo serves one key only."""
+
+    def __init__(self, key: Any, limit: int = STEP_MEMO) -> None:
+        self.key, self.limit = key, limit
+        self.steps: dict[tuple[str, ...], tuple[Any, np.ndarray]] = {}
+
+    def get(self, words: tuple[str, ...]) -> tuple[Any, np.ndarray] | None:
+        return self.steps.get(words)
+
+    def put(self, words: tuple[str, ...], stepped: tuple[Any, np.ndarray]) -> None:
+        if len(self.steps) >= self.limit:
+            self.steps.clear()
+        self.steps[words] = stepped
+
+
 @dataclass
 class _Hyp:
     score: float
     log_prob: float
     path: tuple[Segment, ...]
-    text: str  # the last word ("" for letters kept as typed: it steps as <unk>)
+    words: tuple[str, ...]  # the path's words ("" for letters kept as typed: steps as <unk>)
     parent: Any  # the state before the last word (stepped lazily)
     state: Any = None
     log_probs: np.ndarray | None = None
 
 
-def _expand(hyps: Sequence[_Hyp], scorer: Scorer) -> int:
-    """Step every hypothesis not yet stepped, in one batched call; returns how many."""
-    pending = [hyp for hyp in hyps if hyp.log_probs is None]
+def _expand(hyps: Sequence[_Hyp], scorer: Scorer, memo: StepMemo | None) -> int:
+    """Step every hypothesis not yet stepped (or found in `memo`), in one batched call;
+    returns how many were stepped."""
+    pending = []
+    for hyp in hyps:
+        if hyp.log_probs is None:
+            found = memo.get(hyp.words) if memo is not None else None
+            if found is None:
+                pending.append(hyp)
+            else:
+                hyp.state, hyp.log_probs = found
+    if not pending:
+        return 0
     stepped = scorer.step_words([hyp.parent for hyp in pending],
-                                [hyp.text for hyp in pending])
+                                [hyp.words[-1] for hyp in pending])
     for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
         hyp.state, hyp.log_probs = state, log_probs.double().cpu().numpy()
+        if memo is not None:
+            memo.put(hyp.words, (hyp.state, hyp.log_probs))
     return len(pending)
 
 
@@ -94,10 +126,11 @@ def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, lexicon: Lexicon
 
 def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
            settings: DecoderSettings = DecoderSettings(), lexicon: Lexicon | None = None,
-           start: tuple[Any, Any] | None = None) -> Decoding:
+           start: tuple[Any, Any] | None = None, memo: StepMemo | None = None) -> Decoding:
     """Ranked candidates for the typed pinyin `raw` after the word ids `context`.
 
-    `start`: the scorer's (state, log_probs) after the context, when the caller has it."""
+    `start`: the scorer's (state, log_probs) after the context, when the caller has it.
+    `memo`: steps kept from the composition's earlier keystrokes (same context and scorer)."""
     vocab = scorer.vocab
     lexicon = lexicon or open_lexicon(vocab)
     if lexicon.vocab_sha256 != vocab.sha256:
@@ -109,10 +142,10 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
     lattice = build_lattice(letters, breaks, lexicon, settings.fuzzy, settings.penalties)
     state, log_probs = start if start is not None else scorer.read(context)
     root_lp = log_probs.double().cpu().numpy()
-    found = _search(scorer, lattice, n, state, root_lp, lexicon, settings)
+    found = _search(scorer, lattice, n, state, root_lp, lexicon, settings, memo)
     if found is None:  # pruned every way to the end: search again without pruning
         found = _search(scorer, lattice, n, state, root_lp, lexicon,
-                        replace(settings, margin=math.inf))
+                        replace(settings, margin=math.inf), memo)
     finals, steps = found or ([], 0)
     make = _Maker(letters, lexicon, consumed)
     phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)
@@ -126,12 +159,12 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
 
 
 def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
-            root_lp: np.ndarray, lexicon: Lexicon, settings: DecoderSettings
-            ) -> tuple[list[_Hyp], int] | None:
+            root_lp: np.ndarray, lexicon: Lexicon, settings: DecoderSettings,
+            memo: StepMemo | None = None) -> tuple[list[_Hyp], int] | None:
     estimate = _estimates(lattice, scorer.vocab.log_unigram, lexicon, n,
                           settings.penalties.literal)
     beam, width = settings.beam, max(settings.beam, settings.k)
-    root = _Hyp(0.0, 0.0, (), "", None, state, root_lp)
+    root = _Hyp(0.0, 0.0, (), (), None, state, root_lp)
     at: dict[int, list[_Hyp]] = defaultdict(list)
     at[0].append(root)
     steps, reference = 0, -math.inf
@@ -143,7 +176,7 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
         reference = max(reference, best)
         if best < reference - settings.margin:
             continue
-        steps += _expand(hyps, scorer)
+        steps += _expand(hyps, scorer, memo)
         for edges in lattice[s]:
             word_lp = np.stack([_edge_log_probs(scorer, hyp.state, hyp.log_probs, lexicon,
                                                 edges) for hyp in hyps])
@@ -177,7 +210,8 @@ def _extend(hyps: Sequence[_Hyp], edges: Edges, word_lp: np.ndarray, s: int,
         word = int(edges.words[i])
         text = lexicon.words[word] if word >= 0 else ""
         at[edges.end].append(_Hyp(float(totals[flat]), hyp.log_prob + float(word_lp[flat // m, i]),
-                                  (*hyp.path, Segment(word, s, edges.end)), text, hyp.state))
+                                  (*hyp.path, Segment(word, s, edges.end)), (*hyp.words, text),
+                                  hyp.state))
 
 
 @dataclass(frozen=True)
