@@ -22,7 +22,9 @@ or answers nothing for counts as wrong. Reported: sentence top-1 (first column),
 right sentence is in the top 5, character accuracy of the top candidate (position by position),
 the product's top-1 over the peer's, and decode latency p50/p99 (one CPU thread) at 10, 20 and
 40 letters cut from the test pieces' pinyin (the product's scorer; every ranker with
---latency-all).
+--latency-all): each input decoded afresh (as `rnn-ime pinyin` does), and, for the product,
+the last key of the input typed key by key with the composition's steps kept between keys (as
+the IBus engine and the server decode).
 
     .venv/bin/python bench/pinyin.py --model models/default --pieces 500
     .venv/bin/python bench/pinyin.py --model models/default --quick          # smoke test
@@ -52,7 +54,13 @@ from common import OUT, ROOT, machine, print_table  # noqa: E402
 from rnn_ime.corpus import Document  # noqa: E402
 from rnn_ime.data import DataDir  # noqa: E402
 from rnn_ime.errors import RnnImeError  # noqa: E402
-from rnn_ime.ime import DEFAULT_BEAM, DecoderSettings, decode, open_lexicon  # noqa: E402
+from rnn_ime.ime import (  # noqa: E402
+    DEFAULT_BEAM,
+    DecoderSettings,
+    StepMemo,
+    decode,
+    open_lexicon,
+)
 from rnn_ime.ngram import NgramScorer  # noqa: E402
 from rnn_ime.prepare import (  # noqa: E402
     DEFAULT_CORPUS,
@@ -151,10 +159,11 @@ def peer_syllables(ours: Sequence[str], simplify: Callable[[str], str],
 
 # ---------------------------------------------------------------- the decoder, in one place
 def decode_texts(scorer: Scorer, letters: str, context_ids: Sequence[int],
-                 beam: int = DEFAULT_BEAM) -> list[str]:
+                 beam: int = DEFAULT_BEAM, memo: StepMemo | None = None) -> list[str]:
     """Candidate texts for the typed `letters` after the word ids `context_ids`, best first.
-    The only call into the decoder: a new decoder API changes this function alone."""
-    found = decode(scorer, letters, context_ids, DecoderSettings(k=K, beam=beam))
+    The only call into the decoder: a new decoder API changes this function alone. `memo`:
+    the steps of the same composition's earlier keys (as the IBus engine and the server keep)."""
+    found = decode(scorer, letters, context_ids, DecoderSettings(k=K, beam=beam), memo=memo)
     return [c.text for c in found.phrases]
 
 
@@ -333,6 +342,20 @@ def latency(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
     for letters, context in inputs:
         started = time.perf_counter()
         decode_texts(scorer, letters, context, beam)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def latency_typed(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
+    """The last key's decoding when each input is typed key by key, the composition's steps
+    kept between keys (the IBus engine's and the server's path); the earlier keys untimed."""
+    times = []
+    for letters, context in inputs:
+        memo = StepMemo(key=None)
+        for end in range(1, len(letters)):
+            decode_texts(scorer, letters[:end], context, beam, memo)
+        started = time.perf_counter()
+        decode_texts(scorer, letters, context, beam, memo)
         times.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
@@ -553,11 +576,13 @@ def run_latency(args: argparse.Namespace, scorers: list[tuple[Scorer, bool]],
     for scorer, product in scorers:
         if not (product or args.latency_all) or not timed:
             continue
-        row = {"ranker": scorer.name, "product": product}
-        for n in LENGTHS:
-            timing = latency(scorer, latency_inputs(timed, n, args.latency_runs), args.beam)
-            row.update({f"{key}_{n}": value for key, value in timing.items()})
-        rows.append(row)
+        ways = [("", latency)] + ([(", typed key by key", latency_typed)] if product else [])
+        for label, timer in ways:
+            row = {"ranker": scorer.name + label, "product": product, "typed": bool(label)}
+            for n in LENGTHS:
+                timing = timer(scorer, latency_inputs(timed, n, args.latency_runs), args.beam)
+                row.update({f"{key}_{n}": value for key, value in timing.items()})
+            rows.append(row)
     return rows
 
 

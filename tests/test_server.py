@@ -635,3 +635,15 @@ def test_a_word_forgotten_and_another_made_are_typed_as_such(predictor, tmp_path
                                          {"text": "米", "letters": "mi"}])
     found = pinyin_of(client, "kemi", "alice")
     assert found[0] == "客米" and "克密" not in found
+
+
+def test_pinyin_typed_key_by_key_answers_as_a_fresh_server(predictor, client):
+    """The server keeps each composition's steps (one per user and context): every keystroke's
+    answer is the one a server that never saw the earlier keys gives."""
+    typed, context = "jintianqunali", "我"
+    for end in range(1, len(typed) + 1):
+        body = {"letters": typed[:end], "context": context, "k": 9}
+        kept = client.post("/api/pinyin", json=body).json()
+        fresh = TestClient(create_app(predictor)).post("/api/pinyin", json=body).json()
+        del kept["latency_ms"], fresh["latency_ms"]
+        assert kept == fresh or _close(kept, fresh)  # the context may come from the cache

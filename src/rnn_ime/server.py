@@ -63,6 +63,7 @@ from .ime import (
     FUZZY_RULES,
     DecoderSettings,
     Lexicon,
+    StepMemos,
     check_fuzzy,
     commit_of,
     decode,
@@ -80,7 +81,7 @@ from .limits import (
     SERVER_MAX_TEXT,
 )
 from .predict import ContextReader, Predictor, check_k, shown_probability, suggestions_of
-from .user import Lesson, Profile, UserLimitError, UserStoreError, scoring
+from .user import Lesson, Profile, UserLimitError, UserStoreError, memo_key, scoring
 from .user.directory import (
     NAME_PATTERN,
     ProfileBusyError,
@@ -92,6 +93,8 @@ from .user.directory import (
 from .user.model import UserModel
 
 STATIC = Path(__file__).with_name("static")
+PINYIN_MEMOS = 8  # compositions whose steps the server keeps (one per typist typing)
+PINYIN_MEMO_PATHS = 128  # paths each (8 bytes a word: at most 32 MB with 31k words)
 # The page loads nothing from elsewhere; say so to the browser too.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
                 "Cache-Control": "no-cache"}
@@ -366,6 +369,9 @@ class Engine:
         self.fuzzy = check_fuzzy(fuzzy)  # a request's default
         self.profiles = profiles  # None: requests naming a user are answered as without
         self._lock = threading.Lock()
+        # the steps of the compositions typed last (one per typist: user and context), so that a
+        # keystroke's /api/pinyin steps only what its letter brought; used under the lock
+        self._memos = StepMemos(PINYIN_MEMOS, limit=PINYIN_MEMO_PATHS)
 
     def _timed(self, work: Callable[[], T]) -> tuple[T, float]:
         with self._lock:
@@ -419,8 +425,9 @@ class Engine:
         read = self.reader.read(context)
         with self._using(user) as profile:
             ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
+            memo = self._memos.for_key(memo_key(ranking, context, profile, user or ""))
             found = decode(ranking.scorer, letters, read.ids, settings, ranking.lexicon,
-                           start=ranking.start)
+                           start=ranking.start, memo=memo)
         answer = found.as_dict(limit=k)
         commit = commit_of(found, typed)
         if commit is not None:

@@ -14,12 +14,13 @@ from ..ime import (
     Decoding,
     Lexicon,
     StepMemo,
+    StepMemos,
     check_fuzzy,
     decode,
     open_lexicon,
 )
 from ..predict import ContextReader, Predictor, check_k, suggestions_of
-from ..user import Profile, Scoring, UserStoreError, scoring
+from ..user import Profile, Scoring, UserStoreError, memo_key, scoring
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class ModelRanker:
         self.beam = beam
         self.reader = ContextReader(predictor, context_cache)
         self._refused: str | None = None  # the last refresh error logged (logged once)
-        self._memo: StepMemo | None = None  # the steps of the composition being typed
+        self._memos = StepMemos(1)  # the steps of the composition being typed
 
     def _refresh(self) -> None:
         """Pick up another process's writes to the profile; a file damaged or locked since
@@ -69,11 +70,7 @@ class ModelRanker:
     def _memo_for(self, ranking: Scoring, context: str) -> StepMemo:
         """The steps kept while one composition is typed: the same context, scorer and user
         counts; anything else (a commit, another context, the profile learned) starts anew."""
-        version = self.profile.model.counts.version if self.profile is not None else None
-        key = (context, id(ranking.scorer), version)
-        if self._memo is None or self._memo.key != key:
-            self._memo = StepMemo(key)
-        return self._memo
+        return self._memos.for_key(memo_key(ranking, context, self.profile))
 
     def suggest(self, context: str, k: int) -> list[str]:
         ranking, _ = self._scoring(context)

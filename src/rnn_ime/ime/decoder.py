@@ -14,7 +14,7 @@ any Scorer: the recurrent model, the n-gram, their mixture, ONNX.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -75,6 +75,22 @@ class StepMemo:
         if len(self.steps) >= self.limit:
             self.steps.clear()
         self.steps[words] = stepped
+
+
+class StepMemos:
+    """The StepMemo of each of the `size` compositions typed last (one per typist: the IBus
+    engine keeps one, the server a few), least recently used dropped first."""
+
+    def __init__(self, size: int = 1, limit: int = STEP_MEMO) -> None:
+        self.size, self.limit = size, limit
+        self._memos: OrderedDict[Any, StepMemo] = OrderedDict()
+
+    def for_key(self, key: Any) -> StepMemo:
+        memo = self._memos.pop(key, None) or StepMemo(key, self.limit)
+        self._memos[key] = memo
+        while len(self._memos) > self.size:
+            self._memos.popitem(last=False)
+        return memo
 
 
 @dataclass

@@ -6,9 +6,9 @@
 """
 
 from .model import Lesson, UserLimitError, UserModel
-from .profile import LearnOptions, Profile, Scoring, scoring
+from .profile import LearnOptions, Profile, Scoring, memo_key, scoring
 from .scorer import UserScorer
 from .store import UserStore, UserStoreError, default_path
 
 __all__ = ["LearnOptions", "Lesson", "Profile", "Scoring", "UserLimitError", "UserModel",
-           "UserScorer", "UserStore", "UserStoreError", "default_path", "scoring"]
+           "UserScorer", "UserStore", "UserStoreError", "default_path", "memo_key", "scoring"]

@@ -118,6 +118,13 @@ class Scoring:
     start: tuple[Any, torch.Tensor]
 
 
+def memo_key(ranking: Scoring, context: str, profile: Profile | None, user: str = "") -> tuple:
+    """What a decoder's StepMemo is valid for: the context's text, the scorer, and the version
+    of the user's counts (a profile that learned ranks anew)."""
+    version = profile.model.counts.version if profile is not None else None
+    return (user, context, id(ranking.scorer), version)
+
+
 def scoring(profile: Profile | None, base: Scorer, lexicon: Lexicon, context: Any) -> Scoring:
     """The plain model's scoring after a context the base scorer has read (a
     `predict.Context`), or, with a profile, the user's on top of it."""
