@@ -371,7 +371,9 @@ def test_cli_learn_user_commands_and_options(small_model, tmp_path, capsys):
     listing = tmp_path / "words.txt"
     listing.write_text("柯谧\t3\tke'mi\n坏行\tx\n", encoding="utf-8")
     main(["user", "import", str(listing), "--user-db", str(tmp_path / "v.db")])
-    assert "skipped 1 bad lines" in capsys.readouterr().out
+    assert capsys.readouterr().out.endswith("v.db; skipped 1 bad line\n")
+    main(["learn", "--model", str(small_model), "--user-db", db, "好"])
+    assert capsys.readouterr().out.startswith("learned 1 word from 1 commit into ")
     main(["pinyin", "--model", str(small_model), "--user-db", str(tmp_path / "v.db"), "kemi"])
     assert capsys.readouterr().out.startswith("1.柯谧")
     main(["pinyin", "--model", str(small_model), "--user-db", str(tmp_path / "v.db"),

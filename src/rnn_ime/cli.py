@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import RnnImeError
+from .wording import counted
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
@@ -728,7 +729,8 @@ def run_learn(args) -> None:
             made.extend(w for w, _ in lesson.made)
     note = f"; new words: {'、'.join(made[:20])}" + (" …" if len(made) > 20 else "") \
         if made else ""
-    print(f"learned {words:,} words from {commits:,} commits into {profile.model.store.path}"
+    print(f"learned {counted(words, 'word')} from {counted(commits, 'commit')} into "
+          f"{profile.model.store.path}"
           + note)
 
 
@@ -773,8 +775,8 @@ def run_user(args) -> None:
         except UnicodeDecodeError as error:
             raise CorpusError(f"{args.argument}: not UTF-8 (byte {error.start})") from None
         imported, skipped = model.import_lines(lines)
-        print(f"imported {imported:,} words into {path}"
-              + (f"; skipped {skipped:,} bad lines" if skipped else ""))
+        print(f"imported {counted(imported, 'word')} into {path}"
+              + (f"; skipped {counted(skipped, 'bad line')}" if skipped else ""))
 
 
 # ---------------------------------------------------------------- ibus

@@ -27,6 +27,7 @@ from .fsutil import sha256_file, write_bytes, write_json
 from .options import check_out_dir, check_seed
 from .text import clean_text, get_tokenizer
 from .vocab import BOS_ID, UNK_ID, Vocab, build_vocab
+from .wording import counted
 
 DEFAULT_CORPUS = ("embedded",)
 FORMAT_VERSION = 1
@@ -190,8 +191,9 @@ def split_corpus(config: PrepareConfig, log=print) -> CorpusSplit:
         docs, report = read_corpus(spec, config.format, config.strict)
         reports.append(report)
         documents.extend(clean_documents(docs))
-        skipped = f", skipped {report.skipped} bad lines" if report.skipped else ""
-        log(f"read {report.source} ({report.format}): {report.documents} documents{skipped}")
+        skipped = f", skipped {counted(report.skipped, 'bad line')}" if report.skipped else ""
+        log(f"read {report.source} ({report.format}): {counted(report.documents, 'document')}"
+            f"{skipped}")
         for example in report.skip_examples:
             log(f"  skipped {example}")
     source_names = [r.source for r in reports]
@@ -317,7 +319,7 @@ def encode_corpus(specs: list[str], vocab: Vocab, fmt: str = "auto", strict: boo
     for index, spec in enumerate(expand_specs(specs)):
         docs, report = read_corpus(spec, fmt, strict)
         if report.skipped:
-            log(f"{report.source}: skipped {report.skipped} bad lines")
+            log(f"{report.source}: skipped {counted(report.skipped, 'bad line')}")
         names.append(report.source)
         for doc in deduplicate(clean_documents(docs))[0]:
             token_docs.append([tokenizer.tokenize(p) for p in doc.passages])
