@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, machine, print_table  # noqa: E402
-from pinyin import passage_pieces, syllables_of  # noqa: E402
+from pinyin import oov_words, passage_pieces, syllables_of  # noqa: E402
 
 from rnn_ime.ime import DecoderSettings, decode, open_lexicon  # noqa: E402
 from rnn_ime.keystrokes import COMMIT_KEYS, SELECT_KEYS, typing_keystrokes  # noqa: E402
@@ -126,7 +126,7 @@ def overlap(typed: list[str], text: Text, predictor: Predictor) -> dict:
     pairs = {pair for passage in typed_words for pair in pairs_of(passage)}
     total = max(1, text.word_count)
     measured = [pair for passage in text.words for pair in pairs_of(passage)]
-    outside = [w for _, w in measured if w not in predictor.vocab]
+    outside = oov_words((w for _, w in measured), predictor.vocab)
     return {"words_seen": sum(w in words for _, w in measured) / total,
             "pairs_seen": sum(pair in pairs for pair in measured) / total,
             "outside_vocabulary": len(outside) / total,
@@ -398,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-words", type=int, default=300,
                         help="a document text has at least twice this many words")
     args = parser.parse_args(argv)
+    if args.fit and args.split != "valid":
+        parser.error("--fit chooses settings: run it on --split valid, never on test")
     torch.set_num_threads(1)
 
     predictor = Predictor.from_dir(args.model)

@@ -67,11 +67,12 @@ def expansions(scorer: Scorer, state: Any, log_probs: torch.Tensor, width: int
     """The `width` next words a prefix grows by, with their log-probabilities: the scorer's
     suggestions (so a scorer's own words beyond the vocabulary, the user's, take part), each
     vocabulary word's log-probability read from `log_probs` in double precision."""
-    vocab, scores = scorer.vocab, log_probs.double().cpu()
+    vocab = scorer.vocab
     out = []
     for word, probability in scorer.suggest(state, log_probs, width):
         word_id = vocab.id(word)
-        value = float(scores[word_id]) if word_id >= len(SPECIALS) else \
+        # float32 → float64 is exact: the entry alone, not a copy of the whole vector
+        value = float(log_probs[word_id]) if word_id >= len(SPECIALS) else \
             math.log(probability) if probability > 0 else -math.inf
         if value != -math.inf:
             out.append((word, value))

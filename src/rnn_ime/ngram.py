@@ -274,8 +274,7 @@ class NgramScorer(Scorer[tuple[int, ...]]):
         return out
 
     def _log_probs(self, histories: np.ndarray) -> torch.Tensor:
-        with np.errstate(divide="ignore"):
-            return torch.from_numpy(np.log(self.probabilities(histories)).astype(np.float32))
+        return _log_of(self.probabilities(histories))
 
     def _histories(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         width = self.order - 1
@@ -308,8 +307,7 @@ class NgramScorer(Scorer[tuple[int, ...]]):
                    ) -> list[tuple[tuple[int, ...], torch.Tensor]]:
         """The new states, their distributions computed together."""
         new, probabilities = self.step_probabilities(states, word_ids)
-        with np.errstate(divide="ignore"):
-            log_probs = torch.from_numpy(np.log(probabilities).astype(np.float32))
+        log_probs = _log_of(probabilities)
         return [(state, log_probs[i]) for i, state in enumerate(new)]
 
     def step_probabilities(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
@@ -375,3 +373,9 @@ class NgramScorer(Scorer[tuple[int, ...]]):
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+def _log_of(probabilities: np.ndarray) -> torch.Tensor:
+    """float32 log-probabilities of float64 probabilities (−inf where 0)."""
+    with np.errstate(divide="ignore"):
+        return torch.from_numpy(np.log(probabilities).astype(np.float32))

@@ -112,10 +112,9 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
     whole = typed_syllables() - _INTERJECTIONS
     out: list[list[Piece]] = [[] for _ in range(n)]
     for s in range(n):
-        longest = _longest_syllable(letters, s, breaks, whole)
-        for e in range(s + 1, min(n, s + MAX_SYLLABLE) + 1):
-            if any(s < b < e for b in breaks):
-                break
+        ends = _span_ends(s, n, breaks)
+        longest = max((e for e in ends if letters[s:e] in whole), default=s)
+        for e in ends:
             typed = letters[s:e]
             if typed in whole:
                 syllable = canonical(typed)
@@ -140,16 +139,15 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
     return out
 
 
-def _longest_syllable(letters: str, s: int, breaks: frozenset[int], whole: frozenset[str]
-                      ) -> int:
-    """The end of the longest whole syllable starting at s (s when none does)."""
-    longest = s
-    for e in range(s + 1, min(len(letters), s + MAX_SYLLABLE) + 1):
+def _span_ends(s: int, n: int, breaks: frozenset[int]) -> list[int]:
+    """The ends of the spans a piece starting at s may cover: at most MAX_SYLLABLE letters,
+    never across an apostrophe."""
+    ends = []
+    for e in range(s + 1, min(n, s + MAX_SYLLABLE) + 1):
         if any(s < b < e for b in breaks):
             break
-        if letters[s:e] in whole:
-            longest = e
-    return longest
+        ends.append(e)
+    return ends
 
 
 MATCH_MEMO = 50_000  # spans remembered per lexicon: typing one more letter reuses the rest

@@ -196,7 +196,7 @@ def _quiet(*_args) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, log=print) -> None:
-        config.check()  # again: a config may have been changed since it was made
+        config.check()  # before any data is read
         self.config = config
         self.group = distributed.from_environment()
         self.log = log if self.group.is_main else _quiet

@@ -20,8 +20,10 @@ import json
 import math
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 from ..errors import RnnImeError
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, word_readings
@@ -168,16 +170,22 @@ class Counts:
         uni = self.unigram.get(word, 0.0) / self.total
         if prev is None or prev not in self.bigram:
             return uni
+        prior_v, denominator = self.bigram_smoothing(prev, prior)
+        return (self.bigram[prev].get(word, 0.0) + prior_v * uni) / denominator
+
+    def bigram_smoothing(self, prev: str, prior: float = BIGRAM_PRIOR) -> tuple[float, float]:
+        """(prior, denominator) of p(word | prev) = (c(prev, word) + prior·p(word)) /
+        denominator, in internal units."""
         prior_v = prior * self.unit(self.clock)
-        return (self.bigram[prev].get(word, 0.0) + prior_v * uni) / \
-            (self.following[prev] + prior_v)
+        return prior_v, self.following[prev] + prior_v
 
 
-def _char_readings(char: str) -> set[str]:
+@cache
+def _char_readings(char: str) -> frozenset[str]:
     from pypinyin import Style, pinyin
 
     found = pinyin(char, heteronym=True, style=Style.NORMAL, errors="ignore")
-    return {s.replace("ü", "v") for s in found[0]} if found else set()
+    return frozenset(s.replace("ü", "v") for s in found[0]) if found else frozenset()
 
 
 def _valid_reading(word: str, reading: str) -> bool:
@@ -260,8 +268,21 @@ class UserModel:
         self.counts = counts
         self._seen_version = self.store.data_version()
 
+    @property
+    def _where(self) -> str | Path:
+        """What messages name: the file, or `user model` for one kept in memory only."""
+        return self.store.path if self.store else "user model"
+
+    def _check_room(self, words: Iterable[str]) -> None:
+        """Room for `words` within max_words, or UserLimitError."""
+        counts = self.counts
+        new_words = len(set(words) - counts.unigram.keys())
+        if len(counts.unigram) + new_words > self.max_words:
+            raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the "
+                                 f"most it may is {self.max_words:,}; forget some first")
+
     def _out_of_range(self, what: str, count: float, seen: float) -> UserStoreError:
-        return damaged(self.store.path if self.store else "user model",
+        return damaged(self._where,
                        f"{what} has count {count!r} at time {seen!r}, out of range")
 
     def refresh(self) -> bool:
@@ -277,11 +298,8 @@ class UserModel:
         """Count `words` (in order, after `prev`; as a sequence when `bigrams`), keep the
         `made` words, and write it all in one transaction."""
         def change() -> _Change:
+            self._check_room(words)
             counts = self.counts
-            new_words = len(set(words) - counts.unigram.keys())
-            if len(counts.unigram) + new_words > self.max_words:
-                raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the "
-                                     f"most it may is {self.max_words:,}; forget some first")
             if (counts.clock + len(words) - counts.epoch) / counts.half_life > REBASE_EXPONENT:
                 counts.rebase()
             taught_words, taught_bigrams, last = [], [], prev
@@ -307,11 +325,8 @@ class UserModel:
         """Counts as they are (an import): each word's count added once, now, without typing
         anything (the clock stays) and with no bigrams; not undoable."""
         def change() -> _Change:
+            self._check_room(w for w, _ in items)
             counts = self.counts
-            new_words = len({w for w, _ in items} - counts.unigram.keys())
-            if len(counts.unigram) + new_words > self.max_words:
-                raise UserLimitError(f"this profile holds {len(counts.unigram):,} words, the "
-                                     f"most it may is {self.max_words:,}; forget some first")
             for word, count in items:
                 room = MAX_KEPT_COUNT - counts.effective(counts.unigram.get(word, 0.0))
                 if min(count, room) > 0:
@@ -348,7 +363,7 @@ class UserModel:
                     counts.add_bigram(prev, word, at, -1.0)
             except OverflowError:
                 self.reload()  # memory as the file holds it, nothing half taken back
-                raise damaged(self.store.path if self.store else "user model",
+                raise damaged(self._where,
                               f"commit {commit_id} has a time out of range") from None
             for word, _ in lesson.made:
                 counts.made.pop(word, None)
@@ -370,7 +385,7 @@ class UserModel:
         try:
             return Lesson.from_json(stored)
         except ValueError:
-            raise damaged(self.store.path if self.store else "user model",
+            raise damaged(self._where,
                           f"commit {commit_id} is not a lesson of rnn-ime") from None
 
     def forget(self, word: str) -> bool:
@@ -428,7 +443,7 @@ class UserModel:
                 raise
             except sqlite3.Error as error:
                 self.reload()
-                raise UserStoreError(f"{self.store.path if self.store else 'user model'}: "
+                raise UserStoreError(f"{self._where}: "
                                      f"could not write ({error}); nothing was learned") from None
         raise UserStoreBusyError("the user file kept changing under this process; try again")
 

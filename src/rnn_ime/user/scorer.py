@@ -118,8 +118,7 @@ class UserScorer(Scorer[UserState]):
         row = counts.bigram.get(prev) if prev is not None else None
         if not row:
             return self._unigram()
-        prior = self.bigram_prior * counts.unit(counts.clock)
-        denominator = counts.following[prev] + prior
+        prior, denominator = counts.bigram_smoothing(prev, self.bigram_prior)
         out = self._unigram() * (prior / denominator)
         for word, value in row.items():
             word_id = self.vocab.id(word)
@@ -189,12 +188,12 @@ class UserScorer(Scorer[UserState]):
         row = counts.bigram.get(prev) if prev is not None else None
         if not row:
             return found
-        prior = self.bigram_prior * counts.unit(counts.clock)
-        denominator = counts.following[prev] + prior
+        prior, denominator = counts.bigram_smoothing(prev, self.bigram_prior)
+        typed = np.flatnonzero(found)  # a word after `prev` is a word the user typed
         found = found * (prior / denominator)
         names = lexicon.words
-        for k, i in enumerate(words.tolist()):
-            value = row.get(names[i])
+        for k in typed.tolist():
+            value = row.get(names[words[k]])
             if value is not None:
                 found[k] += value / denominator
         return found

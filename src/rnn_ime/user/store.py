@@ -67,8 +67,11 @@ MAX_CLOCK = 2.0 ** 53  # words typed; past it a float no longer counts one by on
 MAX_COUNT = 1e15  # one word's count (times 2^500 between rebases, far from the float's limit)
 
 
-def busy_timeout() -> float:
-    return BUSY_TIMEOUT_S
+def raise_if_busy(error: sqlite3.OperationalError, path: Path) -> None:
+    """A lock another process held past BUSY_TIMEOUT_S → UserStoreBusyError; else nothing."""
+    if "locked" in str(error) or "busy" in str(error):
+        raise UserStoreBusyError(f"{path}: locked by another process for more than "
+                                 f"{BUSY_TIMEOUT_S:g} s; try again") from None
 
 
 def is_number(value: object) -> bool:
@@ -153,16 +156,12 @@ class UserStore:
             raise UserStoreError(f"{self.path}: no such user file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=busy_timeout(),
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                       isolation_level=None, check_same_thread=False)
             self._check_and_create()
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise UserStoreBusyError(f"{self.path}: locked by another process for more than "
-                                         f"{busy_timeout():g} s; try again") from None
-            raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
-                                 "away or choose another --user-db") from None
-        except sqlite3.DatabaseError as error:
+        except sqlite3.DatabaseError as error:  # OperationalError too
+            if isinstance(error, sqlite3.OperationalError):
+                raise_if_busy(error, self.path)
             raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
                                  "away or choose another --user-db") from None
         except UserStoreError:
@@ -211,9 +210,7 @@ class UserStore:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise UserStoreBusyError(f"{self.path}: locked by another process for more "
-                                         f"than {busy_timeout():g} s; try again") from None
+            raise_if_busy(error, self.path)
             raise UserStoreError(f"{self.path}: cannot write ({error})") from None
         try:
             yield self.db
@@ -232,12 +229,9 @@ class UserStore:
     def _select(self, query: str, what: str) -> list[tuple]:
         try:
             return self.db.execute(query).fetchall()
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise UserStoreBusyError(f"{self.path}: locked by another process for more "
-                                         f"than {busy_timeout():g} s; try again") from None
-            raise damaged(self.path, f"cannot read its {what} ({error})") from None
-        except sqlite3.DatabaseError as error:
+        except sqlite3.DatabaseError as error:  # OperationalError too
+            if isinstance(error, sqlite3.OperationalError):
+                raise_if_busy(error, self.path)
             raise damaged(self.path, f"cannot read its {what} ({error})") from None
 
     def clock(self) -> float:
