@@ -152,20 +152,39 @@ def test_a_broken_or_stale_mixture_record_is_a_clear_error(small_model, tmp_path
 
 
 def test_mixing_probabilities_equals_mixing_log_probabilities():
-    """The step's fast path (the n-gram's probabilities mixed as they are) gives the numbers
-    of mix_log_probs: weight 0 exactly the first, weight 1 the second, and a word both give
-    almost nothing (both terms underflow in float32) stays finite."""
-    import numpy as np
-
+    """The step's fast path (both scorers' probabilities mixed as they are, one log) gives
+    the numbers of mix_log_probs, down to words both scorers give almost nothing."""
     from rnn_ime.mixture import mix_log_probs, mix_probabilities
 
     generator = torch.Generator().manual_seed(0)
-    first = torch.log_softmax(3 * torch.randn(4, 50, generator=generator), dim=-1)
-    second = torch.softmax(2 * torch.randn(4, 50, generator=generator), dim=-1).double()
-    first[2, 7], second[2, 7] = -200.0, 0.0
-    weights = torch.tensor([0.0, 0.3, 0.6, 1.0])
-    fast = mix_probabilities(first, second.numpy(), weights)
-    slow = mix_log_probs(first, second.log().float(), weights)
-    assert torch.equal(fast[0], first[0])
-    assert torch.allclose(fast[1:], slow[1:], atol=1e-5)
-    assert torch.isfinite(fast[2, 7]) and abs(float(fast[2, 7]) - (-200.0 + np.log(0.4))) < 1e-3
+    first = torch.log_softmax(3 * torch.randn(3, 50, generator=generator), dim=-1)
+    second = torch.log_softmax(2 * torch.randn(3, 50, generator=generator), dim=-1)
+    first[2, 7], second[2, 7] = -60.0, -50.0
+    weights = torch.tensor([0.3, 0.6, 1.0])
+    fast = mix_probabilities(first.exp(), second.exp(), weights)
+    assert torch.allclose(fast, mix_log_probs(first, second, weights), atol=1e-5)
+    assert torch.allclose(fast[2], second[2], atol=1e-5)
+
+
+def test_a_mixture_step_is_mixing_the_two_steps(parts):
+    """The step mixes probabilities (every weight above 0) or log-probabilities (a row of
+    weight 0, which must be the model's own numbers exactly); both give what mixing the two
+    scorers' own steps gives."""
+    neural, ngram, _ = parts
+    for weights in ([0.3, 0.6, 0.7, 0.4, 0.5, 0.4], [0.0, 0.6, 0.7, 0.4, 0.5, 1.0]):
+        scorer = MixtureScorer(neural, ngram, weights)
+        start, _ = scorer.step(scorer.start(), BOS_ID)
+        states = [start, scorer.step(start, 5)[0], scorer.start()]
+        words = [6, 7, BOS_ID]
+        stepped = scorer.step_batch(states, words)
+        alone = neural.step_batch([s[0] for s in states], words)
+        for (state, got), before, word, (_, own) in zip(stepped, states, words, alone,
+                                                         strict=True):
+            a_state, a = neural.step(before[0], word)
+            b_state, b = ngram.step(before[1], word)
+            lengths = 0 if word == BOS_ID else before[2] + 1
+            want = mix_log_probs(a[None], b[None], scorer.weight_of([lengths]))[0]
+            assert state[1] == b_state and state[2] == lengths
+            assert torch.allclose(got, want, atol=1e-5)
+            if scorer.weight_of([lengths])[0] == 0.0:
+                assert torch.equal(got, own)

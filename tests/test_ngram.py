@@ -182,6 +182,11 @@ def test_a_batched_step_is_each_step(small):
                                                     words, strict=True):
         want_state, want = scorer.step(before, word_id)
         assert state == want_state and torch.allclose(log_probs, want)
+    new, probabilities = scorer.step_probabilities(states, words)  # float32, for a mixture
+    assert new == [state for state, _ in scorer.step_batch(states, words)]
+    assert probabilities.dtype == torch.float32
+    log_probs = torch.stack([lp for _, lp in scorer.step_batch(states, words)])
+    assert torch.allclose(probabilities.double(), log_probs.double().exp(), atol=1e-6)
 
 
 def test_reading_a_context_is_stepping_through_it(small):

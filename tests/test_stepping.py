@@ -3,7 +3,12 @@ import torch
 
 from rnn_ime.model import ModelConfig, NextWordModel
 from rnn_ime.scoring import NeuralScorer
-from rnn_ime.stepping import TransposedLinear, exact_log_probs, recurrent_step
+from rnn_ime.stepping import (
+    TransposedLinear,
+    exact_log_probs,
+    exact_probabilities,
+    recurrent_step,
+)
 from rnn_ime.vocab import BOS_ID, Vocab
 
 
@@ -41,6 +46,19 @@ def test_exact_log_probs_match_the_model(softmax, cutoffs):
             got = exact_log_probs(model, features) if linear is None \
                 else exact_log_probs(model, features, linear)
             assert got.shape == (3, 60) and torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("softmax,cutoffs", [("full", []), ("adaptive", [10, 30])])
+def test_exact_probabilities_are_the_exp_of_the_log_probs(softmax, cutoffs):
+    model = _model(softmax=softmax, cutoffs=cutoffs)
+    features = torch.randn(3, 16)
+    with torch.inference_mode():
+        want = exact_log_probs(model, features).exp()
+        for linear in (None, TransposedLinear()):
+            got = exact_probabilities(model, features) if linear is None \
+                else exact_probabilities(model, features, linear)
+            assert got.shape == (3, 60) and torch.allclose(got, want, atol=1e-6)
+            assert torch.allclose(got.sum(-1), torch.ones(3), atol=1e-5)
 
 
 def test_transposed_linear_follows_weight_updates():
@@ -91,5 +109,9 @@ def test_a_batched_step_is_each_step(options):
         _, next_got = scorer.step(state, 8)
         assert torch.allclose(next_got, next_want, atol=1e-5)
     assert scorer.step_batch([], []) == []
+    new, probabilities = scorer.step_probabilities(states, words)  # what a mixture takes
+    for (state, _), also in zip(batched, new, strict=True):
+        assert torch.allclose(scorer.step(also, 8)[1], scorer.step(state, 8)[1], atol=1e-6)
+    assert torch.allclose(probabilities, torch.stack([lp for _, lp in batched]).exp(), atol=1e-6)
     fresh = scorer.step_batch([scorer.start(), scorer.start()], [BOS_ID, 5])  # all zero states
     assert torch.allclose(fresh[1][1], scorer.step(scorer.start(), 5)[1], atol=1e-5)

@@ -61,22 +61,13 @@ def mix_log_probs(first: torch.Tensor, second: torch.Tensor,
     return torch.logaddexp(first.float() + keep, second.float() + take)
 
 
-def mix_probabilities(first: torch.Tensor, second: np.ndarray, weight: torch.Tensor
+def mix_probabilities(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor
                       ) -> torch.Tensor:
-    """mix_log_probs with `second` given as probabilities (N, V), the n-gram's own form: one
-    exp and one log per word, in place, instead of the n-gram's log and then logaddexp's exp,
-    log1p and max. A row of weight 0 is `first` exactly; where both terms underflow in float32
-    (p < e⁻¹⁰³, rare), the first term alone stands for the sum."""
-    first = first.float()
+    """log((1 − w)·first + w·second) for two (N, V) float32 probability tensors and one
+    weight per row, every weight above 0 (`first` is written over). One log per word, where
+    mixing log-probabilities costs a log_softmax, two exps, a log1p and a max."""
     column = weight.to(torch.float32)[:, None]
-    mixed = torch.exp(first).mul_(1.0 - column)
-    mixed.add_(torch.from_numpy(second).to(torch.float32).mul_(column)).log_()
-    lost = torch.isneginf(mixed)
-    if bool(lost.any()):
-        mixed = torch.where(lost, first + torch.log1p(-column), mixed)
-    if bool((column <= 0.0).any()):
-        mixed = torch.where(column > 0.0, mixed, first)
-    return mixed
+    return first.mul_(1.0 - column).add_(second.mul_(column)).log_()
 
 
 MixtureState = tuple[Any, Any, int]  # (model's state, n-gram's state, words since <s>)
@@ -109,16 +100,24 @@ class MixtureScorer(Scorer[MixtureState]):
     def start(self) -> MixtureState:
         return self.first.start(), self.ngram.start(), 0
 
+    @torch.inference_mode()
     def step_batch(self, states: Sequence[MixtureState], word_ids: Sequence[int]
                    ) -> list[tuple[MixtureState, torch.Tensor]]:
         if not states:
             return []
-        firsts = self.first.step_batch([s[0] for s in states], word_ids)
-        seconds, probabilities = self.ngram.step_probabilities([s[1] for s in states], word_ids)
         lengths = [0 if w == BOS_ID else s[2] + 1 for s, w in zip(states, word_ids, strict=True)]
-        mixed = mix_probabilities(torch.stack([a for _, a in firsts]), probabilities,
-                                  self.weight_of(lengths))
-        return [((a_state, b_state, n), mixed[i]) for i, ((a_state, _), b_state, n)
+        weights = self.weight_of(lengths)
+        if bool((weights > 0.0).all()):
+            firsts, first = self.first.step_probabilities([s[0] for s in states], word_ids)
+            seconds, second = self.ngram.step_probabilities([s[1] for s in states], word_ids)
+            mixed = mix_probabilities(first, second, weights)
+        else:  # a row of weight 0 is the model's own log-probabilities, exactly
+            a_stepped = self.first.step_batch([s[0] for s in states], word_ids)
+            b_stepped = self.ngram.step_batch([s[1] for s in states], word_ids)
+            firsts, seconds = [a for a, _ in a_stepped], [b for b, _ in b_stepped]
+            mixed = mix_log_probs(torch.stack([a for _, a in a_stepped]),
+                                  torch.stack([b for _, b in b_stepped]), weights)
+        return [((a_state, b_state, n), mixed[i]) for i, (a_state, b_state, n)
                 in enumerate(zip(firsts, seconds, lengths, strict=True))]
 
     def read(self, context: Sequence[int]) -> tuple[MixtureState, torch.Tensor]:

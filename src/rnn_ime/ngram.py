@@ -209,6 +209,7 @@ class NgramScorer(Scorer[tuple[int, ...]]):
         self.discount = discount  # (n, 4): [0, D1, D2, D3+] per order
         self.rows_per_chunk = rows_per_chunk
         self.train_seconds = 0.0
+        self._unigram_cast: np.ndarray | None = None
 
     # ------------------------------------------------------------ training
     @classmethod
@@ -245,8 +246,9 @@ class NgramScorer(Scorer[tuple[int, ...]]):
             ok &= (ids != MISSING) & (part[:, column] != MISSING)
         return np.where(ok, ids, MISSING)
 
-    def probabilities(self, histories: np.ndarray) -> np.ndarray:
-        """(N, V) float64 next-word distributions for (N, order − 1) histories.
+    def probabilities(self, histories: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """(N, V) next-word distributions for (N, order − 1) histories (float64, or float32
+        where that is enough: a mixture's step).
 
         A history holds the last order − 1 ids up to and including the passage's <s>,
         right-aligned, MISSING where the passage had not begun.
@@ -266,12 +268,19 @@ class NgramScorer(Scorer[tuple[int, ...]]):
         for index in range(len(self.orders) - 1, -1, -1):
             scale[index] = above.copy()
             above *= gammas[index]
-        out = above[:, None] * self.unigram[None, :]
+        unigram = self.unigram if dtype == np.float64 else self._unigram_as(dtype)
+        out = above.astype(dtype)[:, None] * unigram[None, :]
         flat = out.reshape(-1)
         for table, (begin, end), weight in zip(self.orders, runs, scale, strict=True):
             rows, entries = expand_ranges(begin, end)
             flat[rows * size + table.words[entries]] += weight[rows] * table.weight[entries]
         return out
+
+    def _unigram_as(self, dtype: type) -> np.ndarray:
+        cached = self._unigram_cast
+        if cached is None or cached.dtype != dtype:
+            cached = self._unigram_cast = self.unigram.astype(dtype)
+        return cached
 
     def _log_probs(self, histories: np.ndarray) -> torch.Tensor:
         return _log_of(self.probabilities(histories))
@@ -306,16 +315,18 @@ class NgramScorer(Scorer[tuple[int, ...]]):
     def step_batch(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
                    ) -> list[tuple[tuple[int, ...], torch.Tensor]]:
         """The new states, their distributions computed together."""
-        new, probabilities = self.step_probabilities(states, word_ids)
-        log_probs = _log_of(probabilities)
+        new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
+        if not new:
+            return []
+        log_probs = self._log_probs(self._histories(new))
         return [(state, log_probs[i]) for i, state in enumerate(new)]
 
     def step_probabilities(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
-                           ) -> tuple[list[tuple[int, ...]], np.ndarray]:
-        """step_batch's new states and their distributions as probabilities, (N, V) float64
-        (what a mixture needs: it mixes probabilities)."""
+                           ) -> tuple[list[tuple[int, ...]], torch.Tensor]:
         new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
-        return new, self.probabilities(self._histories(new))
+        if not new:
+            return [], torch.empty(0, len(self.vocab))
+        return new, torch.from_numpy(self.probabilities(self._histories(new), np.float32))
 
     def log_probs_at(self, split: Split, positions: np.ndarray) -> torch.Tensor:
         """(N, V) log-probabilities of the words at `positions` of the split, each read from its

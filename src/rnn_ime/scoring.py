@@ -31,7 +31,7 @@ import torch
 
 from .data import Split, target_positions, windows
 from .model import NextWordModel, State
-from .stepping import TransposedLinear, exact_log_probs, recurrent_step
+from .stepping import TransposedLinear, exact_log_probs, exact_probabilities, recurrent_step
 from .vocab import BOS_ID, PAD_ID, SPECIALS, Vocab
 
 Chunk = tuple[torch.Tensor, torch.Tensor, np.ndarray]
@@ -78,6 +78,16 @@ class Scorer(ABC, Generic[StateT]):
                    ) -> list[tuple[StateT, torch.Tensor]]:
         """Commit word_ids[i] after states[i], for every i at once: the new state and the
         (V,) next-word log-probabilities of each. One word per state; no states give []."""
+
+    def step_probabilities(self, states: Sequence[StateT], word_ids: Sequence[int]
+                           ) -> tuple[list[StateT], torch.Tensor]:
+        """step_batch's new states and their next-word distributions as probabilities, (N, V)
+        float32, what a mixture mixes (a scorer that has them without a log overrides this)."""
+        stepped = self.step_batch(states, word_ids)
+        if not stepped:
+            return [], torch.empty(0, len(self.vocab))
+        return ([state for state, _ in stepped],
+                torch.stack([log_probs for _, log_probs in stepped]).float().exp_())
 
     def step_words(self, states: Sequence[StateT], words: Sequence[str]
                    ) -> list[tuple[StateT, torch.Tensor]]:
@@ -236,6 +246,21 @@ class NeuralScorer(Scorer[RecurrentState]):
         """
         if not states:
             return []
+        new, features = self._step_features(states, word_ids)
+        log_probs = exact_log_probs(self.model, features, self._step_linear)
+        return [(state, log_probs[i]) for i, state in enumerate(new)]
+
+    @torch.inference_mode()
+    def step_probabilities(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
+                           ) -> tuple[list[RecurrentState], torch.Tensor]:
+        if not states:
+            return [], torch.empty(0, len(self.vocab))
+        new, features = self._step_features(states, word_ids)
+        return new, exact_probabilities(self.model, features, self._step_linear)
+
+    def _step_features(self, states: Sequence[RecurrentState], word_ids: Sequence[int]
+                       ) -> tuple[list[RecurrentState], torch.Tensor]:
+        """The new states and the (B, F) features their next words are projected from."""
         # a <s> starts a passage from the zero state, as in training and in read()
         states = [self.start() if word_id == BOS_ID else state
                   for state, word_id in zip(states, word_ids, strict=True)]
@@ -255,8 +280,7 @@ class NeuralScorer(Scorer[RecurrentState]):
             features, hidden = recurrent_step(rnn, x, hidden)  # (B, H)
             new = [RecurrentState(state_row(hidden, i), (), features[i:i + 1])
                    for i in range(len(states))]
-        log_probs = exact_log_probs(self.model, features, self._step_linear)
-        return [(state, log_probs[i]) for i, state in enumerate(new)]
+        return new, features
 
     @torch.inference_mode()
     def read(self, context: Sequence[int]) -> tuple[RecurrentState, torch.Tensor]:

@@ -65,6 +65,29 @@ def exact_log_probs(model: NextWordModel, features: torch.Tensor,
     return torch.cat(parts, dim=-1)
 
 
+def exact_probabilities(model: NextWordModel, features: torch.Tensor,
+                        linear: Linear = plain_linear) -> torch.Tensor:
+    """Probabilities over the whole vocabulary, features (N, F) → (N, V) float32: the exp of
+    `exact_log_probs`, computed as softmaxes (an adaptive cluster's scaled by the head's
+    probability of the cluster) written into one tensor. What a mixture needs: it mixes
+    probabilities, and a softmax costs less than a log_softmax and the exp after it."""
+    if model.adaptive is None:
+        return F.softmax(linear(model.decoder, features), dim=-1)
+    adaptive = model.adaptive
+    shortlist = adaptive.shortlist_size
+    head = F.softmax(linear(adaptive.head, features), dim=-1)
+    out = features.new_empty(features.shape[0], model.config.vocab_size)
+    out[:, :shortlist] = head[:, :shortlist]
+    begin = shortlist
+    for index, (down, up) in enumerate(adaptive.tail):
+        cluster = F.softmax(linear(up, linear(down, features)), dim=-1)
+        end = begin + cluster.shape[1]
+        torch.mul(cluster, head[:, shortlist + index:shortlist + index + 1],
+                  out=out[:, begin:end])
+        begin = end
+    return out
+
+
 class TransposedLinear:
     """`linear(x)` computed as x @ W_t with W_t = weight.t() kept contiguous, (in, out).
 
