@@ -78,3 +78,34 @@ def test_side_by_side_table_has_every_figure_and_the_context_buckets():
     assert lines[2].startswith("model") and lines[3].startswith("kn-4gram")
     assert "33.3%" in lines[2]  # top-1 of the model
     assert "top-1 by words of context" in table and "3-4" in table and "10+" in table
+
+
+def test_passage_tallies_sum_to_the_totals_and_intervals_resample_passages():
+    """Counted per passage, the words add up to evaluate's own figures; the difference of two
+    scorers is theirs, its interval holds it, is zero-width for identical scorers, and is
+    wide when the passages disagree."""
+    from rnn_ime.metrics import PassageTally, difference_intervals, format_intervals
+
+    tokens = [BOS_ID, 3, 4, 5, UNK_ID, BOS_ID, 6, 7, BOS_ID, 8, 3, BOS_ID]
+    split = Split(np.asarray(tokens, dtype=np.int32), np.array([[0, 0], [5, 0], [8, 0]]))
+    good, bad = [0, 0, 0, 0, 0, 0, 0, 0], [0, 2, 4, 0, 6, 5, 6, 0]
+    tallies = [PassageTally.empty(3), PassageTally.empty(3)]
+    results = [evaluate(RankScorer(vocab(), ranks), split, by_passage=tally)
+               for ranks, tally in zip((good, bad), tallies, strict=True)]
+    first = tallies[0]
+    assert first.words.sum() == results[0]["words"] == 8
+    assert first.words[:, 0].tolist() == [1, 1, 1]  # one first word in each passage
+    assert first.hits[..., 0].sum() / first.words.sum() == pytest.approx(results[0]["top1"])
+    assert 1 - first.typed[..., 2].sum() / first.keys.sum() == pytest.approx(
+        results[0]["ksr5"], abs=1e-4)
+    intervals = difference_intervals(*tallies, rounds=200)
+    cell = intervals["all"]["top1"]
+    assert cell["difference"] == pytest.approx(results[0]["top1"] - results[1]["top1"],
+                                               abs=1e-4)
+    assert cell["low"] <= cell["difference"] <= cell["high"] and cell["high"] > cell["low"]
+    same = difference_intervals(tallies[0], tallies[0], rounds=200)["all"]["ksr5"]
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    assert intervals["0"]["top1"]["difference"] == pytest.approx(2 / 3, abs=1e-4)
+    assert "5-9" not in intervals  # no word has 5 to 9 words before it
+    table = format_intervals(intervals, "good − bad", 200)
+    assert "top-1" in table and "KSR@5" in table and "+66.7" in table

@@ -219,9 +219,18 @@ def test_evaluate_side_by_side_with_the_baseline(capsys, small_model):
     baseline = result["baseline"]
     assert baseline["name"] == "kn-3gram" and baseline["words"] == result["words"]
     assert {"ksr1", "ksr3", "ksr5", "top1", "by_context"} <= set(baseline) & set(result)
+    difference = result["difference"]  # model − baseline, with a bootstrap interval
+    assert difference["rounds"] == 1000
+    for label in ("all", "0", "1", "10+"):
+        for figure in ("top1", "ksr5"):
+            cell = difference[label][figure]
+            assert cell["low"] <= cell["difference"] <= cell["high"]
+    top1 = difference["all"]["top1"]["difference"]
+    assert top1 == pytest.approx(result["top1"] - baseline["top1"], abs=2e-4)
     main(["evaluate", "--model", str(small_model), "--baseline", "ngram"])
     table = capsys.readouterr().out
     assert "kn-4gram" in table and "KSR@5" in table and "by words of context" in table
+    assert "resamplings of the passages" in table
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", "--model", str(small_model), "--order", "3"])
     assert exc.value.code == 2

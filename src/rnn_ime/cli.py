@@ -187,7 +187,13 @@ def run_evaluate(args) -> None:
     from .data import DataDir
     from .errors import DataDirError
     from .fsutil import read_json, write_json
-    from .metrics import evaluate, format_table
+    from .metrics import (
+        INTERVAL_ROUNDS,
+        PassageTally,
+        difference_intervals,
+        evaluate,
+        format_table,
+    )
     from .mixture import describe, load_scorer
     from .prepare import encode_corpus
     from .scoring import NeuralScorer
@@ -209,7 +215,8 @@ def run_evaluate(args) -> None:
     if args.user_db:
         scorer = _profile(args, scorer).scorer
     _stderr(f"scoring with {describe(scorer)}")
-    result = evaluate(scorer, split, names)
+    by_passage = PassageTally.empty(len(split.starts)) if args.baseline else None
+    result = evaluate(scorer, split, names, by_passage=by_passage)
     result["evaluated_on"] = where
     result["scorer"] = scorer.name
     if not args.corpus and args.split == "test":
@@ -218,8 +225,11 @@ def run_evaluate(args) -> None:
         record["test"] = result
         write_json(metrics_path, record)
     if args.baseline:
-        _print_with_baseline(args, result, _baseline_result(args, config, vocab, split, names),
-                             where)
+        baseline_by_passage = PassageTally.empty(len(split.starts))
+        baseline = _baseline_result(args, config, vocab, split, names, baseline_by_passage)
+        _print_with_baseline(args, result, baseline, where,
+                             difference_intervals(by_passage, baseline_by_passage,
+                                                  INTERVAL_ROUNDS))
         return
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
@@ -239,7 +249,7 @@ def _check_baseline_options(args) -> None:
     args.order = check_order(DEFAULT_ORDER if args.order is None else args.order)
 
 
-def _baseline_result(args, config, vocab, split, names) -> dict:
+def _baseline_result(args, config, vocab, split, names, by_passage=None) -> dict:
     """Train the n-gram on the training split of the model's own data dir and score `split`."""
     from .metrics import evaluate
     from .ngram import NgramScorer
@@ -247,7 +257,7 @@ def _baseline_result(args, config, vocab, split, names) -> dict:
     data_path, data = _training_data(args.model, config, vocab)
     scorer = NgramScorer.train(data.split("train"), vocab, args.order)
     began = time.perf_counter()
-    result = evaluate(scorer, split, names)
+    result = evaluate(scorer, split, names, by_passage=by_passage)
     return {"name": scorer.name, "order": scorer.order, "trained_on": f"{data_path} (train)",
             "train_seconds": round(scorer.train_seconds, 3),
             "evaluate_seconds": round(time.perf_counter() - began, 3), **result}
@@ -268,11 +278,14 @@ def _training_data(model_dir: str, config: dict, vocab, data_path: str | None = 
     return data_path, data
 
 
-def _print_with_baseline(args, result: dict, baseline: dict, where: str) -> None:
-    from .metrics import format_comparison
+def _print_with_baseline(args, result: dict, baseline: dict, where: str,
+                         difference: dict) -> None:
+    from .metrics import INTERVAL_ROUNDS, format_comparison, format_intervals
 
     if args.json:
-        print(json.dumps({**result, "baseline": baseline}, ensure_ascii=False, indent=2))
+        print(json.dumps({**result, "baseline": baseline,
+                          "difference": {"rounds": INTERVAL_ROUNDS, **difference}},
+                         ensure_ascii=False, indent=2))
         return
     name = Path(args.model).name or "model"
     rows = {name: result, baseline["name"]: baseline}
@@ -280,6 +293,8 @@ def _print_with_baseline(args, result: dict, baseline: dict, where: str) -> None
         rows[f"{name} {source}"] = result["by_source"][source]
         rows[f"{baseline['name']} {source}"] = baseline["by_source"][source]
     print(format_comparison(rows, f"{args.model} vs {baseline['name']} on {where}"))
+    print("\n" + format_intervals(difference, f"{name} − {baseline['name']}, in points",
+                                  INTERVAL_ROUNDS))
     print(f"\n{baseline['name']}: interpolated modified Kneser-Ney, trained on "
           f"{baseline['trained_on']} in {baseline['train_seconds']:.1f} s, "
           f"scored in {baseline['evaluate_seconds']:.1f} s")

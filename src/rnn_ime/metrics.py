@@ -62,6 +62,80 @@ class Tally:
                    if self.keys else {})}
 
 
+@dataclass
+class PassageTally:
+    """What `Tally` counts, kept per passage and context bucket, so that an interval can
+    resample whole passages (the words of one passage are not independent of each other)."""
+    words: np.ndarray  # (passages, buckets)
+    hits: np.ndarray  # (passages, buckets, len(KS))
+    keys: np.ndarray  # (passages, buckets)
+    typed: np.ndarray  # (passages, buckets, len(KS))
+
+    @classmethod
+    def empty(cls, passages: int) -> PassageTally:
+        shape = (passages, len(CONTEXT_BUCKETS))
+        return cls(np.zeros(shape), np.zeros((*shape, len(KS))), np.zeros(shape),
+                   np.zeros((*shape, len(KS))))
+
+    def add(self, passage: np.ndarray, bucket: np.ndarray, hits: torch.Tensor,
+            cost: torch.Tensor) -> None:
+        where = (passage, bucket)
+        np.add.at(self.words, where, 1.0)
+        np.add.at(self.hits, where, hits.numpy().astype(np.float64))
+        np.add.at(self.keys, where, cost.numpy().astype(np.float64))
+        typed = torch.where(hits, SELECT_KEYS, cost[:, None].float())
+        np.add.at(self.typed, where, typed.numpy().astype(np.float64))
+
+
+INTERVAL_FIGURES = ("top1", "ksr5")
+INTERVAL_ROUNDS = 1000  # bootstrap resamplings behind each interval
+
+
+def figure_of(words: np.ndarray, hits: np.ndarray, keys: np.ndarray, typed: np.ndarray,
+              name: str) -> np.ndarray:
+    """top-k or KSR@k from summed counts (any leading shape; the last axis of hits/typed is
+    KS)."""
+    k = int(name[-1])
+    column = KS.index(k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name.startswith("top"):
+            return hits[..., column] / words
+        return 1.0 - typed[..., column] / keys
+
+
+def difference_intervals(first: PassageTally, second: PassageTally,
+                         rounds: int = INTERVAL_ROUNDS,
+                         level: float = 0.95, seed: int = 0) -> dict[str, dict]:
+    """first − second for INTERVAL_FIGURES, over all words and in each context bucket, with a
+    paired bootstrap interval: the same passages resampled for both, `rounds` times."""
+    passages = first.words.shape[0]
+    counts = np.random.default_rng(seed).multinomial(
+        passages, np.full(passages, 1.0 / passages), size=rounds).astype(np.float64)
+    tail = (1.0 - level) / 2.0
+    out: dict[str, dict] = {}
+    labels = ["all", *(label for _, _, label in CONTEXT_BUCKETS)]
+    for name in INTERVAL_FIGURES:
+        sides = []
+        for tally in (first, second):
+            parts = [tally.words, tally.hits, tally.keys, tally.typed]
+            totals = [np.concatenate([p.sum(axis=1, keepdims=True), p], axis=1)
+                      for p in parts]  # the "all" column first
+            point = figure_of(*(t.sum(axis=0) for t in totals), name)
+            resampled = figure_of(*(np.tensordot(counts, t, axes=1) for t in totals), name)
+            sides.append((point, resampled))
+        point = sides[0][0] - sides[1][0]
+        spread = sides[0][1] - sides[1][1]
+        counted = np.flatnonzero(np.isfinite(point))  # a bucket no word fell in has none
+        low, high = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
+        low[counted], high[counted] = np.nanquantile(spread[:, counted], [tail, 1.0 - tail],
+                                                     axis=0)
+        for i in counted.tolist():
+            out.setdefault(labels[i], {})[name] = {
+                "difference": round(float(point[i]), 4), "low": round(float(low[i]), 4),
+                "high": round(float(high[i]), 4)}
+    return {label: out[label] for label in labels if label in out}
+
+
 class Judge:
     """What each target of a chunk scores: (nll (N,), hits (N, len(KS)), full cost (N,))."""
 
@@ -92,8 +166,9 @@ def context_lengths(split: Split, offsets: np.ndarray) -> np.ndarray:
 
 
 def evaluate(scorer: Scorer, split: Split, source_names: list[str] | None = None,
-             max_words: int | None = None) -> dict:
-    """Score every word of `split` (or the first `max_words` chunks' worth) with `scorer`."""
+             max_words: int | None = None, by_passage: PassageTally | None = None) -> dict:
+    """Score every word of `split` (or the first `max_words` chunks' worth) with `scorer`
+    (counting into `by_passage` too, when given: PassageTally.empty(len(split.starts)))."""
     judge = Judge(scorer.vocab)
     overall = Tally()
     by_source = {name: Tally() for name in (source_names or [])}
@@ -109,6 +184,9 @@ def evaluate(scorer: Scorer, split: Split, source_names: list[str] | None = None
         buckets = context_bucket(context_lengths(split, offsets))
         for index, (_, _, label) in enumerate(CONTEXT_BUCKETS):
             by_context[label].add(nll, hits, buckets == index, cost)
+        if by_passage is not None:
+            by_passage.add(np.searchsorted(split.starts, offsets, side="right") - 1, buckets,
+                           hits, cost)
         if max_words is not None and overall.words >= max_words:
             break
     result = overall.summary()
@@ -163,4 +241,21 @@ def format_comparison(results: dict[str, dict], title: str = "") -> str:
             cells = [buckets.get(label, {}).get(f"top{k}") for label in labels]
             lines.append(f"{name:<{width}}" + "".join(
                 f"{'-':>8}" if cell is None else f"{cell:>8.1%}" for cell in cells))
+    return "\n".join(lines)
+
+
+def format_intervals(intervals: dict[str, dict], name: str, rounds: int) -> str:
+    """The differences of difference_intervals as a table, one row per figure."""
+    labels = list(intervals)
+    lines = [f"{name}, by words of context (95% interval: {rounds:,} resamplings of the "
+             "passages, the same for both)",
+             f"{'':<8}" + "".join(f"{label:>22}" for label in labels)]
+    for figure in INTERVAL_FIGURES:
+        cells = []
+        for label in labels:
+            cell = intervals[label][figure]
+            cells.append(f"{cell['difference'] * 100:+.1f} [{cell['low'] * 100:+.1f}, "
+                         f"{cell['high'] * 100:+.1f}]")
+        title = f"top-{figure[-1]}" if figure.startswith("top") else f"KSR@{figure[-1]}"
+        lines.append(f"{title:<8}" + "".join(f"{cell:>22}" for cell in cells))
     return "\n".join(lines)
