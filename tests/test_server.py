@@ -12,7 +12,9 @@ from rnn_ime.cli import main
 from rnn_ime.limits import SERVER_MAX_BODY_BYTES as MAX_BODY_BYTES
 from rnn_ime.predict import Predictor
 from rnn_ime.server import STATIC, LimitBodySize, create_app, listen
-from rnn_ime.user.directory import ProfileDirConfig
+from rnn_ime.user.directory import ProfileDirConfig, ProfileDirectory, ProfileLimitError
+from rnn_ime.user.model import UserModel
+from rnn_ime.user.store import UserStore
 
 
 @pytest.fixture(scope="module")
@@ -460,18 +462,38 @@ def test_another_process_writing_the_file_is_seen(predictor, tmp_path):
 
 
 def test_profiles_are_bounded(predictor, tmp_path):
+    """Past --max-profiles, the profile used least recently is closed (what it learned is in
+    its file), so a server never runs out of room for a new user while others are idle."""
     client = profiled(predictor, tmp_path, max_profiles=2, max_words=6)
     learn(client, "one", "我今天")
     learn(client, "two", "我今天")
-    message = error_of(client.post("/api/learn", json={"user": "three", "text": "我"}), 403)
-    assert "at most 2 profiles" in message
-    learn(client, "one", "我明天")  # the open ones still learn
-    assert suggested(client, "我", "three")  # a name without a file reads as the plain model
-    message = error_of(client.post("/api/learn", json={"user": "one",
+    learn(client, "one", "我明天")  # "two" is now the least recently used
+    learn(client, "three", "我后天")  # closes "two"
+    assert client.app.state.engine.profiles.names() == ["one", "three"]
+    assert learn(client, "two", "我昨天")["learned"]  # opens again from its file, closes "one"
+    two = UserModel(UserStore(tmp_path / "profiles" / "two.db"))
+    assert two.counts.words_typed() == pytest.approx(4, abs=0.01)  # 我 今天 我 昨天: all kept
+    assert suggested(client, "我", "four")  # a name without a file reads as the plain model
+    message = error_of(client.post("/api/learn", json={"user": "two",
                                                        "text": "他们周末去北京看看"}), 413)
     assert "forget some first" in message
-    assert error_of(client.post("/api/learn", json={"user": "one", "text": "好" * 2001})
+    assert error_of(client.post("/api/learn", json={"user": "two", "text": "好" * 2001})
                     ).startswith("text: ")
+
+
+def test_a_new_profile_is_refused_only_while_every_open_one_is_in_use(predictor, tmp_path):
+    directory = ProfileDirectory(predictor.scorer, ProfileDirConfig(tmp_path, max_profiles=1))
+    with directory.using("one", create=True) as one:
+        one.learn("我今天")
+        with pytest.raises(ProfileLimitError, match="in use right now"):
+            with directory.using("two", create=True):
+                pass
+    with directory.using("two", create=True) as two:  # "one" is idle now: closed for room
+        two.learn("我明天")
+    assert directory.names() == ["two"]
+    with directory.using("one") as one:
+        assert one.model.counts.words_typed() == pytest.approx(2, abs=0.01)
+    directory.close()
 
 
 BAD_NAMES = ["", "a/b", "../x", "x" * 33, "名字", "a b", 5, None]

@@ -326,10 +326,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 PROFILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    403: {"model": ErrorResponse, "description": "A new profile past --max-profiles (or, to "
-                                                 "learn: learning or profiles off)"},
+    403: {"model": ErrorResponse, "description": "To learn: learning or profiles off"},
     409: {"model": ErrorResponse, "description": "The profile's file is not a usable user file"},
-    503: {"model": ErrorResponse, "description": "The profile's file is busy; try again"},
+    503: {"model": ErrorResponse, "description": "The profile's file is busy, or a new profile "
+                                                 "while --max-profiles are all in use; try again"},
 }
 LEARN_RESPONSES: dict[int | str, dict[str, Any]] = {
     **PROFILE_RESPONSES,
@@ -343,7 +343,7 @@ class LearningOffError(RnnImeError):
 
 # a user's error → its status (RnnImeError otherwise: 400)
 ERROR_STATUS: dict[type[Exception], int] = {
-    ProfileNameError: 422, LearningOffError: 403, ProfileLimitError: 403, UserLimitError: 413,
+    ProfileNameError: 422, LearningOffError: 403, ProfileLimitError: 503, UserLimitError: 413,
     UserStoreError: 409, ProfileBusyError: 503}
 
 

@@ -4,7 +4,9 @@
     DIR/profiles/NAME.db      any other NAME, of 1–32 letters, digits, _ and -
 
 A profile opens on its first use and stays open (its counts in memory); at most `max_profiles`
-are open at once, and a new name past that is refused (ProfileLimitError). A name without a
+are open at once: a new name past that closes the profile used least recently that no request
+is using (all it learned is in its file already), and is refused (ProfileLimitError) only when
+every open profile is in use at that moment. A name without a
 file is an empty profile: reading it answers as the plain model and creates nothing; only
 learning creates the file. Every use of a profile holds its own lock (`using`), and starts by
 picking up what another process (the CLI) wrote to its file since.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,6 +86,11 @@ def profile_error(name: str, path: Path, error: UserStoreError) -> RnnImeError:
 class _Open:
     profile: Profile
     lock: threading.Lock
+    users: int = 0  # requests between _get and the end of `using` (guarded by the directory)
+
+    def close(self) -> None:
+        if self.profile.model.store is not None:
+            self.profile.model.store.close()
 
 
 class ProfileDirectory:
@@ -94,7 +102,7 @@ class ProfileDirectory:
             raise ConfigError("--max-profiles must be at least 1")
         self.base, self.config = base, config
         self.directory = Path(config.directory)
-        self._open: dict[str, _Open] = {}
+        self._open: OrderedDict[str, _Open] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()  # guards _open
 
     def path_of(self, name: str) -> Path:
@@ -110,12 +118,15 @@ class ProfileDirectory:
         with self._lock:
             found = self._open.get(name)
             if found is not None:
+                self._open.move_to_end(name)
+                found.users += 1
                 return found
             if not create and not path.exists():
                 return None
-            if len(self._open) >= self.config.max_profiles:
+            if len(self._open) >= self.config.max_profiles and not self._close_idle():
                 raise ProfileLimitError(f"this server keeps at most {self.config.max_profiles} "
-                                        "profiles open, and they are taken; use one of them")
+                                        "profiles open, and every one is in use right now; "
+                                        "try again")
             try:
                 model = UserModel(UserStore(path), max_words=self.config.max_words)
             except UserStoreError as error:
@@ -125,8 +136,17 @@ class ProfileDirectory:
                                        f"({error})") from None
             options = LearnOptions(use=True, learn=self.config.learn)
             found = self._open[name] = _Open(Profile(self.base, model, options),
-                                             threading.Lock())
+                                             threading.Lock(), users=1)
             return found
+
+    def _close_idle(self) -> bool:
+        """Close the least recently used profile no request is using (under self._lock)."""
+        for name, found in self._open.items():
+            if found.users == 0:
+                del self._open[name]
+                found.close()
+                return True
+        return False
 
     @contextmanager
     def using(self, name: str | None, create: bool = False) -> Iterator[Profile | None]:
@@ -136,20 +156,23 @@ class ProfileDirectory:
         if found is None:
             yield None
             return
-        with found.lock:
-            try:
-                found.profile.refresh()
-                yield found.profile
-            except UserStoreError as error:  # busy, or damaged since it was opened
-                raise profile_error(name, self.path_of(name), error) from None
-            except sqlite3.Error as error:
-                raise ProfileBusyError(f"profile {name}: its file cannot be used now "
-                                       f"({error}); try again") from None
+        try:
+            with found.lock:
+                try:
+                    found.profile.refresh()
+                    yield found.profile
+                except UserStoreError as error:  # busy, or damaged since it was opened
+                    raise profile_error(name, self.path_of(name), error) from None
+                except sqlite3.Error as error:
+                    raise ProfileBusyError(f"profile {name}: its file cannot be used now "
+                                           f"({error}); try again") from None
+        finally:
+            with self._lock:
+                found.users -= 1
 
     def close(self) -> None:
         with self._lock:
             for found in self._open.values():
                 with found.lock:
-                    if found.profile.model.store is not None:
-                        found.profile.model.store.close()
+                    found.close()
             self._open.clear()
