@@ -377,3 +377,14 @@ def test_evaluate_run_elsewhere_says_the_recorded_data_path_is_relative(tmp_path
     line = fails(capsys, "evaluate", "--model", moved)
     assert "trained on data/default, a path relative to the directory training ran in, not " \
            f"found from {tmp_path}; run from there or pass --data" in line
+
+
+def test_prepare_says_when_min_count_leaves_a_small_vocabulary(tmp_path, capsys):
+    corpus = tmp_path / "cats.txt"
+    corpus.write_text("".join(f"小橘第{hanzi_number(i)}次在窗台上晒太阳。\n" for i in range(30)),
+                      encoding="utf-8")
+    main(["prepare", "--corpus", str(corpus), "--out", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert "a small corpus" in err and "--min-count 1" in err
+    main(["prepare", "--corpus", str(corpus), "--out", str(tmp_path / "all"), "--min-count", "1"])
+    assert "a small corpus" not in capsys.readouterr().err

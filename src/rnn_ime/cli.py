@@ -89,6 +89,20 @@ def run_prepare(args) -> None:
           + " / ".join(f"{s} {splits[s]['words']:,}" for s in splits)
           + f" · unknown in test "
           f"{splits['test']['unknown_words'] / max(1, splits['test']['words']):.1%}")
+    for hint in small_corpus_hints(manifest, args.min_count):
+        _stderr(hint)
+
+
+SMALL_VOCAB = 2000  # below this many words, prepare says how to make the most of the text
+
+
+def small_corpus_hints(manifest: dict, min_count: int) -> list[str]:
+    """What to do with a corpus too small for the defaults (a user's own few pages)."""
+    hints = []
+    if manifest["vocab"]["size"] < SMALL_VOCAB and min_count > 1:
+        hints.append(f"note: a small corpus: only {manifest['vocab']['size']:,} words are seen "
+                     f"{min_count} times or more; --min-count 1 keeps every training word")
+    return hints
 
 
 # ---------------------------------------------------------------- train
