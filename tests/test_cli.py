@@ -359,7 +359,7 @@ def test_argv_that_is_not_utf8_is_refused_by_the_real_command(tmp_path):
     assert "the word to forget: not UTF-8 text (byte 0xc4" in err
 
 
-@pytest.mark.parametrize("letters", ["", "  ", ","])
+@pytest.mark.parametrize("letters", ["", "  ", ",", "'", "''", "'',"])
 def test_pinyin_without_letters_is_refused(capsys, small_model, letters):
     assert "no pinyin letters to decode" in fails(capsys, "pinyin", "--model", small_model,
                                                   letters)

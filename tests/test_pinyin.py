@@ -469,7 +469,9 @@ def test_cli_word_lists(small_model, tmp_path, capsys):
     model = ["--model", str(small_model)]
     assert "missing.txt: no such word list" in cli_error(
         ["pinyin", *model, "--lexicon", missing, "nihao"], capsys)
-    assert "not UTF-8" in cli_error(["pinyin", *model, "--lexicon", str(bad), "nihao"], capsys)
+    assert cli_error(["pinyin", *model, "--lexicon", str(bad), "nihao"], capsys).endswith(
+        "bad.txt: not UTF-8 text (invalid byte 0xbe at offset 0); it reads as GB18030/GBK: "
+        "convert it with iconv -f GB18030 -t UTF-8\n")  # as `prepare` says it
     assert "missing.txt" in cli_error(["serve", *model, "--lexicon", missing], capsys)
 
 
@@ -494,6 +496,9 @@ def test_api_pinyin(client):
 
 @pytest.mark.parametrize("body, status, field", [
     ({"letters": ""}, 422, "letters"),
+    ({"letters": "'"}, 422, "letters"),  # apostrophes alone: no letters to decode
+    ({"letters": "''"}, 422, "letters"),
+    ({"letters": "'',"}, 422, "letters"),
     ({"letters": "ni hao"}, 422, "letters"),
     ({"letters": "a" * 65}, 422, "letters"),
     ({"letters": "nihao", "k": 0}, 422, "k"),

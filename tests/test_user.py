@@ -349,6 +349,46 @@ def test_export_and_import(tmp_path):
     assert set(other.counts.unigram) == {"我们", "去"} and other.counts.made == {"蕲春": "qi'chun"}
 
 
+def test_import_skips_and_counts_lines_that_would_store_nothing(tmp_path):
+    """A word of spaces only, no word, a count of 0 (without a made word's reading), a negative
+    or non-finite count: skipped and counted, never stored; blank lines and comments are passed
+    over."""
+    model = UserModel(UserStore(tmp_path / "a.db"))
+    bad = ["  \t500", "\t7", "\u3000\t9", "词\t0", "词\t-1", "词\tnan", "词\tinf", "坏\tx"]
+    imported, skipped = model.import_lines([*bad, "", "   ", "# a comment", "我们\t3",
+                                            "蕲春\t0\tqi'chun", " 去 \t2"])
+    assert (imported, skipped) == (3, len(bad))
+    assert set(model.counts.unigram) == {"我们", "去"}  # the word's spaces dropped
+    assert model.counts.made == {"蕲春": "qi'chun"}
+    assert not any(line.split("\t")[0].strip() != line.split("\t")[0]
+                   for line in model.export_lines())
+
+
+def test_importing_twice_adds_the_counts(tmp_path):
+    """As the README says: each line's count is added to the count already there."""
+    model = UserModel(UserStore(tmp_path / "a.db"))
+    lines = ["我们\t3", "去\t2"]
+    model.import_lines(lines)
+    model.import_lines(lines)
+    counts = model.counts
+    assert counts.effective(counts.unigram["我们"]) == pytest.approx(6)
+    assert counts.effective(counts.unigram["去"]) == pytest.approx(4)
+
+
+def test_store_refuses_a_directory_and_a_missing_directory_when_told(tmp_path):
+    with pytest.raises(UserStoreError, match=r": is a directory, not a user file$"):
+        UserStore(tmp_path)
+    missing = tmp_path / "nope" / "u.db"
+    with pytest.raises(UserStoreError, match=f"its directory {missing.parent} does not exist"):
+        UserStore(missing, make_dirs=False)
+    assert not missing.parent.exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserStoreError, match="is not a directory"):
+        UserStore(tmp_path / "file" / "u.db", make_dirs=False)
+    UserStore(missing).close()  # the default: the directories are made
+    assert missing.is_file()
+
+
 # ---------------------------------------------------------------- the CLI
 def test_cli_learn_user_commands_and_options(small_model, tmp_path, capsys):
     from rnn_ime.cli import main
@@ -371,7 +411,8 @@ def test_cli_learn_user_commands_and_options(small_model, tmp_path, capsys):
     listing = tmp_path / "words.txt"
     listing.write_text("柯谧\t3\tke'mi\n坏行\tx\n", encoding="utf-8")
     main(["user", "import", str(listing), "--user-db", str(tmp_path / "v.db")])
-    assert capsys.readouterr().out.endswith("v.db; skipped 1 bad line\n")
+    assert capsys.readouterr().out.endswith(
+        "v.db; skipped 1 line (not a word with a count above 0)\n")
     main(["learn", "--model", str(small_model), "--user-db", db, "好"])
     assert capsys.readouterr().out.startswith("learned 1 word from 1 commit into ")
     main(["pinyin", "--model", str(small_model), "--user-db", str(tmp_path / "v.db"), "kemi"])
@@ -405,20 +446,54 @@ def test_cli_user_commands_on_a_profile_without_a_file_yet(tmp_path, capsys, sma
     assert stats["exists"] is True and stats["words"] == 3
 
 
+GB18030_HINT = ("{tmp}/gbk.txt: not UTF-8 text (invalid byte 0xce at offset 0); it reads as "
+                "GB18030/GBK: convert it with iconv -f GB18030 -t UTF-8")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["user", "forget", "--user-db", "{tmp}/u.db"], "needs the word"),
     (["user", "import", "{tmp}/nope.txt", "--user-db", "{tmp}/u.db"], "cannot read"),
     (["user", "stats", "--user-db", "{tmp}/foreign.db"], "not a user file"),
+    (["user", "import", "{tmp}/gbk.txt", "--user-db", "{tmp}/u.db"], GB18030_HINT),
+    (["user", "stats", "--user-db", "{tmp}"], "{tmp}: is a directory, not a user file"),
+    (["user", "export", "--user-db", "{tmp}"], "{tmp}: is a directory, not a user file"),
+    (["user", "import", "{tmp}/words.txt", "--user-db", "{tmp}/nope/u.db"],
+     "{tmp}/nope/u.db: its directory {tmp}/nope does not exist"),
+    (["learn", "--model", "{model}", "--user-db", "{tmp}", "我们"],
+     "{tmp}: is a directory, not a user file"),
+    (["learn", "--model", "{model}", "--user-db", "{tmp}/nope/u.db", "我们"],
+     "{tmp}/nope/u.db: its directory {tmp}/nope does not exist"),
+    (["learn", "--model", "{model}", "--user-db", "{tmp}/u.db", "--file", "{tmp}/gbk.txt"],
+     GB18030_HINT),
+    (["pinyin", "--model", "{model}", "--user-db", "{tmp}", "women"],
+     "{tmp}: is a directory, not a user file"),
 ])
-def test_cli_user_errors_are_one_line(argv, message, tmp_path, capsys):
+def test_cli_user_errors_are_one_line(argv, message, tmp_path, capsys, small_model):
     from rnn_ime.cli import main
 
     (tmp_path / "foreign.db").write_bytes(b"x" * 4096)
+    (tmp_path / "gbk.txt").write_bytes("我们\t3\n".encode("gbk"))
+    (tmp_path / "words.txt").write_text("我们\t3\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
-        main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+        main([a.replace("{tmp}", str(tmp_path)).replace("{model}", str(small_model))
+              for a in argv])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message.replace("{tmp}", str(tmp_path)) in err and err.count("\n") == 1
+    assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize("action", ["stats", "export"])
+def test_cli_user_stats_and_export_take_no_argument(action, tmp_path, capsys):
+    from rnn_ime.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["user", action, "extra", "--user-db", str(tmp_path / "u.db")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: rnn-ime") and err.endswith(
+        "rnn-ime: error: unrecognized arguments: extra\n")
+    assert not (tmp_path / "u.db").exists()
 
 
 @pytest.mark.parametrize("command", [["user", "stats"], ["user", "export"],

@@ -662,10 +662,10 @@ def run_pinyin(args) -> None:
 
     settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy))
     letters, _ = split_mark(args.letters.strip())
-    if not letters:
+    # a bad input fails before the model loads; nothing, or apostrophes alone, decodes nothing
+    if not normalize(letters)[0]:
         raise ConfigError("no pinyin letters to decode: give some, like `rnn-ime pinyin "
                           "--model DIR nihao`")
-    normalize(letters)  # a bad input fails before the model loads
     word_lists = _word_lists(args.lexicon)
     predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
     lexicon = open_lexicon(predictor.vocab, word_lists)
@@ -718,7 +718,8 @@ def _profile(args, scorer, learns: bool = False):
             raise UserStoreError(f"{path}: no such user file")
         return None
     learn = learns and not getattr(args, "no_learn", False)
-    return Profile.open(scorer, path, LearnOptions(learn=learn))
+    # the default location's directory is made; a typed --user-db's must exist (a typo)
+    return Profile.open(scorer, path, LearnOptions(learn=learn), make_dirs=not args.user_db)
 
 
 def add_learn(sub) -> None:
@@ -732,18 +733,26 @@ def add_learn(sub) -> None:
     p.set_defaults(func=run_learn)
 
 
-def run_learn(args) -> None:
+def _text_file_lines(path: str, dash_is_stdin: bool = False) -> list[str]:
+    """The lines of a UTF-8 text file (stdin for `-` when `dash_is_stdin`); unreadable or not
+    UTF-8: one line (CorpusError), as `prepare` says it."""
+    from .corpus import decode_utf8
     from .errors import CorpusError
+
+    stdin = dash_is_stdin and path == "-"
+    try:
+        raw = sys.stdin.buffer.read() if stdin else Path(path).read_bytes()
+    except OSError as error:
+        raise CorpusError(f"{path}: cannot read ({error.strerror or error})") from None
+    return decode_utf8(raw, "stdin" if stdin else path).splitlines()
+
+
+def run_learn(args) -> None:
     from .ime import open_lexicon
     from .predict import Predictor
 
     if args.file:
-        try:
-            lines = Path(args.file).read_bytes().decode("utf-8-sig").splitlines()
-        except OSError as error:
-            raise CorpusError(f"{args.file}: cannot read ({error.strerror or error})") from None
-        except UnicodeDecodeError as error:
-            raise CorpusError(f"{args.file}: not UTF-8 (byte {error.start})") from None
+        lines = _text_file_lines(args.file)
     else:
         lines = args.text
     predictor = Predictor.from_dir(args.model)
@@ -773,7 +782,7 @@ def add_user(sub) -> None:
 
 
 def run_user(args) -> None:
-    from .errors import ConfigError, CorpusError
+    from .errors import ConfigError
     from .user import UserModel, UserStore, default_path
 
     path = Path(args.user_db) if args.user_db else default_path()
@@ -782,7 +791,8 @@ def run_user(args) -> None:
         raise ConfigError(f"`rnn-ime user {args.action}` needs {needs[args.action]}")
     # no file yet: an empty profile, as the server's stats and forget answer (nothing created)
     exists = path.exists() or args.action == "import"
-    model = UserModel(UserStore(path, create=args.action == "import") if exists else None)
+    model = UserModel(UserStore(path, create=args.action == "import",
+                                make_dirs=not args.user_db) if exists else None)
     if args.action == "stats":
         print(json.dumps({**model.stats(), "file": str(path), "exists": exists},
                          ensure_ascii=False, indent=2))
@@ -794,18 +804,11 @@ def run_user(args) -> None:
         print(f"forgot {args.argument}" if known else f"{args.argument}: not learned; nothing "
               "to forget")
     else:
-        try:
-            raw = sys.stdin.buffer.read() if args.argument == "-" else \
-                Path(args.argument).read_bytes()
-            lines = raw.decode("utf-8-sig").splitlines()
-        except OSError as error:
-            raise CorpusError(f"{args.argument}: cannot read ({error.strerror or error})") \
-                from None
-        except UnicodeDecodeError as error:
-            raise CorpusError(f"{args.argument}: not UTF-8 (byte {error.start})") from None
-        imported, skipped = model.import_lines(lines)
+        imported, skipped = model.import_lines(_text_file_lines(args.argument,
+                                                                dash_is_stdin=True))
         print(f"imported {counted(imported, 'word')} into {path}"
-              + (f"; skipped {counted(skipped, 'bad line')}" if skipped else ""))
+              + (f"; skipped {counted(skipped, 'line')} (not a word with a count above 0)"
+                 if skipped else ""))
 
 
 # ---------------------------------------------------------------- ibus
@@ -917,8 +920,20 @@ def os_error_line(exc: OSError) -> str:
     return f"{os.fsdecode(path) if isinstance(path, bytes) else path}: {reason}"
 
 
+def extra_arguments(args: argparse.Namespace) -> list[str]:
+    """Arguments a command parsed but takes none of: `user stats extra`, `user export extra`
+    (`user`'s optional argument belongs to import and forget only)."""
+    if getattr(args, "command", None) == "user" and args.action in ("stats", "export") \
+            and args.argument is not None:
+        return [args.argument]
+    return []
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if extra := extra_arguments(args):  # exit 2 with the usage, as argparse says it
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         check_text_arguments(args)
         args.func(args)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import CorpusError
+from .errors import CorpusError, RnnImeError
 from .fsutil import sha256_bytes
 
 FORMATS = ("auto", "dialogue", "jsonl", "text", "pku")
@@ -70,17 +70,20 @@ EMBEDDED_SOURCES: dict[str, EmbeddedSource] = {
 }
 
 
-def decode_utf8(data: bytes, name: str) -> str:
-    """Decode strictly; a byte that is not UTF-8 is an error naming the file and the offset
-    (and how to convert the file when it reads as GB18030, the usual other Chinese encoding)."""
+def decode_utf8(data: bytes, name: str,
+                error: type[RnnImeError] = CorpusError) -> str:
+    """Decode strictly; a byte that is not UTF-8 is an `error` naming the file and the offset
+    (and how to convert the file when it reads as GB18030, the usual other Chinese encoding).
+    Every text file rnn-ime reads (a corpus, a word list, `learn --file`, `user import`) is
+    decoded here, so all say the same."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         hint = ""
         if reads_as_gb18030(data):
             hint = "; it reads as GB18030/GBK: convert it with iconv -f GB18030 -t UTF-8"
-        raise CorpusError(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at "
-                          f"offset {exc.start}){hint}") from None
+        raise error(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at "
+                    f"offset {exc.start}){hint}") from None
 
 
 def reads_as_gb18030(data: bytes) -> bool:

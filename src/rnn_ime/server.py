@@ -147,12 +147,16 @@ FuzzyRule = Literal[FUZZY_RULES]  # type: ignore[valid-type]  # z-zh, c-ch, … 
 
 
 class PinyinRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # python-re: the pattern's look-ahead (at least one letter: apostrophes alone decode
+    # nothing), which the default engine (Rust's regex) lacks
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
     letters: str = Field(min_length=1, max_length=MAX_LETTERS + 1,
-                         pattern=f"^[A-Za-z']{{1,{MAX_LETTERS}}}{mark_class()}?$", strict=True,
+                         pattern=f"^(?='*[A-Za-z])[A-Za-z']{{1,{MAX_LETTERS}}}{mark_class()}?$",
+                         strict=True,
                          description=f"typed pinyin: up to {MAX_LETTERS} letters a-z and "
-                                     "apostrophes, and optionally one mark at the end (, . ? ! "
-                                     "; : \\), which commits the first candidate (`commit`)")
+                                     "apostrophes, at least one a letter, and optionally one "
+                                     "mark at the end (, . ? ! ; : \\), which commits the "
+                                     "first candidate (`commit`)")
     context: str = Field("", max_length=SERVER_MAX_TEXT, strict=True,
                          description="the text already committed before it")
     k: WholeNumber = Field(9, ge=1, le=SERVER_MAX_K, strict=True,

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..corpus import decode_utf8
 from ..errors import RnnImeError
 from ..fsutil import sha256_file, write_bytes
 from ..vocab import SPECIALS, UNK_ID, Vocab
@@ -313,12 +314,7 @@ class WordList:
 
 @lru_cache(maxsize=8)
 def _read_word_list(path: str, digest: str) -> WordList:
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise LexiconError(f"{path}: not UTF-8 text (byte {error.start}); save the word list "
-                           "as UTF-8") from None
+    text = decode_utf8(Path(path).read_bytes(), path, LexiconError)
     found: dict[str, float] = {}
     skipped, examples = 0, []
     for number, line in enumerate(text.splitlines(), 1):

@@ -195,6 +195,23 @@ def _valid_reading(word: str, reading: str) -> bool:
         s in _char_readings(c) for c, s in zip(word, syllables, strict=True))
 
 
+def import_entry(line: str) -> tuple[str, float, str | None] | None:
+    """(word, count, reading or None) of a non-blank import line, or None when it stores
+    nothing: no word (only spaces), a count that is not a finite number ≥ 0, or a count of 0
+    without a valid reading (a made word's)."""
+    parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+    word = parts[0].strip() if parts else ""
+    try:
+        count = float(parts[1]) if len(parts) > 1 else 1.0
+    except ValueError:
+        return None
+    reading = parts[2] if len(parts) > 2 and HAN.fullmatch(word) \
+        and _valid_reading(word, parts[2]) else None
+    if not word or not math.isfinite(count) or count < 0 or (count == 0 and reading is None):
+        return None
+    return word, count, reading
+
+
 def _reading_of(word: str, letters: str) -> str | None:
     """The syllables of `word` as typed in `letters`, when they cut into one reading of each
     character (a heteronym as the user typed it; not a fuzzy spelling), else pypinyin's
@@ -517,25 +534,25 @@ class UserModel:
 
     def import_lines(self, lines: Sequence[str]) -> tuple[int, int]:
         """Words from `export` lines (`word<TAB>count[<TAB>reading]`) or `word [count]` lines,
-        each count added as it is: (imported, skipped)."""
+        each count added to the word's count already there: (imported, skipped). Blank lines
+        and `#` comments are passed over; a line that would store nothing (no word, a count
+        that is not a number or not above 0, unless it carries a made word's reading, as
+        `export` writes `word<TAB>0<TAB>reading`) is skipped."""
         imported = skipped = 0
         made: list[tuple[str, str]] = []
         items: dict[str, float] = {}
         for line in lines:
-            parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
-            if not parts or not parts[0] or line.startswith("#"):
+            if not line.strip() or line.startswith("#"):
                 continue
-            try:
-                count = float(parts[1]) if len(parts) > 1 else 1.0
-                if not math.isfinite(count) or count < 0:
-                    raise ValueError
-            except ValueError:
+            entry = import_entry(line)
+            if entry is None:
                 skipped += 1
                 continue
-            word = parts[0]
-            if len(parts) > 2 and HAN.fullmatch(word) and _valid_reading(word, parts[2]):
-                made.append((word, parts[2]))
-            items[word] = items.get(word, 0.0) + min(count, MAX_IMPORT_COUNT)
+            word, count, reading = entry
+            if reading is not None:
+                made.append((word, reading))
+            if count > 0:
+                items[word] = items.get(word, 0.0) + min(count, MAX_IMPORT_COUNT)
             imported += 1
         if items or made:
             self.add_counts(list(items.items()), made)

@@ -40,9 +40,11 @@ class Profile:
         self.tokenizer = get_tokenizer()
 
     @classmethod
-    def open(cls, base: Scorer, path: str | Path, options: LearnOptions = LearnOptions()
-             ) -> Profile:
-        return cls(base, UserModel(UserStore(path)), options)
+    def open(cls, base: Scorer, path: str | Path, options: LearnOptions = LearnOptions(),
+             make_dirs: bool = True) -> Profile:
+        """The profile in the file at `path` (made when missing; `make_dirs`: with the
+        directories above it)."""
+        return cls(base, UserModel(UserStore(path, make_dirs=make_dirs)), options)
 
     @classmethod
     def in_memory(cls, base: Scorer, options: LearnOptions = LearnOptions()) -> Profile:

@@ -147,13 +147,32 @@ def bigram_row_problem(row: tuple) -> str | None:
     return None
 
 
+def path_problem(path: Path, create: bool = True, make_dirs: bool = True) -> str | None:
+    """Why a user file cannot be opened at `path`, or None: it is a directory; there is no file
+    (and it may not be created); its directory is missing (and may not be made)."""
+    if path.is_dir():
+        return "is a directory, not a user file"
+    if path.exists():
+        return None
+    if not create:
+        return "no such user file"
+    parent = path.parent
+    if not make_dirs and not parent.is_dir():
+        state = "is not a directory" if parent.exists() else "does not exist"
+        return f"its directory {parent} {state}; create it or choose another --user-db"
+    return None
+
+
 class UserStore:
     """One profile's SQLite file."""
 
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True, make_dirs: bool = True) -> None:
+        """`create`: make the file when there is none; `make_dirs`: and the directories above it
+        (the default location's, a server's profiles; not a path the user typed, where a
+        missing directory is a mistake)."""
         self.path = Path(path)
-        if not self.path.exists() and not create:
-            raise UserStoreError(f"{self.path}: no such user file")
+        if (problem := path_problem(self.path, create, make_dirs)) is not None:
+            raise UserStoreError(f"{self.path}: {problem}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
