@@ -606,3 +606,17 @@ def test_export_then_import_keeps_the_counts(tmp_path):
         assert other.counts.effective(other.counts.unigram[word]) == pytest.approx(
             float(count), rel=1e-3)
     assert other.export_lines()[:5] == lines[:5]
+
+
+def test_a_file_that_cannot_be_imported_leaves_no_profile_behind(tmp_path, capsys):
+    from rnn_ime.cli import main
+
+    store = tmp_path / "user.db"
+    gbk = tmp_path / "words.txt"
+    gbk.write_bytes("你好\t3\n".encode("gb18030"))
+    for source in (str(gbk), str(tmp_path / "missing.txt")):
+        with pytest.raises(SystemExit) as exc:
+            main(["user", "import", source, "--user-db", str(store)])
+        assert exc.value.code == 2
+        assert "rnn-ime: error:" in capsys.readouterr().err
+        assert not store.exists()

@@ -789,6 +789,9 @@ def run_user(args) -> None:
     needs = {"import": "a file to import", "forget": "the word to forget"}
     if args.action in needs and not args.argument:
         raise ConfigError(f"`rnn-ime user {args.action}` needs {needs[args.action]}")
+    # read first: a file that cannot be imported must not leave an empty profile behind
+    lines = _text_file_lines(args.argument, dash_is_stdin=True) \
+        if args.action == "import" else None
     # no file yet: an empty profile, as the server's stats and forget answer (nothing created)
     exists = path.exists() or args.action == "import"
     model = UserModel(UserStore(path, create=args.action == "import",
@@ -804,8 +807,7 @@ def run_user(args) -> None:
         print(f"forgot {args.argument}" if known else f"{args.argument}: not learned; nothing "
               "to forget")
     else:
-        imported, skipped = model.import_lines(_text_file_lines(args.argument,
-                                                                dash_is_stdin=True))
+        imported, skipped = model.import_lines(lines or [])
         print(f"imported {counted(imported, 'word')} into {path}"
               + (f"; skipped {counted(skipped, 'line')} (not a word with a count above 0)"
                  if skipped else ""))
