@@ -25,16 +25,14 @@ def _stderr(message: str) -> None:
 def utf8_text(data: bytes, name: str) -> str:
     """`data` as UTF-8 text; other bytes raise one line naming `name`, the byte and its offset
     (and the likely cause when they read as GB18030, the usual other Chinese encoding)."""
-    from .corpus import reads_as_gb18030
+    from .corpus import not_utf8
     from .errors import ConfigError
 
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        hint = "; it reads as GB18030/GBK: use a UTF-8 terminal or locale (LANG=zh_CN.UTF-8)" \
-            if reads_as_gb18030(data) else ""
-        raise ConfigError(f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                          f"{exc.start}){hint}") from None
+        raise ConfigError(not_utf8(name, data, exc.start, "use a UTF-8 terminal or locale "
+                                   "(LANG=zh_CN.UTF-8)", byte="byte")) from None
 
 
 # argv arrives decoded with surrogateescape: a byte that was not UTF-8 is a lone surrogate
@@ -89,20 +87,20 @@ def run_prepare(args) -> None:
           + " / ".join(f"{s} {splits[s]['words']:,}" for s in splits)
           + f" · unknown in test "
           f"{splits['test']['unknown_words'] / max(1, splits['test']['words']):.1%}")
-    for hint in small_corpus_hints(manifest, args.min_count):
+    if (hint := small_corpus_hint(manifest, args.min_count)) is not None:
         _stderr(hint)
 
 
 SMALL_VOCAB = 2000  # below this many words, prepare says how to make the most of the text
 
 
-def small_corpus_hints(manifest: dict, min_count: int) -> list[str]:
-    """What to do with a corpus too small for the defaults (a user's own few pages)."""
-    hints = []
-    if manifest["vocab"]["size"] < SMALL_VOCAB and min_count > 1:
-        hints.append(f"note: a small corpus: only {manifest['vocab']['size']:,} words are seen "
-                     f"{min_count} times or more; --min-count 1 keeps every training word")
-    return hints
+def small_corpus_hint(manifest: dict, min_count: int) -> str | None:
+    """What to do with a corpus too small for the default --min-count (a user's few pages)."""
+    size = manifest["vocab"]["size"]
+    if size >= SMALL_VOCAB or min_count <= 1:
+        return None
+    return (f"note: a small corpus: only {size:,} words are seen {min_count} times or more; "
+            "--min-count 1 keeps every training word")
 
 
 # ---------------------------------------------------------------- train
@@ -201,13 +199,7 @@ def run_evaluate(args) -> None:
     from .data import DataDir
     from .errors import DataDirError
     from .fsutil import read_json, write_json
-    from .metrics import (
-        INTERVAL_ROUNDS,
-        PassageTally,
-        difference_intervals,
-        evaluate,
-        format_table,
-    )
+    from .metrics import PassageTally, difference_intervals, evaluate, format_table
     from .mixture import describe, load_scorer
     from .prepare import encode_corpus
     from .scoring import NeuralScorer
@@ -242,8 +234,7 @@ def run_evaluate(args) -> None:
         baseline_by_passage = PassageTally.empty(len(split.starts))
         baseline = _baseline_result(args, config, vocab, split, names, baseline_by_passage)
         _print_with_baseline(args, result, baseline, where,
-                             difference_intervals(by_passage, baseline_by_passage,
-                                                  INTERVAL_ROUNDS))
+                             difference_intervals(by_passage, baseline_by_passage))
         return
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -79,11 +79,16 @@ def decode_utf8(data: bytes, name: str,
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        hint = ""
-        if reads_as_gb18030(data):
-            hint = "; it reads as GB18030/GBK: convert it with iconv -f GB18030 -t UTF-8"
-        raise error(f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at "
-                    f"offset {exc.start}){hint}") from None
+        raise error(not_utf8(name, data, exc.start,
+                             "convert it with iconv -f GB18030 -t UTF-8")) from None
+
+
+def not_utf8(name: str, data: bytes, start: int, remedy: str, byte: str = "invalid byte"
+             ) -> str:
+    """The line for `data` that is not UTF-8 at `start`: the byte, its offset, and `remedy`
+    when the whole reads as GB18030."""
+    hint = f"; it reads as GB18030/GBK: {remedy}" if reads_as_gb18030(data) else ""
+    return f"{name}: not UTF-8 text ({byte} 0x{data[start]:02x} at offset {start}){hint}"
 
 
 def reads_as_gb18030(data: bytes) -> bool:

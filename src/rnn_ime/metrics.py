@@ -114,17 +114,16 @@ def difference_intervals(first: PassageTally, second: PassageTally,
     tail = (1.0 - level) / 2.0
     out: dict[str, dict] = {}
     labels = ["all", *(label for _, _, label in CONTEXT_BUCKETS)]
+    sums = []  # per side: the counts summed over the passages, and over each resampling
+    for tally in (first, second):
+        parts = [np.concatenate([p.sum(axis=1, keepdims=True), p], axis=1)  # "all" first
+                 for p in (tally.words, tally.hits, tally.keys, tally.typed)]
+        sums.append(([p.sum(axis=0) for p in parts],
+                     [np.tensordot(counts, p, axes=1) for p in parts]))
     for name in INTERVAL_FIGURES:
-        sides = []
-        for tally in (first, second):
-            parts = [tally.words, tally.hits, tally.keys, tally.typed]
-            totals = [np.concatenate([p.sum(axis=1, keepdims=True), p], axis=1)
-                      for p in parts]  # the "all" column first
-            point = figure_of(*(t.sum(axis=0) for t in totals), name)
-            resampled = figure_of(*(np.tensordot(counts, t, axes=1) for t in totals), name)
-            sides.append((point, resampled))
-        point = sides[0][0] - sides[1][0]
-        spread = sides[0][1] - sides[1][1]
+        (first_point, first_rounds), (second_point, second_rounds) = sums
+        point = figure_of(*first_point, name) - figure_of(*second_point, name)
+        spread = figure_of(*first_rounds, name) - figure_of(*second_rounds, name)
         counted = np.flatnonzero(np.isfinite(point))  # a bucket no word fell in has none
         low, high = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
         low[counted], high[counted] = np.nanquantile(spread[:, counted], [tail, 1.0 - tail],

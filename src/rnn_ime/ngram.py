@@ -38,6 +38,7 @@ import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,6 @@ class NgramScorer(Scorer[tuple[int, ...]]):
         self.discount = discount  # (n, 4): [0, D1, D2, D3+] per order
         self.rows_per_chunk = rows_per_chunk
         self.train_seconds = 0.0
-        self._unigram_cast: np.ndarray | None = None
 
     # ------------------------------------------------------------ training
     @classmethod
@@ -268,7 +268,7 @@ class NgramScorer(Scorer[tuple[int, ...]]):
         for index in range(len(self.orders) - 1, -1, -1):
             scale[index] = above.copy()
             above *= gammas[index]
-        unigram = self.unigram if dtype == np.float64 else self._unigram_as(dtype)
+        unigram = self._unigram32 if dtype == np.float32 else self.unigram.astype(dtype, copy=False)
         out = above.astype(dtype)[:, None] * unigram[None, :]
         flat = out.reshape(-1)
         for table, (begin, end), weight in zip(self.orders, runs, scale, strict=True):
@@ -276,11 +276,9 @@ class NgramScorer(Scorer[tuple[int, ...]]):
             flat[rows * size + table.words[entries]] += weight[rows] * table.weight[entries]
         return out
 
-    def _unigram_as(self, dtype: type) -> np.ndarray:
-        cached = self._unigram_cast
-        if cached is None or cached.dtype != dtype:
-            cached = self._unigram_cast = self.unigram.astype(dtype)
-        return cached
+    @cached_property
+    def _unigram32(self) -> np.ndarray:
+        return self.unigram.astype(np.float32)
 
     def _log_probs(self, histories: np.ndarray) -> torch.Tensor:
         return _log_of(self.probabilities(histories))
@@ -304,6 +302,10 @@ class NgramScorer(Scorer[tuple[int, ...]]):
         """The state is the last order − 1 ids; <s> begins a new passage."""
         return (BOS_ID,) if word_id == BOS_ID else (*state, word_id)[-(self.order - 1):]
 
+    def _next_states(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
+                     ) -> list[tuple[int, ...]]:
+        return [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
+
     def read(self, context: Sequence[int]) -> tuple[tuple[int, ...], torch.Tensor]:
         """The state and log-probabilities after <s> and `context`, in one computation (as
         stepping word by word would leave them)."""
@@ -315,7 +317,7 @@ class NgramScorer(Scorer[tuple[int, ...]]):
     def step_batch(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
                    ) -> list[tuple[tuple[int, ...], torch.Tensor]]:
         """The new states, their distributions computed together."""
-        new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
+        new = self._next_states(states, word_ids)
         if not new:
             return []
         log_probs = self._log_probs(self._histories(new))
@@ -323,7 +325,7 @@ class NgramScorer(Scorer[tuple[int, ...]]):
 
     def step_probabilities(self, states: Sequence[tuple[int, ...]], word_ids: Sequence[int]
                            ) -> tuple[list[tuple[int, ...]], torch.Tensor]:
-        new = [self._next_state(s, w) for s, w in zip(states, word_ids, strict=True)]
+        new = self._next_states(states, word_ids)
         if not new:
             return [], torch.empty(0, len(self.vocab))
         return new, torch.from_numpy(self.probabilities(self._histories(new), np.float32))

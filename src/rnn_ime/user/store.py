@@ -67,9 +67,10 @@ MAX_CLOCK = 2.0 ** 53  # words typed; past it a float no longer counts one by on
 MAX_COUNT = 1e15  # one word's count (times 2^500 between rebases, far from the float's limit)
 
 
-def raise_if_busy(error: sqlite3.OperationalError, path: Path) -> None:
+def raise_if_busy(error: sqlite3.Error, path: Path) -> None:
     """A lock another process held past BUSY_TIMEOUT_S → UserStoreBusyError; else nothing."""
-    if "locked" in str(error) or "busy" in str(error):
+    if isinstance(error, sqlite3.OperationalError) and ("locked" in str(error)
+                                                         or "busy" in str(error)):
         raise UserStoreBusyError(f"{path}: locked by another process for more than "
                                  f"{BUSY_TIMEOUT_S:g} s; try again") from None
 
@@ -179,8 +180,7 @@ class UserStore:
                                       isolation_level=None, check_same_thread=False)
             self._check_and_create()
         except sqlite3.DatabaseError as error:  # OperationalError too
-            if isinstance(error, sqlite3.OperationalError):
-                raise_if_busy(error, self.path)
+            raise_if_busy(error, self.path)
             raise UserStoreError(f"{self.path}: not a user file of rnn-ime ({error}); move it "
                                  "away or choose another --user-db") from None
         except UserStoreError:
@@ -249,8 +249,7 @@ class UserStore:
         try:
             return self.db.execute(query).fetchall()
         except sqlite3.DatabaseError as error:  # OperationalError too
-            if isinstance(error, sqlite3.OperationalError):
-                raise_if_busy(error, self.path)
+            raise_if_busy(error, self.path)
             raise damaged(self.path, f"cannot read its {what} ({error})") from None
 
     def clock(self) -> float:
