@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, prepare the embedded corpus, train the default model (eight
-# minutes on 2 CPU cores; about 14 for the whole job), fit its mixture with the n-gram on
+# minutes on 2 CPU cores; 14 to 18 for the whole job), fit its mixture with the n-gram on
 # validation, evaluate it beside the n-gram on the test split and show next-word predictions.
 # Environment: TIME_BUDGET (training seconds, default 480), DATA, MODEL (dirs), RETRAIN=1.
 set -euo pipefail

@@ -262,7 +262,8 @@ def mixture_section(mixed: dict, baseline: dict) -> list[str]:
     lines = ["## The mixture against the n-gram", "",
              "Validation top-1 + KSR@5 of (1 − λ)·p_model + λ·p_kn for each λ, by words of "
              f"context (`rnn_ime.mixture.fit`, {mixture.FIT_WORDS:,} validation words asked for, "
-             "evenly spaced passages); the λ kept in each row is the best one there:", "",
+             "evenly spaced passages); the λ kept in each row is the best one there, except at 0 "
+             "words of context, where it is the λ of lowest validation loss:", "",
              "| words of context | words | " + " | ".join(f"λ {w}" for w in grid) + " | kept |",
              "|---|---|" + "---|" * len(grid) + "---|"]
     for label, weight in zip(labels, fit["weights"], strict=True):

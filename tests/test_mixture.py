@@ -79,17 +79,34 @@ def test_fit_keeps_the_best_weight_of_each_context_bucket(parts):
         curve = record["by_bucket"][label]
         assert set(curve) == {"0.0", "0.5", "1.0"}
         if curve["0.0"].get("words"):
-            score = {w: r["top1"] + r["ksr5"] for w, r in curve.items()}
-            assert score[str(weight)] == pytest.approx(max(score.values()))
+            if label == "0":  # a passage's first word: the lowest loss
+                loss = {w: r["loss"] for w, r in curve.items()}
+                assert loss[str(weight)] == min(loss.values())
+            else:
+                score = {w: r["top1"] + r["ksr5"] for w, r in curve.items()}
+                assert score[str(weight)] == pytest.approx(max(score.values()))
     validation = record["validation"]
     fitted = validation["weights by context"]
-    assert all(fitted["top1"] + fitted["ksr5"] >= r["top1"] + r["ksr5"] - 1e-9
-               for r in validation.values())
     assert record["chosen"] == ("rnn" if not any(record["weights"]) else "mixture")
     # and the fitted scorer, evaluated, gives the figures the fit reported
     scorer = MixtureScorer(neural, ngram, record["weights"])
     assert evaluate(scorer, data.split("valid"))["ksr5"] == pytest.approx(fitted["ksr5"],
                                                                           abs=1e-4)
+
+
+def test_a_passage_start_keeps_the_weight_of_lowest_loss_not_of_top1():
+    from rnn_ime.metrics import KS, Tally
+    from rnn_ime.mixture import best_first_word_weight, best_weight
+
+    def tally(loss: float, top1_hits: int) -> Tally:
+        return Tally(100, loss * 100, {k: top1_hits if k == 1 else 50 for k in KS})
+
+    # λ 0.3 ranks first the word the validation passages happen to start with (5 hits more);
+    # λ 0.5 gives every first word more probability (a lower loss)
+    curve = {0.0: tally(6.9, 3), 0.3: tally(6.84, 8), 0.5: tally(6.83, 3), 1.0: tally(6.88, 3)}
+    assert best_weight(curve) == 0.3
+    assert best_first_word_weight(curve) == 0.5
+    assert best_first_word_weight({0.0: Tally(), 0.5: Tally()}) == 0.0  # no words: the model
 
 
 def test_a_saved_ngram_loads_with_the_same_numbers_and_refuses_garbage(parts, tmp_path):
@@ -125,6 +142,8 @@ def test_mix_command_writes_the_choice_and_every_front_end_loads_it(small_model,
     assert "+kn-3gram" in json.loads(capsys.readouterr().out)["scorer"]
     main(["evaluate", "--model", str(model), "--json", "--no-mixture"])
     assert json.loads(capsys.readouterr().out)["scorer"] == "rnn"
+    # metrics.json keeps the figures of the model dir's own scorer, the mixture
+    assert "+kn-3gram" in json.loads((model / "metrics.json").read_text())["test"]["scorer"]
 
 
 def test_a_broken_or_stale_mixture_record_is_a_clear_error(small_model, tmp_path, capsys):

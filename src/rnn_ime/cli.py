@@ -225,7 +225,8 @@ def run_evaluate(args) -> None:
     result = evaluate(scorer, split, names, by_passage=by_passage)
     result["evaluated_on"] = where
     result["scorer"] = scorer.name
-    if not args.corpus and args.split == "test":
+    if not args.corpus and args.split == "test" and not args.no_mixture and not args.user_db:
+        # the model dir's own figures: those of the scorer that loading the model gives
         metrics_path = Path(args.model) / "metrics.json"
         record = read_json(metrics_path) if metrics_path.is_file() else {}
         record["test"] = result
@@ -338,7 +339,7 @@ def run_mix(args) -> None:
                          args.valid_words or None)
     mixture.save(Path(args.model), record, ngram)
     print(f"validation top-1 + KSR@5 for each weight λ of the {ngram.name}, by words of "
-          "context (the best kept in each):")
+          "context (the best kept in each; at 0 words, the λ of lowest loss):")
     print(f"{'context':>8}{'words':>8}" + "".join(f"{w:>6}" for w in mixture.WEIGHT_GRID))
     for label, curve in record["by_bucket"].items():
         row = [curve[str(w)].get("top1", 0) + curve[str(w)].get("ksr5", 0)

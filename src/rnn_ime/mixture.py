@@ -9,8 +9,9 @@ every consumer of the Scorer interface (evaluation, suggestions, beam, pinyin) t
 metrics.CONTEXT_BUCKETS: 0, 1, 2, 3–4, 5–9, 10+): at a passage's first word the n-gram's
 counts of first words are hard to beat, deep in a passage the recurrent model knows more.
 `rnn-ime mix --model M` scores λ = 0, 0.1, …, 1 in each bucket on the validation split, keeps
-for each the one with the best top-1 + KSR@5 (ties to the lower loss), and writes the choice
-into the model dir:
+for each the one with the best top-1 + KSR@5 (ties to the lower loss), except at a passage's
+first word, where it keeps the one with the lowest loss (`best_first_word_weight`), and writes
+the choice into the model dir:
 
     mixture.json   {"weights": [λ per bucket], "order": 4, "chosen": "mixture" | "rnn", …}
     ngram.npz      the n-gram's tables (only when the mixture is chosen)
@@ -168,6 +169,18 @@ def best_weight(curve: dict[float, Tally]) -> float:
                                       -scored[w]["loss"]))
 
 
+def best_first_word_weight(curve: dict[float, Tally]) -> float:
+    """The weight with the lowest loss, for a passage's first word.
+
+    With no context both scorers give one fixed distribution, the same for every passage, so
+    top-1 there is the share of the one word ranked first, and which first word is most common
+    changes from split to split more than from ranker to ranker (on the embedded corpus: 在 in
+    train, 1 in valid, from articles of numbered paragraphs). Choosing by top-1 would choose
+    the validation articles' favourite; the loss weighs every first word."""
+    scored = {w: t.summary()["loss"] for w, t in curve.items() if t.words}
+    return min(scored, key=lambda w: (scored[w], w)) if scored else 0.0
+
+
 def _total(tallies: Sequence[Tally]) -> Tally:
     total = Tally()
     for tally in tallies:
@@ -189,7 +202,8 @@ def fit(first: Scorer, ngram: NgramScorer, valid: Split, max_words: int | None =
     split; the record of mixture.json, with the validation figures of the model alone, of the
     n-gram alone, of the best single λ and of the fitted weights."""
     curves = weight_curves(first, ngram, every_kth_passage(valid, max_words), grid)
-    weights = [best_weight(curve) for curve in curves]
+    weights = [best_first_word_weight(curves[0]),
+               *(best_weight(curve) for curve in curves[1:])]
     single = {w: _total([curve[w] for curve in curves]) for w in grid}
     best_single = best_weight(single)
     compare = {"model alone": single[0.0] if 0.0 in single else None,
