@@ -22,9 +22,11 @@ or answers nothing for counts as wrong. Reported: sentence top-1 (first column),
 right sentence is in the top 5, character accuracy of the top candidate (position by position),
 the product's top-1 over the peer's, and decode latency p50/p99 (one CPU thread) at 10, 20 and
 40 letters cut from the test pieces' pinyin (the product's scorer; every ranker with
---latency-all): each input decoded afresh (as `rnn-ime pinyin` does), and, for the product,
-the last key of the input typed key by key with the composition's steps kept between keys (as
-the IBus engine and the server decode).
+--latency-all): each input decoded afresh, its context read too (as `rnn-ime pinyin
+--context` does), and, for the product, the same with the context read beforehand (the
+decoding alone: the IBus engine and the server keep the context's state), and the last key of
+the input typed key by key with the composition's steps kept between keys (as the IBus engine
+and the server decode).
 
     .venv/bin/python bench/pinyin.py --model models/default --pieces 500
     .venv/bin/python bench/pinyin.py --model models/default --quick          # smoke test
@@ -159,11 +161,14 @@ def peer_syllables(ours: Sequence[str], simplify: Callable[[str], str],
 
 # ---------------------------------------------------------------- the decoder, in one place
 def decode_texts(scorer: Scorer, letters: str, context_ids: Sequence[int],
-                 beam: int = DEFAULT_BEAM, memo: StepMemo | None = None) -> list[str]:
+                 beam: int = DEFAULT_BEAM, memo: StepMemo | None = None,
+                 start: tuple | None = None) -> list[str]:
     """Candidate texts for the typed `letters` after the word ids `context_ids`, best first.
     The only call into the decoder: a new decoder API changes this function alone. `memo`:
-    the steps of the same composition's earlier keys (as the IBus engine and the server keep)."""
-    found = decode(scorer, letters, context_ids, DecoderSettings(k=K, beam=beam), memo=memo)
+    the steps of the same composition's earlier keys (as the IBus engine and the server keep);
+    `start`: the scorer's (state, log-probabilities) after the context, read beforehand."""
+    found = decode(scorer, letters, context_ids, DecoderSettings(k=K, beam=beam), memo=memo,
+                   start=start)
     return [c.text for c in found.phrases]
 
 
@@ -342,6 +347,18 @@ def latency(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
     for letters, context in inputs:
         started = time.perf_counter()
         decode_texts(scorer, letters, context, beam)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def latency_context_read(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
+    """Each input decoded afresh, its context read beforehand and untimed (the server and the
+    IBus engine keep the context's state between keystrokes): the decoding alone."""
+    times = []
+    for letters, context in inputs:
+        start = scorer.read(context)
+        started = time.perf_counter()
+        decode_texts(scorer, letters, context, beam, start=start)
         times.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
@@ -576,9 +593,10 @@ def run_latency(args: argparse.Namespace, scorers: list[tuple[Scorer, bool]],
     for scorer, product in scorers:
         if not (product or args.latency_all) or not timed:
             continue
-        ways = [("", latency)] + ([(", typed key by key", latency_typed)] if product else [])
+        ways = [("", latency)] + ([(", context read beforehand", latency_context_read),
+                                   (", typed key by key", latency_typed)] if product else [])
         for label, timer in ways:
-            row = {"ranker": scorer.name + label, "product": product, "typed": bool(label)}
+            row = {"ranker": scorer.name + label, "product": product, "afresh": not label}
             for n in LENGTHS:
                 timing = timer(scorer, latency_inputs(timed, n, args.latency_runs), args.beam)
                 row.update({f"{key}_{n}": value for key, value in timing.items()})

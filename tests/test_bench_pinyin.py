@@ -76,3 +76,25 @@ def test_documents_by_split_are_the_documents_prepare_encodes(tmp_path):
             [data.source_names.index(d.source) for d in documents], data.vocab)
         assert np.array_equal(ids, np.load(tmp_path / "d" / f"{name}.npy")), name
         assert np.array_equal(passages, np.load(tmp_path / "d" / f"{name}_passages.npy")), name
+
+
+def test_each_latency_way_decodes_the_same_candidates(small_model):
+    from rnn_ime import modeldir
+    from rnn_ime.ime import StepMemo
+    from rnn_ime.scoring import NeuralScorer
+
+    model, vocab, _ = modeldir.load(small_model)
+    scorer = NeuralScorer(model, vocab)
+    context = tuple(vocab.encode(["我们"]))
+    afresh = bench.decode_texts(scorer, "womenmingtian", context)
+    assert afresh
+    assert bench.decode_texts(scorer, "womenmingtian", context,
+                              start=scorer.read(context)) == afresh
+    memo = StepMemo(key=None)
+    for end in range(1, len("womenmingtian")):
+        bench.decode_texts(scorer, "womenmingtian"[:end], context, memo=memo)
+    assert bench.decode_texts(scorer, "womenmingtian", context, memo=memo) == afresh
+    inputs = [("womenmingtian", context), ("mingtian", ())]
+    for way in (bench.latency, bench.latency_context_read, bench.latency_typed):
+        timing = way(scorer, inputs, 4)
+        assert 0 < timing["p50_ms"] <= timing["p99_ms"]
