@@ -52,6 +52,9 @@ def _rewrite(path: Path, **changes) -> None:
     lambda p: _rewrite(p, offsets=np.zeros(1, dtype=np.int64)),
     lambda p: _rewrite(p, words=np.frombuffer(b"\xff\xfe", dtype=np.uint8)),  # not UTF-8
     lambda p: _rewrite(p, frequency=None),  # an object array (needs pickle)
+    lambda p: _rewrite(p, start_words=np.full(len(load_base_file(p).starts.words), 999)),
+    lambda p: _rewrite(p, start_keys=load_base_file(p).starts.keys[::-1].copy()),  # unsorted
+    lambda p: _rewrite(p, start_keys=np.zeros(1, dtype=np.int64)),  # another length
 ])
 def test_a_damaged_cache_is_built_again_with_a_note(tmp_path, capsys, damage):
     path = tmp_path / "lexicon-test.npz"
@@ -75,3 +78,18 @@ def test_a_cache_that_cannot_be_written_is_noted(tmp_path, capsys):
     base = cached_base(blocker / "lexicon.npz", small_base)
     assert base.words == small_base().words
     assert "not cached" in capsys.readouterr().err
+
+
+def test_the_cache_keeps_the_longer_words_each_character_begins(tmp_path):
+    from rnn_ime.ime.syllables import syllable_ids
+
+    path = tmp_path / "lexicon-test.npz"
+    save_base(small_base(), path)
+    base = load_base_file(path)
+    assert np.array_equal(base.starts.keys, small_base().starts.keys)
+    jin, ni = syllable_ids()["jin"], syllable_ids()["ni"]
+    position = base.position
+    words, owner = base.starts.of(np.asarray([position["今"], position["你"]]), jin)
+    assert [base.words[w] for w in words] == ["今天"] and owner.tolist() == [0]
+    words, owner = base.starts.of(np.asarray([position["天"], position["你"]]), ni)
+    assert [base.words[w] for w in words] == ["你好"] and owner.tolist() == [1]

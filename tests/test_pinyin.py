@@ -337,6 +337,50 @@ def test_bad_options(vocab, lexicon):
 
 
 # ---------------------------------------------------------------- words outside the vocabulary
+class Fixed(Scorer[int]):
+    """A fake scorer whose next-word distribution is one fixed table."""
+    name = "fixed"
+
+    def __init__(self, vocab: Vocab, probabilities: dict[str, float]) -> None:
+        self.vocab = vocab
+        table = torch.full((len(vocab),), 1e-6, dtype=torch.float64)
+        for word, p in probabilities.items():
+            table[vocab.id(word)] = p
+        self.table = torch.log(table / table.sum())
+
+    def start(self) -> int:
+        return 0
+
+    def step_batch(self, states, word_ids):
+        return [(0, self.table) for _ in word_ids]
+
+
+def test_a_syllable_typed_alone_offers_first_the_characters_text_starts_with():
+    """金 stands alone more often than 今, but far more text starts with 今 (今天 今年): typed
+    alone, jin offers 今 first, scored by its own probability plus theirs; a character's
+    log_prob stays its own. Every character of the syllable is ranked, not only those the
+    beam kept. A word the user makes joins the words its first character begins."""
+    words = ("今", "金", "进", "今天", "今年", "金子", "天")
+    small = Vocab(SPECIALS + words, (0, 0, 0) + (1,) * len(words))
+    lexicon = build_lexicon(small, base_of({}, "今金进天年子鱼"))
+    probabilities = {"今": 0.02, "金": 0.05, "进": 0.04, "今天": 0.3, "今年": 0.2, "金子": 0.01}
+    scorer = Fixed(small, probabilities)
+    found = run(scorer, "jin", lexicon, k=3, beam=1)
+    assert texts(found) == ["今", "金", "进"]
+    first = found.phrases[0]
+    total = sum(probabilities.values()) + 1e-6 * (len(small) - len(probabilities))
+    assert first.log_prob == pytest.approx(math.log(0.02 / total))
+    assert first.score == pytest.approx(math.log((0.02 + 0.3 + 0.2) / total))
+    assert found.phrases[1].score == pytest.approx(math.log((0.05 + 0.01) / total))
+    assert found.first_words[0].text == "今"
+    # typed in full, the phrase comes first, and the first words lead with its first word
+    whole = run(scorer, "jintian", lexicon, k=3)
+    assert texts(whole)[0] == "今天" and whole.first_words[0].text == "今天"
+    # 金 begins 金子 and, once the user made it, 金鱼 too (a word outside the vocabulary)
+    made = lexicon.with_words({"金鱼": "jin'yu"})
+    assert run(scorer, "jin", made, k=3).phrases[1].score > found.phrases[1].score
+
+
 OUTSIDE = {"循环": 50.0, "网络": 80.0, "神经网络": 20.0, "战略": 30.0, "略": 5.0}
 
 

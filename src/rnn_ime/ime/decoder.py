@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,9 +25,16 @@ from ..limits import PINYIN_MAX_BEAM, PINYIN_MAX_K
 from ..scoring import Scorer
 from ..vocab import UNK_ID
 from .candidates import Candidate, Decoding
-from .lattice import Edges, Penalties, build_lattice
+from .lattice import INTERJECTIONS, Edges, Penalties, build_lattice
 from .lexicon import Lexicon, open_lexicon
-from .syllables import PinyinError, check_fuzzy, normalize
+from .syllables import (
+    PinyinError,
+    canonical,
+    check_fuzzy,
+    normalize,
+    syllable_ids,
+    typed_syllables,
+)
 
 DEFAULT_BEAM = 4
 PRUNE_MARGIN = 10.0  # nats: a position this far behind the best estimate is not extended
@@ -164,12 +171,13 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
                         replace(settings, margin=math.inf), memo)
     finals, steps = found or ([], 0)
     make = _Maker(letters, lexicon, consumed)
+    starts = _Starts(scorer, state, root_lp, lexicon, letters, breaks)
     phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)
     if any(not c.literal for c in phrases):  # letters kept as typed only when nothing else fits
         phrases = [c for c in phrases if not c.literal]
-    phrases = phrases[:settings.k]
-    first = _first_words(lattice[0], lambda edges: _edge_log_probs(
-        scorer, state, root_lp, lexicon, edges), phrases, make, settings.k)
+    phrases = _with_characters(phrases, [e for e in lattice[0] if e.end == n], starts, make,
+                               settings.k)
+    first = _first_words(lattice[0], starts, phrases, make, settings.k)
     literal = any(e.literal for edges in lattice for e in edges)
     return Decoding(phrases, first, steps, letters, literal)
 
@@ -254,28 +262,103 @@ def _unique(candidates: Iterable[Candidate]) -> list[Candidate]:
     return out
 
 
-def _first_words(edges_at_0: list[Edges], scores: Callable[[Edges], np.ndarray],
-                 phrases: list[Candidate], make: _Maker, k: int) -> list[Candidate]:
+class _Starts:
+    """For the edges leaving position 0: each word's log-probability, and how likely the text
+    is to start with it. A single character typed as one whole syllable may be the first of a
+    longer word the user goes on to type character by character (机 of 机会, 机场 …), so it
+    starts the text with its own probability plus theirs; any other word, with its own. Typed
+    alone, `ji` then offers 机 记 几 基 first, the characters text starts with, not those
+    that stand alone most (及 既 即). Each group of edges is scored once."""
+
+    def __init__(self, scorer: Scorer, state: Any, root_lp: np.ndarray, lexicon: Lexicon,
+                 letters: str, breaks: frozenset[int]) -> None:
+        self.scorer, self.state, self.root_lp, self.lexicon = scorer, state, root_lp, lexicon
+        self.letters, self.breaks = letters, breaks
+        self.done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, edges: Edges) -> tuple[np.ndarray, np.ndarray]:
+        """(own log-probabilities, start log-probabilities) of the words of `edges`."""
+        if edges.end not in self.done:
+            own = _edge_log_probs(self.scorer, self.state, self.root_lp, self.lexicon, edges)
+            self.done[edges.end] = own, self._start(edges, own)
+        return self.done[edges.end]
+
+    def _start(self, edges: Edges, own: np.ndarray) -> np.ndarray:
+        typed = self.letters[:edges.end]
+        if edges.literal or typed not in _WHOLE or any(0 < b < edges.end for b in self.breaks):
+            return own
+        singles, longer, owner = self._longer_words(edges, syllable_ids()[canonical(typed)])
+        if not len(longer):
+            return own
+        log_probs = self.scorer.lexicon_log_probs(self.state, self.root_lp, self.lexicon,
+                                                  longer)
+        top = float(np.max(log_probs))
+        if not np.isfinite(top):
+            return own
+        mass = np.bincount(owner, weights=np.exp(log_probs - top), minlength=len(singles))
+        start = own.astype(np.float64, copy=True)
+        with np.errstate(divide="ignore"):  # a character that begins no word adds nothing
+            start[singles] = np.logaddexp(own[singles], np.log(mass) + top)
+        return start
+
+
+    def _longer_words(self, edges: Edges, syllable: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions of the single characters in edges, the longer words they begin, and the
+        position of each one's first), memoised with the lattice's matches."""
+        memo = self.lexicon.memo
+        key = ("starts", syllable, edges.words.tobytes())
+        if key not in memo:
+            singles = np.flatnonzero(self.lexicon.single[edges.words])
+            memo[key] = (singles, *self.lexicon.longer_words(edges.words[singles], syllable))
+        return memo[key]
+
+
+_WHOLE = typed_syllables() - INTERJECTIONS
+
+
+def _with_characters(phrases: list[Candidate], whole_input: list[Edges], starts: _Starts,
+                     make: _Maker, k: int) -> list[Candidate]:
+    """The phrases, and every single character that spells the whole input, ranked together;
+    a character by how likely the text is to start with it (a syllable typed alone: `_Starts`).
+    The beam keeps only the few characters that stand alone best."""
+    found = list(phrases)
+    for edges in whole_input:
+        own, start = starts(edges)
+        total = start - edges.penalty
+        for i in np.argsort(-total)[:k]:
+            word = int(edges.words[i])
+            if np.isfinite(total[i]) and word >= 0 and starts.lexicon.single[word]:
+                found.append(make((Segment(word, 0, edges.end),), float(own[i]),
+                                  float(total[i])))
+    by_text = {}
+    for c in sorted(found, key=lambda c: -c.score):
+        by_text.setdefault(c.text, c)
+    return list(by_text.values())[:k]
+
+
+def _first_words(edges_at_0: list[Edges], starts: _Starts, phrases: list[Candidate],
+                 make: _Maker, k: int) -> list[Candidate]:
     """The first words of the best phrases, then the words the input can start with: exact
     matches (no abbreviation, partial syllable or literal) consuming more letters first, then
-    the others by score. One entry per text."""
-    found: list[Candidate] = []
+    the others by score (a single character: by how likely the text is to start with it). One
+    entry per text."""
+    found: list[tuple[bool, Candidate]] = []
     for edges in edges_at_0:
-        word_lp = scores(edges)
-        total = word_lp - edges.penalty
+        own, start = starts(edges)
+        total = start - edges.penalty
         for i in np.argsort(-total)[:k]:
             if not np.isfinite(total[i]):
                 continue
             path = (Segment(int(edges.words[i]), 0, edges.end),)
-            found.append(make(path, float(word_lp[i]), float(total[i])))
-    found.sort(key=lambda c: (c.score < c.log_prob, -c.letters if c.score >= c.log_prob else 0,
-                              -c.score))
+            found.append((edges.penalty[i] == 0, make(path, float(own[i]), float(total[i]))))
+    found.sort(key=lambda f: (not f[0], -f[1].letters if f[0] else 0, -f[1].score))
     best_of: dict[str, Candidate] = {}
-    for c in found:
+    for _, c in found:
         best_of.setdefault(c.text, c)
     leading = [best_of[c.words[0]] for c in phrases if c.words[0] in best_of]
     out, seen = [], set()
-    for c in [*leading, *found]:
+    for c in [*leading, *(c for _, c in found)]:
         if c.text not in seen:
             seen.add(c.text)
             out.append(c)

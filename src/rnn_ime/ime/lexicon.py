@@ -46,7 +46,7 @@ from ..fsutil import sha256_file, write_bytes
 from ..vocab import SPECIALS, UNK_ID, Vocab
 from .syllables import all_syllables, initial, strip_tone, syllable_ids
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the base's WordStarts
 MAX_WORD_SYLLABLES = 8  # longer dictionary entries are left out (idioms are ≤ 4–8)
 MAX_READINGS = 4  # readings kept per vocabulary word outside the cached lexicon
 OOV_SMOOTHING = 1.0  # added to every out-of-vocabulary word's frequency
@@ -157,6 +157,48 @@ def build_entries(readings: Iterable[tuple[int, tuple[str, ...], int]]) -> Entri
                    np.asarray(offsets, dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class WordStarts:
+    """The longer words each character begins, by the syllable it is read with there (机 read
+    ji begins 机会 机场 …): what a character typed as one syllable may be the start of."""
+    keys: np.ndarray  # (E,) int64, sorted: first character's word index × syllables + syllable
+    words: np.ndarray  # (E,) int64: word indices
+
+    def of(self, chars: np.ndarray, syllable: int) -> tuple[np.ndarray, np.ndarray]:
+        """(words, owner): the longer words each of `chars` begins read as `syllable`, and for
+        each word the position in `chars` of the character that begins it."""
+        keys = chars.astype(np.int64) * len(all_syllables()) + syllable
+        first = np.searchsorted(self.keys, keys)
+        counts = np.searchsorted(self.keys, keys + 1) - first
+        owner = np.repeat(np.arange(len(chars)), counts)
+        offsets = np.repeat(first - (np.cumsum(counts) - counts), counts)
+        return self.words[offsets + np.arange(len(owner))], owner
+
+
+def word_starts(entries: Entries, first_char: np.ndarray) -> WordStarts:
+    """WordStarts of the words of `entries`, each under `first_char[word]` (the word index of
+    its first character; -1 for a single character, or a first character the lexicon lacks)
+    and the first syllable of each of its readings (a word counted once per pair)."""
+    first = first_char[entries.word]
+    keep = first >= 0
+    words = entries.word[keep].astype(np.int64)
+    keys = first[keep] * len(all_syllables()) + entries.syllables[keep, 0].astype(np.int64)
+    pairs = np.unique((keys << _WORD_BITS) | words)  # sorted by key, each pair once
+    return WordStarts(pairs >> _WORD_BITS, pairs & ((1 << _WORD_BITS) - 1))
+
+
+_WORD_BITS = 32
+
+
+def first_characters(words: Sequence[str], position: Callable[[str], int | None]
+                     ) -> np.ndarray:
+    """(W,) int64: for each word longer than one character, the word index of its first
+    character (-1 when the lexicon lacks it); -1 for a single character."""
+    table = {char: position(char) for char in {w[0] for w in words if len(w) > 1}}
+    return np.fromiter((-1 if len(w) < 2 or table[w[0]] is None else table[w[0]]
+                        for w in words), dtype=np.int64, count=len(words))
+
+
 # ---------------------------------------------------------------- the cached base
 @dataclass(frozen=True)
 class BaseLexicon:
@@ -164,6 +206,7 @@ class BaseLexicon:
     words: tuple[str, ...]
     frequency: np.ndarray  # (W,) float64
     entries: Entries
+    starts: WordStarts
 
     @cached_property
     def position(self) -> dict[str, int]:
@@ -214,7 +257,10 @@ def base_of(frequency: dict[str, float], characters: Iterable[str] = ()) -> Base
                 readings.append((len(words), reading[0], 0))
                 words.append(word)
     freq = np.asarray([frequency.get(w, 0.0) for w in words], dtype=np.float64)
-    return BaseLexicon(tuple(words), freq, build_entries(readings))
+    entries = build_entries(readings)
+    position = {w: i for i, w in enumerate(words)}
+    return BaseLexicon(tuple(words), freq, entries,
+                       word_starts(entries, first_characters(words, position.get)))
 
 
 def _text_array(items: Sequence[str]) -> np.ndarray:
@@ -230,7 +276,8 @@ def save_base(base: BaseLexicon, path: Path) -> None:
     buffer = io.BytesIO()
     e = base.entries
     np.savez(buffer, words=_text_array(base.words), frequency=base.frequency, word=e.word,
-             syllables=e.syllables, rank=e.rank, keys=_text_array(e.keys), offsets=e.offsets)
+             syllables=e.syllables, rank=e.rank, keys=_text_array(e.keys), offsets=e.offsets,
+             start_keys=base.starts.keys, start_words=base.starts.words)
     write_bytes(path, buffer.getvalue())
 
 
@@ -243,7 +290,8 @@ def load_base_file(path: Path) -> BaseLexicon:
 
 
 CACHE_ARRAYS = {"words": np.uint8, "frequency": np.float64, "word": np.int32,
-                "syllables": np.int16, "rank": np.int8, "keys": np.uint8, "offsets": np.int64}
+                "syllables": np.int16, "rank": np.int8, "keys": np.uint8, "offsets": np.int64,
+                "start_keys": np.int64, "start_words": np.int64}
 
 
 def base_of_arrays(arrays: dict[str, np.ndarray]) -> BaseLexicon:
@@ -268,7 +316,15 @@ def base_of_arrays(arrays: dict[str, np.ndarray]) -> BaseLexicon:
         raise ValueError("offsets out of order")
     if not np.isfinite(frequency).all() or (frequency < 0).any():
         raise ValueError("a frequency that is not a finite count")
-    return BaseLexicon(words, frequency, Entries(word, syllables, rank, keys, offsets))
+    start_keys, start_words = arrays["start_keys"], arrays["start_words"]
+    if start_keys.shape != start_words.shape or start_keys.ndim != 1:
+        raise ValueError("arrays of inconsistent shapes")
+    if len(start_keys) and ((np.diff(start_keys) < 0).any() or start_keys.min() < 0
+                            or start_keys.max() >= len(words) * len(all_syllables())
+                            or start_words.min() < 0 or start_words.max() >= len(words)):
+        raise ValueError("word starts out of order or out of range")
+    return BaseLexicon(words, frequency, Entries(word, syllables, rank, keys, offsets),
+                       WordStarts(start_keys, start_words))
 
 
 def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
@@ -364,6 +420,7 @@ class Lexicon:
     skipped_user_lines: int = 0
     frequency: np.ndarray | None = None  # (W,) the counts `extra` comes from
     script: np.ndarray | None = None  # (W,) int8: COMMON, TRADITIONAL or RARE
+    base_starts: WordStarts | None = None  # parts[0]'s, when it is the cached base's
 
     @cached_property
     def memo(self) -> dict:
@@ -391,6 +448,31 @@ class Lexicon:
     @property
     def in_vocab(self) -> np.ndarray:
         return self.step_id != UNK_ID
+
+    @cached_property
+    def starts(self) -> tuple[WordStarts, ...]:
+        """The longer words of each part, by first character and syllable."""
+        done, parts = ((self.base_starts,), self.parts[1:]) if self.base_starts is not None \
+            else ((), self.parts)
+        first = np.full(len(self.words), -1, dtype=np.int64)
+        if parts:
+            own = np.unique(np.concatenate([part.word for part in parts]))
+            first[own] = first_characters([self.words[i] for i in own.tolist()],
+                                          self.position.get)
+        return (*done, *(word_starts(part, first) for part in parts))
+
+    def longer_words(self, chars: np.ndarray, syllable: int) -> tuple[np.ndarray, np.ndarray]:
+        """(words, owner): the words longer than one character that each of `chars` begins,
+        read as `syllable` there, and for each the position in `chars` of its first."""
+        found = [part.of(chars, syllable) for part in self.starts]
+        if len(found) == 1:
+            return found[0]
+        return np.concatenate([w for w, _ in found]), np.concatenate([o for _, o in found])
+
+    @cached_property
+    def single(self) -> np.ndarray:
+        """(W,) bool: the word is one character."""
+        return np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words)) == 1
 
     def oov_log_prob(self, word: str) -> float:
         """log p(word | <unk>) of a word outside the vocabulary: from its frequency when the
@@ -433,12 +515,21 @@ class Lexicon:
         made_lexicon = Lexicon(self.words + tuple(w for w, _ in new), step_id,
                                oov_extra(frequency, step_id != UNK_ID),
                                (*self.parts, entries) if new else self.parts,
-                               self.vocab_sha256, self.skipped_user_lines, frequency, script)
+                               self.vocab_sha256, self.skipped_user_lines, frequency, script,
+                               self.base_starts)
         # look-ups share this lexicon's tables (a server keeps one such lexicon per profile)
         made_lexicon.__dict__["position"] = ChainMap(
             {w: start + i for i, (w, _) in enumerate(new)}, self.position)
         made_lexicon.__dict__["prefixes"] = Either(self.prefixes, entries.prefixes) if new \
             else self.prefixes
+        if new:
+            first = np.full(len(made_lexicon.words), -1, dtype=np.int64)
+            first[start:] = first_characters([w for w, _ in new], made_lexicon.position.get)
+            made_lexicon.__dict__["starts"] = (*self.starts, word_starts(entries, first))
+        else:
+            made_lexicon.__dict__["starts"] = self.starts
+        made_lexicon.__dict__["single"] = np.concatenate(
+            [self.single, np.fromiter((len(w) == 1 for w, _ in new), dtype=bool, count=len(new))])
         return made_lexicon
 
 
@@ -543,7 +634,8 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     script[listed] = COMMON  # a word the user listed is theirs, whatever its characters
     extra = oov_extra(counts, step_id != UNK_ID)
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
-    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, script)
+    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, script,
+                   base.starts)
 
 
 def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:
@@ -554,6 +646,7 @@ def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon
     if found is None:
         found = build_lexicon(vocab, base_lexicon(), lists)
         found.prefixes  # noqa: B018 — built now, not on the first keystroke
+        found.starts, found.single  # noqa: B018
         while len(_OPENED) >= 4:
             _OPENED.pop(next(iter(_OPENED)))
         _OPENED[key] = found
