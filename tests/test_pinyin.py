@@ -421,6 +421,28 @@ def test_open_vocabulary_probabilities_sum_to_one(vocab, open_lexicon_small):
     assert lexicon.oov_log_prob("今天") == -math.inf  # a vocabulary word: not through <unk>
 
 
+def test_the_training_texts_own_unk_words_share_p_unk_by_their_counts(vocab):
+    """The words the training text had outside the vocabulary (`Vocab.outside`) are what <unk>
+    stood for: seen ones come before more frequent dictionary words that were never seen
+    there, a seen word no dictionary lists joins the lexicon (a traditional one is still not
+    offered), and p(word | <unk>) still sums to one, also with words the user made."""
+    seen = Vocab(vocab.words, vocab.counts, (("战略", 4), ("鲸落", 2), ("網絡", 3), ("12", 9)))
+    plain = build_lexicon(vocab, base_of(OUTSIDE, "".join(WORDS)))
+    lexicon = build_lexicon(seen, base_of(OUTSIDE, "".join(WORDS)))
+    extra, position = lexicon.extra, lexicon.position
+    assert plain.extra[plain.position["网络"]] > plain.extra[plain.position["战略"]]
+    assert extra[position["战略"]] > extra[position["网络"]]  # seen beats a dictionary's count
+    assert extra[position["网络"]] > extra[position["神经网络"]]  # the prior still ranks the rest
+    assert lexicon.step_id[position["鲸落"]] == UNK_ID and np.isfinite(extra[position["鲸落"]])
+    assert "12" not in position and "鲸落" not in plain.position
+    assert lexicon.script[position["網絡"]] == TRADITIONAL
+    assert texts(run(BigramScorer(vocab), "jingluo", lexicon, k=3))[0] == "鲸落"
+    for table in (lexicon, lexicon.with_words({"新造": "xin'zao"})):
+        oov = table.step_id == UNK_ID
+        assert np.exp(table.extra[oov]).sum() == pytest.approx(1.0)
+        assert table.extra[table.position["战略"]] > table.extra[table.position["网络"]]
+
+
 # ---------------------------------------------------------------- punctuation in a composition
 def test_a_mark_commits_the_first_phrase_in_full_width():
     assert split_mark("nihao,") == ("nihao", ",") and split_mark("nihao") == ("nihao", "")

@@ -119,3 +119,21 @@ def test_a_corpus_of_two_documents_alone_is_a_clear_error(tmp_path):
     a = write_lines(tmp_path / "a.txt", ["我今天去北京玩", "他明天去上海看看"])
     with pytest.raises(CorpusError, match="2 distinct non-empty documents; need at least 3"):
         _prepare([a], tmp_path / "d")
+
+
+def test_the_training_words_outside_the_vocabulary_are_kept_beside_it(tmp_path):
+    corpus = write_lines(tmp_path / "c.txt", [f"今天天气很好{hanzi_number(i)}" for i in range(40)])
+    manifest = _prepare([corpus], tmp_path / "d", min_count=3)
+    vocab = DataDir(tmp_path / "d").vocab
+    assert vocab.outside and all(count < 3 and word not in vocab
+                                 for word, count in vocab.outside)
+    assert manifest["vocab"]["outside_words"] == len(vocab.outside)
+    assert "outside.txt" in manifest["files"]
+    assert sum(c for _, c in vocab.outside) == vocab.counts[1]  # exactly what became <unk>
+    from conftest import tiny_train_config
+    from rnn_ime.modeldir import load
+    from rnn_ime.train import train
+
+    train(tiny_train_config(tmp_path / "d", tmp_path / "m", batch_size=2, bptt=4, max_steps=2),
+          log=lambda *_: None)
+    assert load(tmp_path / "m")[1].outside == vocab.outside  # the model dir keeps them too

@@ -26,7 +26,7 @@ from .errors import ConfigError, CorpusError
 from .fsutil import sha256_file, write_bytes, write_json
 from .options import check_out_dir, check_seed
 from .text import clean_text, get_tokenizer
-from .vocab import BOS_ID, UNK_ID, Vocab, build_vocab
+from .vocab import BOS_ID, OUTSIDE_FILE, UNK_ID, Vocab, build_vocab
 from .wording import counted
 
 DEFAULT_CORPUS = ("embedded",)
@@ -299,10 +299,12 @@ def prepare(config: PrepareConfig, log=print) -> dict:
                   "ratios": [1 - config.valid_ratio - config.test_ratio,
                              config.valid_ratio, config.test_ratio]},
         "vocab": {"size": len(vocab), "min_count": config.min_count,
-                  "max_size": config.max_vocab, "sha256": vocab.sha256},
+                  "max_size": config.max_vocab, "sha256": vocab.sha256,
+                  "outside_words": len(vocab.outside)},
         "splits": split_stats,
         "files": {name: sha256_file(out / name) for name in sorted(
-            ["vocab.txt"] + [f"{s}.npy" for s in SPLITS] + [f"{s}_passages.npy" for s in SPLITS])},
+            ["vocab.txt"] + ([OUTSIDE_FILE] if vocab.outside else [])
+            + [f"{s}.npy" for s in SPLITS] + [f"{s}_passages.npy" for s in SPLITS])},
     }
     write_json(out / "manifest.json", manifest)
     return manifest

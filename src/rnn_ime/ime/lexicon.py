@@ -7,6 +7,7 @@ Sources, merged:
 - jieba's dictionary (about 349k words with frequencies; the reading of a word comes from
   pypinyin's phrase-aware conversion, so 银行 reads yin hang),
 - the model's vocabulary (its words are scored by the model itself),
+- the training words the vocabulary left out (`Vocab.outside`, with their counts),
 - word lists of the user's (`--lexicon FILE`: a word and an optional frequency per line).
 
 The first two do not depend on the model: they are built once (about 10 s) and cached on disk
@@ -19,7 +20,9 @@ initial, the start of a syllable — always has one initial, so the decoder walk
 through the keys and then keeps the entries whose syllables fit each piece.
 
 A word outside the model's vocabulary is scored as log p(<unk> | context) + log p(word | <unk>);
-`Lexicon.extra` holds the second term, from the words' frequencies (see `OOV_SMOOTHING`).
+`Lexicon.extra` holds the second term (`oov_extra`): the training text's own <unk> words with
+their counts, smoothed towards the dictionary's frequencies (Witten-Bell), or the dictionary's
+frequencies alone when the training words are not known (see `OOV_SMOOTHING`).
 `Lexicon.script` says how each word is written (`script_classes`): this is a simplified-Chinese
 input method, and the decoder ranks traditional forms (們 國) and rare characters lower.
 """
@@ -421,6 +424,7 @@ class Lexicon:
     frequency: np.ndarray | None = None  # (W,) the counts `extra` comes from
     script: np.ndarray | None = None  # (W,) int8: COMMON, TRADITIONAL or RARE
     base_starts: WordStarts | None = None  # parts[0]'s, when it is the cached base's
+    seen: np.ndarray | None = None  # (W,) training counts of the words outside the vocabulary
 
     @cached_property
     def memo(self) -> dict:
@@ -512,11 +516,12 @@ class Lexicon:
         step_id = np.concatenate([self.step_id, np.full(len(new), UNK_ID)])
         base = self.frequency if self.frequency is not None else np.zeros(len(self.words))
         frequency = np.concatenate([base, np.full(len(new), float(USER_WORD_FREQUENCY))])
+        seen = None if self.seen is None else np.concatenate([self.seen, np.zeros(len(new))])
         made_lexicon = Lexicon(self.words + tuple(w for w, _ in new), step_id,
-                               oov_extra(frequency, step_id != UNK_ID),
+                               oov_extra(frequency, step_id != UNK_ID, seen),
                                (*self.parts, entries) if new else self.parts,
                                self.vocab_sha256, self.skipped_user_lines, frequency, script,
-                               self.base_starts)
+                               self.base_starts, seen)
         # look-ups share this lexicon's tables (a server keeps one such lexicon per profile)
         made_lexicon.__dict__["position"] = ChainMap(
             {w: start + i for i, (w, _) in enumerate(new)}, self.position)
@@ -583,20 +588,35 @@ def script_classes(words: Sequence[str]) -> np.ndarray:
     return np.maximum.reduceat(_script_table()[codes], starts).astype(np.int8)
 
 
-def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray) -> np.ndarray:
-    """log p(word | <unk>) for each word outside the vocabulary (smoothed frequencies; they sum
-    to one over those words), 0 for the vocabulary's."""
+def oov_extra(frequency: np.ndarray, in_vocab: np.ndarray, seen: np.ndarray | None = None
+              ) -> np.ndarray:
+    """log p(word | <unk>) for each word outside the vocabulary, 0 for the vocabulary's; they
+    sum to one over the words outside it.
+
+    The dictionary's frequencies (smoothed) give a prior q; `seen`, the counts of these words
+    among the training text's <unk> tokens, is what <unk> actually stood for, and where known
+    p(word | <unk>) = (seen(word) + T·q(word)) / (N + T), N the tokens and T the distinct words
+    seen (Witten-Bell: the more distinct words <unk> was, the more a new one is likely)."""
     weights = np.where(in_vocab, 0.0, frequency + OOV_SMOOTHING)
     total = weights.sum()
+    if total <= 0:
+        return np.where(in_vocab, 0.0, -np.inf)
+    probability = weights / total
+    if seen is not None:
+        counts = np.where(in_vocab, 0.0, seen)
+        tokens, types = float(counts.sum()), float(np.count_nonzero(counts))
+        if tokens > 0:
+            probability = (counts + types * probability) / (tokens + types)
     with np.errstate(divide="ignore"):
-        extra = np.log(weights / total) if total > 0 else np.full(len(weights), -np.inf)
+        extra = np.log(probability)
     return np.where(in_vocab, 0.0, extra)
 
 
 def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList] = ()
                   ) -> Lexicon:
-    """The base with the vocabulary's words (those the base lacks get their readings here) and
-    the user's words laid over it."""
+    """The base with the vocabulary's words (those the base lacks get their readings here), the
+    training words outside the vocabulary (`vocab.outside`) and the user's words laid over
+    it."""
     words = list(base.words)
     frequency = list(base.frequency.tolist())
     position = dict(base.position)
@@ -616,6 +636,11 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
 
     for word in vocab.words[len(SPECIALS):]:
         add(word, MAX_READINGS)
+    seen_at: dict[int, int] = {}
+    for word, count in vocab.outside:
+        index = add(word, 1) if len(word) <= MAX_WORD_SYLLABLES else None
+        if index is not None:
+            seen_at[index] = seen_at.get(index, 0) + count
     skipped = 0
     listed: list[int] = []
     for word_list in word_lists:
@@ -630,18 +655,23 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
         if word_id >= len(SPECIALS) and word in position:
             step_id[position[word]] = word_id
     counts = np.asarray(frequency)
+    seen = None
+    if vocab.outside:
+        seen = np.zeros(len(words))
+        seen[list(seen_at)] = list(seen_at.values())
     script = script_classes(words)
     script[listed] = COMMON  # a word the user listed is theirs, whatever its characters
-    extra = oov_extra(counts, step_id != UNK_ID)
+    extra = oov_extra(counts, step_id != UNK_ID, seen)
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
     return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, script,
-                   base.starts)
+                   base.starts, seen)
 
 
 def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:
     """The lexicon for a model's vocabulary and the user's word lists (memoised)."""
     lists = [read_word_list(p) for p in word_lists]
-    key = (vocab.sha256, tuple(id(w) for w in lists))  # word lists are memoised by content
+    # word lists are memoised by content
+    key = (vocab.sha256, vocab.outside_sha256, tuple(id(w) for w in lists))
     found = _OPENED.get(key)
     if found is None:
         found = build_lexicon(vocab, base_lexicon(), lists)
