@@ -443,6 +443,40 @@ def test_the_training_texts_own_unk_words_share_p_unk_by_their_counts(vocab):
         assert table.extra[table.position["战略"]] > table.extra[table.position["网络"]]
 
 
+def test_the_contexts_words_are_mixed_into_each_words_probability(vocab, lexicon,
+                                                                  open_lexicon_small):
+    """(1 − μ)·p(word | history) + μ·c(word)/N over the context's words the lexicon can type:
+    a homophone the context used comes first, the mixture sums to one over the vocabulary and
+    the lexicon, and μ = 0 (or no context) is the scorer alone."""
+    from rnn_ime.ime.decoder import ContextWords
+    from rnn_ime.ime.lattice import Edges
+
+    scorer = BigramScorer(vocab)
+    context = [vocab.id("金"), vocab.id("金"), vocab.id("好"), UNK_ID, vocab.id("很")]
+    alone = run(scorer, "jin", lexicon, context, k=5, context_weight=0.0)
+    mixed = run(scorer, "jin", lexicon, context, k=5, context_weight=0.5)
+    p_lm = {c.text: math.exp(c.log_prob) for c in alone.phrases}
+    by_text = {c.text: c.log_prob for c in mixed.phrases}
+    assert by_text["金"] == pytest.approx(math.log(0.5 * p_lm["金"] + 0.5 * 2 / 4))
+    assert by_text["今"] == pytest.approx(math.log(0.5 * p_lm["今"]))
+    assert texts(mixed)[0] == "金"
+    assert [(c.text, c.score) for c in run(scorer, "jin", lexicon, (), k=5).phrases] == \
+        [(c.text, c.score) for c in run(scorer, "jin", lexicon, (), k=5, context_weight=0.0
+                                         ).phrases]
+    state, log_probs = scorer.read(context)
+    lexicon = open_lexicon_small  # words outside the vocabulary too: p(<unk>) spread over them
+    everything = Edges(0, np.arange(len(lexicon.words)), np.zeros(len(lexicon.words)))
+    recent = ContextWords(context, lexicon, len(vocab), 0.3)
+    word_lp = scorer.lexicon_log_probs(state, log_probs.numpy(), lexicon, everything.words)
+    untypable = ~lexicon.typable(len(vocab))
+    untypable[UNK_ID] = False
+    total = np.exp(recent.mix(word_lp, lexicon, everything.words)).sum() \
+        + 0.7 * np.exp(log_probs.numpy()[untypable]).sum()
+    assert total == pytest.approx(1.0)
+    with pytest.raises(PinyinError):
+        DecoderSettings(context_weight=1.0)
+
+
 # ---------------------------------------------------------------- punctuation in a composition
 def test_a_mark_commits_the_first_phrase_in_full_width():
     assert split_mark("nihao,") == ("nihao", ",") and split_mark("nihao") == ("nihao", "")

@@ -453,6 +453,17 @@ class Lexicon:
     def in_vocab(self) -> np.ndarray:
         return self.step_id != UNK_ID
 
+    def typable(self, vocab_size: int) -> np.ndarray:
+        """(vocab_size,) bool: the vocabulary ids some word of the lexicon steps with (not the
+        specials, nor punctuation)."""
+        found = self.__dict__.get("_typable")
+        if found is None or len(found) != vocab_size:
+            found = np.zeros(vocab_size, dtype=bool)
+            ids = self.step_id[self.step_id != UNK_ID]
+            found[ids[ids < vocab_size]] = True
+            self.__dict__["_typable"] = found
+        return found
+
     @cached_property
     def starts(self) -> tuple[WordStarts, ...]:
         """The longer words of each part, by first character and syllable."""
