@@ -93,3 +93,25 @@ def test_the_cache_keeps_the_longer_words_each_character_begins(tmp_path):
     assert [base.words[w] for w in words] == ["今天"] and owner.tolist() == [0]
     words, owner = base.starts.of(np.asarray([position["天"], position["你"]]), ni)
     assert [base.words[w] for w in words] == ["你好"] and owner.tolist() == [1]
+
+
+def test_the_readings_of_words_laid_over_the_base_are_cached_and_a_bad_cache_is_ignored(
+        tmp_path, monkeypatch):
+    from rnn_ime.ime import lexicon as lexicon_module
+    from rnn_ime.vocab import SPECIALS, Vocab
+
+    monkeypatch.setenv("RNN_IME_CACHE", str(tmp_path))
+    vocab = Vocab(SPECIALS + ("今天", "你们"), (0, 0, 0, 5, 3), outside=(("张颖", 2),))
+    base = small_base()
+    built = lexicon_module.build_lexicon(vocab, base)
+    [cache] = tmp_path.glob("readings-*.json")
+    calls = []
+    monkeypatch.setattr(lexicon_module, "word_readings",
+                        lambda word, limit: calls.append(word) or [])
+    again = lexicon_module.build_lexicon(vocab, base)
+    assert calls == [] and again.words == built.words  # every reading from the file
+    for bad in ('{"张颖\\t1": [["zhang", 7]]}', "not json", '["a list"]'):
+        cache.write_text(bad, encoding="utf-8")
+        calls.clear()
+        lexicon_module.build_lexicon(vocab, base)
+        assert "张颖" in calls  # ignored, read again, and written anew

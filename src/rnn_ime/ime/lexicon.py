@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import sys
@@ -632,11 +633,12 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     frequency = list(base.frequency.tolist())
     position = dict(base.position)
     extra_readings: list[tuple[int, tuple[str, ...], int]] = []
+    readings_of = _ReadingsCache(cache_dir() / f"readings-{_overlay_key(vocab)}.json")
 
     def add(word: str, limit: int) -> int | None:
         if word in position:
             return position[word]
-        readings = word_readings(word, limit=limit)
+        readings = readings_of(word, limit)
         if not readings:
             return None
         position[word] = len(words)
@@ -673,9 +675,47 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     script = script_classes(words)
     script[listed] = COMMON  # a word the user listed is theirs, whatever its characters
     extra = oov_extra(counts, step_id != UNK_ID, seen)
+    readings_of.save()
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
     return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, script,
                    base.starts, seen)
+
+
+def _overlay_key(vocab: Vocab) -> str:
+    parts = [_base_fingerprint(), vocab.sha256, vocab.outside_sha256]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class _ReadingsCache:
+    """`word_readings` of the words a lexicon lays over the base (the vocabulary's and the
+    training's outside words no dictionary lists: thousands, half a second of pypinyin), kept
+    in a small file of the cache dir per vocabulary. Only a cache: a file that does not read
+    is ignored and written again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.changed = path, False
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+            self.known = {key: [tuple(r) for r in readings] for key, readings in found.items()}
+            syllables = syllable_ids()
+            if not all(isinstance(key, str) and isinstance(s, str) and s in syllables
+                       for key, readings in self.known.items() for r in readings for s in r):
+                raise ValueError("not readings")
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.known = {}
+
+    def __call__(self, word: str, limit: int) -> list[tuple[str, ...]]:
+        key = f"{word}\t{limit}"
+        if key not in self.known:
+            self.known[key], self.changed = word_readings(word, limit=limit), True
+        return self.known[key]
+
+    def save(self) -> None:
+        if self.changed:
+            try:
+                write_bytes(self.path, json.dumps(self.known, ensure_ascii=False).encode())
+            except OSError:
+                pass  # an unwritable cache dir costs only time
 
 
 def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon:
