@@ -522,6 +522,7 @@ def test_a_bad_profile_name_in_the_stats_path_gets_a_422(predictor, tmp_path, na
     {"user": "a", "text": ""}, {"user": "a"}, {"text": "我"},
     {"user": "a", "text": "我", "picks": [{"text": "我"}]},
     {"user": "a", "text": "我", "picks": [{"text": "我", "letters": "wo1"}]},
+    {"user": "a", "text": "我", "picks": [{"text": "我", "letters": "''"}]},
     {"user": "a", "text": "我", "picks": [{"text": "", "letters": "wo"}]},
     {"user": "a", "text": "我", "before": "好" * 2001},
     {"user": "a", "text": "我", "extra": 1}])

@@ -351,10 +351,11 @@ def test_export_and_import(tmp_path):
 
 def test_import_skips_and_counts_lines_that_would_store_nothing(tmp_path):
     """A word of spaces only, no word, a count of 0 (without a made word's reading), a negative
-    or non-finite count: skipped and counted, never stored; blank lines and comments are passed
-    over."""
+    or non-finite count, a reading that does not spell its word: skipped and counted, never
+    stored; blank lines and comments are passed over."""
     model = UserModel(UserStore(tmp_path / "a.db"))
-    bad = ["  \t500", "\t7", "\u3000\t9", "词\t0", "词\t-1", "词\tnan", "词\tinf", "坏\tx"]
+    bad = ["  \t500", "\t7", "\u3000\t9", "词\t0", "词\t-1", "词\tnan", "词\tinf", "坏\tx",
+           "我们\t3\tni'hao", "我们\t3\tgarbage"]  # a reading that does not spell the word
     imported, skipped = model.import_lines([*bad, "", "   ", "# a comment", "我们\t3",
                                             "蕲春\t0\tqi'chun", " 去 \t2"])
     assert (imported, skipped) == (3, len(bad))

@@ -172,11 +172,12 @@ MAX_WORD_CHARS = 64  # a word to forget, a pick's text
 
 
 class Pick(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
     text: str = Field(min_length=1, max_length=MAX_WORD_CHARS, strict=True,
                              description="the candidate picked")
-    letters: str = Field(min_length=1, max_length=MAX_LETTERS, pattern="^[A-Za-z']+$",
-                         strict=True, description="the letters it stood for")
+    letters: str = Field(min_length=1, max_length=MAX_LETTERS,
+                         pattern="^(?='*[A-Za-z])[A-Za-z']+$", strict=True,
+                         description="the letters it stood for (at least one a letter)")
 
 
 class LearnRequest(BaseModel):

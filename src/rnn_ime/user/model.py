@@ -197,8 +197,8 @@ def _valid_reading(word: str, reading: str) -> bool:
 
 def import_entry(line: str) -> tuple[str, float, str | None] | None:
     """(word, count, reading or None) of a non-blank import line, or None when it stores
-    nothing: no word (only spaces), a count that is not a finite number ≥ 0, or a count of 0
-    without a valid reading (a made word's)."""
+    nothing or is not ours: no word (only spaces), a count that is not a finite number ≥ 0, a
+    reading that does not spell the word, or a count of 0 without a reading (a made word's)."""
     parts = line.rstrip("\n").split("\t") if "\t" in line else line.split()
     word = parts[0].strip() if parts else ""
     try:
@@ -207,6 +207,8 @@ def import_entry(line: str) -> tuple[str, float, str | None] | None:
         return None
     reading = parts[2] if len(parts) > 2 and HAN.fullmatch(word) \
         and _valid_reading(word, parts[2]) else None
+    if len(parts) > 2 and parts[2].strip() and reading is None:
+        return None  # a reading that does not spell the word: the line is not ours
     if not word or not math.isfinite(count) or count < 0 or (count == 0 and reading is None):
         return None
     return word, count, reading
