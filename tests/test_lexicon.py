@@ -55,6 +55,7 @@ def _rewrite(path: Path, **changes) -> None:
     lambda p: _rewrite(p, start_words=np.full(len(load_base_file(p).starts.words), 999)),
     lambda p: _rewrite(p, start_keys=load_base_file(p).starts.keys[::-1].copy()),  # unsorted
     lambda p: _rewrite(p, start_keys=np.zeros(1, dtype=np.int64)),  # another length
+    lambda p: _rewrite(p, prefixes=np.frombuffer(b"n", dtype=np.uint8)),  # keys left out
 ])
 def test_a_damaged_cache_is_built_again_with_a_note(tmp_path, capsys, damage):
     path = tmp_path / "lexicon-test.npz"
@@ -87,6 +88,7 @@ def test_the_cache_keeps_the_longer_words_each_character_begins(tmp_path):
     save_base(small_base(), path)
     base = load_base_file(path)
     assert np.array_equal(base.starts.keys, small_base().starts.keys)
+    assert base.entries.prefixes == small_base().entries.prefixes  # read, as computed
     jin, ni = syllable_ids()["jin"], syllable_ids()["ni"]
     position = base.position
     words, owner = base.starts.of(np.asarray([position["今"], position["你"]]), jin)

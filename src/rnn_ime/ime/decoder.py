@@ -21,6 +21,7 @@ import math
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -345,7 +346,8 @@ class _Starts:
 
     def _start(self, edges: Edges, own: np.ndarray) -> np.ndarray:
         typed = self.letters[:edges.end]
-        if edges.literal or typed not in _WHOLE or any(0 < b < edges.end for b in self.breaks):
+        if edges.literal or typed not in _whole_syllables() \
+                or any(0 < b < edges.end for b in self.breaks):
             return own
         singles, longer, owner = self._longer_words(edges, syllable_ids()[canonical(typed)])
         if not len(longer):
@@ -376,7 +378,10 @@ class _Starts:
         return memo[key]
 
 
-_WHOLE = typed_syllables() - INTERJECTIONS
+@cache
+def _whole_syllables() -> frozenset[str]:
+    """Syllables typed whole (not interjections); built on first use, not at import."""
+    return typed_syllables() - INTERJECTIONS
 
 
 def _with_characters(phrases: list[Candidate], whole_input: list[Edges], starts: _Starts,

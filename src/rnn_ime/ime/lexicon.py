@@ -50,7 +50,7 @@ from ..fsutil import sha256_file, write_bytes
 from ..vocab import SPECIALS, UNK_ID, Vocab
 from .syllables import all_syllables, initial, strip_tone, syllable_ids
 
-CACHE_FORMAT = 2  # 2: the base's WordStarts
+CACHE_FORMAT = 3  # 2: the base's WordStarts; 3: its initials' prefixes
 MAX_WORD_SYLLABLES = 8  # longer dictionary entries are left out (idioms are ≤ 4–8)
 MAX_READINGS = 4  # readings kept per vocabulary word outside the cached lexicon
 OOV_SMOOTHING = 1.0  # added to every out-of-vocabulary word's frequency
@@ -281,7 +281,8 @@ def save_base(base: BaseLexicon, path: Path) -> None:
     e = base.entries
     np.savez(buffer, words=_text_array(base.words), frequency=base.frequency, word=e.word,
              syllables=e.syllables, rank=e.rank, keys=_text_array(e.keys), offsets=e.offsets,
-             start_keys=base.starts.keys, start_words=base.starts.words)
+             start_keys=base.starts.keys, start_words=base.starts.words,
+             prefixes=_text_array(sorted(e.prefixes)))
     write_bytes(path, buffer.getvalue())
 
 
@@ -295,7 +296,7 @@ def load_base_file(path: Path) -> BaseLexicon:
 
 CACHE_ARRAYS = {"words": np.uint8, "frequency": np.float64, "word": np.int32,
                 "syllables": np.int16, "rank": np.int8, "keys": np.uint8, "offsets": np.int64,
-                "start_keys": np.int64, "start_words": np.int64}
+                "start_keys": np.int64, "start_words": np.int64, "prefixes": np.uint8}
 
 
 def base_of_arrays(arrays: dict[str, np.ndarray]) -> BaseLexicon:
@@ -327,8 +328,12 @@ def base_of_arrays(arrays: dict[str, np.ndarray]) -> BaseLexicon:
                             or start_keys.max() >= len(words) * len(all_syllables())
                             or start_words.min() < 0 or start_words.max() >= len(words)):
         raise ValueError("word starts out of order or out of range")
-    return BaseLexicon(words, frequency, Entries(word, syllables, rank, keys, offsets),
-                       WordStarts(start_keys, start_words))
+    prefixes = frozenset(_array_text(arrays["prefixes"]))
+    if not prefixes.issuperset(keys):
+        raise ValueError("the initials' prefixes leave out a key")
+    entries = Entries(word, syllables, rank, keys, offsets)
+    entries.__dict__["prefixes"] = prefixes  # as Entries.prefixes would find them, read
+    return BaseLexicon(words, frequency, entries, WordStarts(start_keys, start_words))
 
 
 def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
@@ -677,8 +682,10 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     extra = oov_extra(counts, step_id != UNK_ID, seen)
     readings_of.save()
     parts = (base.entries,) + ((build_entries(extra_readings),) if extra_readings else ())
-    return Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts, script,
-                   base.starts, seen)
+    lexicon = Lexicon(tuple(words), step_id, extra, parts, vocab.sha256, skipped, counts,
+                      script, base.starts, seen)
+    lexicon.__dict__["position"] = position  # word → index, built above: not built again
+    return lexicon
 
 
 def _overlay_key(vocab: Vocab) -> str:
