@@ -45,6 +45,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -342,13 +343,19 @@ def latency_inputs(pieces: list[Piece], length: int, runs: int) -> list[tuple[st
     return out
 
 
-def latency(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
-    times = []
-    for letters, context in inputs:
-        started = time.perf_counter()
-        decode_texts(scorer, letters, context, beam)
-        times.append((time.perf_counter() - started) * 1000)
+def _milliseconds(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def _percentiles(times: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def latency(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
+    return _percentiles([_milliseconds(partial(decode_texts, scorer, letters, context, beam))
+                         for letters, context in inputs])
 
 
 def latency_context_read(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
@@ -357,10 +364,9 @@ def latency_context_read(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: 
     times = []
     for letters, context in inputs:
         start = scorer.read(context)
-        started = time.perf_counter()
-        decode_texts(scorer, letters, context, beam, start=start)
-        times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+        times.append(_milliseconds(partial(decode_texts, scorer, letters, context, beam,
+                                           start=start)))
+    return _percentiles(times)
 
 
 def latency_typed(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) -> dict:
@@ -371,10 +377,8 @@ def latency_typed(scorer: Scorer, inputs: list[tuple[str, tuple]], beam: int) ->
         memo = StepMemo(key=None)
         for end in range(1, len(letters)):
             decode_texts(scorer, letters[:end], context, beam, memo)
-        started = time.perf_counter()
-        decode_texts(scorer, letters, context, beam, memo)
-        times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+        times.append(_milliseconds(partial(decode_texts, scorer, letters, context, beam, memo)))
+    return _percentiles(times)
 
 
 # ---------------------------------------------------------------- report

@@ -146,12 +146,17 @@ class CompleteRequest(_Request):
 FuzzyRule = Literal[FUZZY_RULES]  # type: ignore[valid-type]  # z-zh, c-ch, … an-ang …
 
 
+# letters and apostrophes with at least one letter (apostrophes alone decode nothing): a
+# look-ahead, which needs pydantic's python-re engine (Rust's regex lacks it)
+HAS_A_LETTER = "(?='*[A-Za-z])"
+
+
 class PinyinRequest(BaseModel):
     # python-re: the pattern's look-ahead (at least one letter: apostrophes alone decode
     # nothing), which the default engine (Rust's regex) lacks
     model_config = ConfigDict(extra="forbid", regex_engine="python-re")
     letters: str = Field(min_length=1, max_length=MAX_LETTERS + 1,
-                         pattern=f"^(?='*[A-Za-z])[A-Za-z']{{1,{MAX_LETTERS}}}{mark_class()}?$",
+                         pattern=f"^{HAS_A_LETTER}[A-Za-z']{{1,{MAX_LETTERS}}}{mark_class()}?$",
                          strict=True,
                          description=f"typed pinyin: up to {MAX_LETTERS} letters a-z and "
                                      "apostrophes, at least one a letter, and optionally one "
@@ -176,7 +181,7 @@ class Pick(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_WORD_CHARS, strict=True,
                              description="the candidate picked")
     letters: str = Field(min_length=1, max_length=MAX_LETTERS,
-                         pattern="^(?='*[A-Za-z])[A-Za-z']+$", strict=True,
+                         pattern=f"^{HAS_A_LETTER}[A-Za-z']+$", strict=True,
                          description="the letters it stood for (at least one a letter)")
 
 

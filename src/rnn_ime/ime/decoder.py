@@ -21,7 +21,6 @@ import math
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -30,16 +29,9 @@ from ..limits import PINYIN_MAX_BEAM, PINYIN_MAX_K
 from ..scoring import Scorer
 from ..vocab import SPECIALS, UNK_ID
 from .candidates import Candidate, Decoding
-from .lattice import INTERJECTIONS, Edges, Penalties, build_lattice
+from .lattice import Edges, Penalties, build_lattice, whole_syllables
 from .lexicon import Lexicon, open_lexicon
-from .syllables import (
-    PinyinError,
-    canonical,
-    check_fuzzy,
-    normalize,
-    syllable_ids,
-    typed_syllables,
-)
+from .syllables import PinyinError, canonical, check_fuzzy, normalize, syllable_ids
 
 DEFAULT_BEAM = 4
 PRUNE_MARGIN = 10.0  # nats: a position this far behind the best estimate is not extended
@@ -346,7 +338,7 @@ class _Starts:
 
     def _start(self, edges: Edges, own: np.ndarray) -> np.ndarray:
         typed = self.letters[:edges.end]
-        if edges.literal or typed not in _whole_syllables() \
+        if edges.literal or typed not in whole_syllables() \
                 or any(0 < b < edges.end for b in self.breaks):
             return own
         singles, longer, owner = self._longer_words(edges, syllable_ids()[canonical(typed)])
@@ -365,7 +357,6 @@ class _Starts:
             start[singles] = np.logaddexp(own[singles], np.log(mass) + top)
         return start
 
-
     def _longer_words(self, edges: Edges, syllable: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(positions of the single characters in edges, the longer words they begin, and the
@@ -378,10 +369,16 @@ class _Starts:
         return memo[key]
 
 
-@cache
-def _whole_syllables() -> frozenset[str]:
-    """Syllables typed whole (not interjections); built on first use, not at import."""
-    return typed_syllables() - INTERJECTIONS
+def _best_words(edges: Edges, starts: _Starts, make: _Maker, k: int
+                ) -> list[tuple[bool, Candidate]]:
+    """The k best words of a group of edges leaving position 0, by how likely the text is to
+    start with them less their penalties, each with whether it is an exact match (no
+    penalty)."""
+    own, start = starts(edges)
+    total = start - edges.penalty
+    return [(bool(edges.penalty[i] == 0),
+             make((Segment(int(edges.words[i]), 0, edges.end),), float(own[i]), float(total[i])))
+            for i in np.argsort(-total)[:k] if np.isfinite(total[i])]
 
 
 def _with_characters(phrases: list[Candidate], whole_input: list[Edges], starts: _Starts,
@@ -391,13 +388,8 @@ def _with_characters(phrases: list[Candidate], whole_input: list[Edges], starts:
     The beam keeps only the few characters that stand alone best."""
     found = list(phrases)
     for edges in whole_input:
-        own, start = starts(edges)
-        total = start - edges.penalty
-        for i in np.argsort(-total)[:k]:
-            word = int(edges.words[i])
-            if np.isfinite(total[i]) and word >= 0 and starts.lexicon.single[word]:
-                found.append(make((Segment(word, 0, edges.end),), float(own[i]),
-                                  float(total[i])))
+        found.extend(c for _, c in _best_words(edges, starts, make, k)
+                     if not c.literal and len(c.text) == 1)
     by_text = {}
     for c in sorted(found, key=lambda c: -c.score):
         by_text.setdefault(c.text, c)
@@ -410,15 +402,7 @@ def _first_words(edges_at_0: list[Edges], starts: _Starts, phrases: list[Candida
     matches (no abbreviation, partial syllable or literal) consuming more letters first, then
     the others by score (a single character: by how likely the text is to start with it). One
     entry per text."""
-    found: list[tuple[bool, Candidate]] = []
-    for edges in edges_at_0:
-        own, start = starts(edges)
-        total = start - edges.penalty
-        for i in np.argsort(-total)[:k]:
-            if not np.isfinite(total[i]):
-                continue
-            path = (Segment(int(edges.words[i]), 0, edges.end),)
-            found.append((edges.penalty[i] == 0, make(path, float(own[i]), float(total[i]))))
+    found = [f for edges in edges_at_0 for f in _best_words(edges, starts, make, k)]
     found.sort(key=lambda f: (not f[0], -f[1].letters if f[0] else 0, -f[1].score))
     best_of: dict[str, Candidate] = {}
     for _, c in found:

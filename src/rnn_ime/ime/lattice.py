@@ -39,7 +39,13 @@ from .syllables import (
 )
 
 # syllables people do not type as themselves (嗯 n, 呣 m, 哼 hng …): an initial stands for them
-INTERJECTIONS = frozenset({"n", "m", "ng", "hm", "hng"})
+_INTERJECTIONS = frozenset({"n", "m", "ng", "hm", "hng"})
+
+
+@cache
+def whole_syllables() -> frozenset[str]:
+    """The spellings typed as whole syllables (interjections left out); built on first use."""
+    return typed_syllables() - _INTERJECTIONS
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
               penalties: Penalties) -> list[list[Piece]]:
     """pieces[s]: every piece starting at letter position s."""
     n = len(letters)
-    whole = typed_syllables() - INTERJECTIONS
+    whole = whole_syllables()
     out: list[list[Piece]] = [[] for _ in range(n)]
     for s in range(n):
         ends = _span_ends(s, n, breaks)

@@ -194,6 +194,15 @@ def word_starts(entries: Entries, first_char: np.ndarray) -> WordStarts:
 _WORD_BITS = 32
 
 
+def overlay_starts(entries: Entries, words: Sequence[str],
+                   position: Callable[[str], int | None]) -> WordStarts:
+    """WordStarts of a part laid over the base: the first characters of its words only."""
+    own = np.unique(entries.word)
+    first = np.full(len(words), -1, dtype=np.int64)
+    first[own] = first_characters([words[i] for i in own.tolist()], position)
+    return word_starts(entries, first)
+
+
 def first_characters(words: Sequence[str], position: Callable[[str], int | None]
                      ) -> np.ndarray:
     """(W,) int64: for each word longer than one character, the word index of its first
@@ -475,12 +484,7 @@ class Lexicon:
         """The longer words of each part, by first character and syllable."""
         done, parts = ((self.base_starts,), self.parts[1:]) if self.base_starts is not None \
             else ((), self.parts)
-        first = np.full(len(self.words), -1, dtype=np.int64)
-        if parts:
-            own = np.unique(np.concatenate([part.word for part in parts]))
-            first[own] = first_characters([self.words[i] for i in own.tolist()],
-                                          self.position.get)
-        return (*done, *(word_starts(part, first) for part in parts))
+        return (*done, *(overlay_starts(part, self.words, self.position.get) for part in parts))
 
     def longer_words(self, chars: np.ndarray, syllable: int) -> tuple[np.ndarray, np.ndarray]:
         """(words, owner): the words longer than one character that each of `chars` begins,
@@ -544,12 +548,8 @@ class Lexicon:
             {w: start + i for i, (w, _) in enumerate(new)}, self.position)
         made_lexicon.__dict__["prefixes"] = Either(self.prefixes, entries.prefixes) if new \
             else self.prefixes
-        if new:
-            first = np.full(len(made_lexicon.words), -1, dtype=np.int64)
-            first[start:] = first_characters([w for w, _ in new], made_lexicon.position.get)
-            made_lexicon.__dict__["starts"] = (*self.starts, word_starts(entries, first))
-        else:
-            made_lexicon.__dict__["starts"] = self.starts
+        made_lexicon.__dict__["starts"] = (*self.starts, overlay_starts(
+            entries, made_lexicon.words, made_lexicon.position.get)) if new else self.starts
         made_lexicon.__dict__["single"] = np.concatenate(
             [self.single, np.fromiter((len(w) == 1 for w, _ in new), dtype=bool, count=len(new))])
         return made_lexicon

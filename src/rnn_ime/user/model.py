@@ -205,9 +205,8 @@ def import_entry(line: str) -> tuple[str, float, str | None] | None:
         count = float(parts[1]) if len(parts) > 1 else 1.0
     except ValueError:
         return None
-    reading = parts[2] if len(parts) > 2 and HAN.fullmatch(word) \
-        and _valid_reading(word, parts[2]) else None
-    if len(parts) > 2 and parts[2].strip() and reading is None:
+    reading = parts[2] if len(parts) > 2 and parts[2].strip() else None
+    if reading is not None and not (HAN.fullmatch(word) and _valid_reading(word, reading)):
         return None  # a reading that does not spell the word: the line is not ours
     if not word or not math.isfinite(count) or count < 0 or (count == 0 and reading is None):
         return None
