@@ -47,9 +47,8 @@ from rnn_ime.ime import DecoderSettings, decode, open_lexicon  # noqa: E402
 from rnn_ime.keystrokes import COMMIT_KEYS, SELECT_KEYS, typing_keystrokes  # noqa: E402
 from rnn_ime.predict import Predictor  # noqa: E402
 from rnn_ime.prepare import DEFAULT_CORPUS, PrepareConfig, split_corpus  # noqa: E402
-from rnn_ime.user import Profile, UserModel, UserScorer  # noqa: E402
-from rnn_ime.user.model import BIGRAM_PRIOR, HALF_LIFE  # noqa: E402
-from rnn_ime.user.scorer import PRIOR, WEIGHT  # noqa: E402
+from rnn_ime.user import Profile, UserModel, UserScorer, UserWeights  # noqa: E402
+from rnn_ime.user.model import HALF_LIFE  # noqa: E402
 from rnn_ime.vocab import BOS_ID  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -57,10 +56,12 @@ CHECKPOINTS = (0, 250, 500, 1000, 2000, 3000)
 
 
 def user_text(args: argparse.Namespace, tokenizer) -> tuple[list[str], list[str]]:
-    """(typed passages, measured passages): consecutive documents of the source in the split
-    (from a seeded start; People's Daily's are in date order, as one person's writing is on
-    a few subjects at a time), cut into a first half of `words` words and a second half of as
-    many."""
+    """(typed passages, measured passages): with `--text`, the file's lines cut at the middle
+    passage; else consecutive documents of the source in the split (from a seeded start;
+    People's Daily's are in date order, as one person's writing is on a few subjects at a
+    time), cut into a first half of `words` words and a second half of as many."""
+    if args.text:
+        return own_text(Path(args.text), tokenizer)
     corpus = split_corpus(PrepareConfig(corpus=args.corpus, seed=0, progress=False),
                           lambda *_: None)
     documents = [d for d in corpus.split(args.split) if d.source == args.source]
@@ -76,6 +77,19 @@ def user_text(args: argparse.Namespace, tokenizer) -> tuple[list[str], list[str]
         if count >= 2 * args.words:
             break
     return typed, measured
+
+
+def own_text(path: Path, tokenizer) -> tuple[list[str], list[str]]:
+    """A text file of one writer (a passage per line), cut at the passage that reaches half of
+    its words: (typed passages, measured passages)."""
+    passages = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    lengths = [len([w for w in tokenizer.tokenize(p) if w.strip()]) for p in passages]
+    half, count, cut = sum(lengths) / 2, 0, 0
+    while count < half:
+        count += lengths[cut]
+        cut += 1
+    return passages[:cut], passages[cut:]
 
 
 @dataclass
@@ -188,8 +202,8 @@ def measure(scorer, lexicon, text: Text, profile: Profile | None = None,
 
 def new_profile(predictor, settings: dict) -> Profile:
     profile = Profile(predictor.scorer, UserModel(None, half_life=settings["half_life"]))
-    profile.scorer = UserScorer(predictor.scorer, profile.model, settings["weight"],
-                                settings["prior"], settings["bigram_prior"])
+    profile.scorer = UserScorer(predictor.scorer, profile.model, UserWeights(
+        settings["unigram"], settings["prior"], settings["bigram"], settings["spread"]))
     return profile
 
 
@@ -280,13 +294,15 @@ def run_documents(args, predictor, lexicon, settings: dict) -> dict | None:
 
 
 def fit(args, predictor, lexicon, typed, text: Text) -> list[dict]:
-    """Every weight × prior × half-life × β, after the whole first half and with learning going
-    on through the second (what the product does): the sum of the three figures ranks them."""
+    """Every unigram weight × prior × bigram weight × spread × half-life, after the whole first
+    half and with learning going on through the second (what the product does): the sum of the
+    three figures ranks them."""
     rows = []
-    for weight, prior, half_life, beta in itertools.product(
-            args.weights, args.priors, args.half_lives, args.bigram_priors):
-        settings = {"weight": weight, "prior": prior, "half_life": half_life,
-                    "bigram_prior": beta}
+    for unigram, prior, bigram, spread, half_life in itertools.product(
+            args.unigram_weights, args.priors, args.bigram_weights, args.spreads,
+            args.half_lives):
+        settings = {"unigram": unigram, "prior": prior, "bigram": bigram, "spread": spread,
+                    "half_life": half_life}
         curve, going = run_curve(predictor, lexicon, typed, text, settings, (args.words,))
         rows.append({**settings, **going, "paused_top1": curve[-1]["top1"],
                      "paused_ksr5": curve[-1]["ksr5"],
@@ -338,12 +354,15 @@ def figures_row(label: str, figures: dict, extra: str = "") -> str:
 
 def markdown(result: dict) -> str:
     base = result["without_learning"]
-    lines = [f"`{result['model']}` (never saw {result['source']}) typing "
-             f"{result['words']:,} words of {result['source']} from the {result['split']} "
-             f"split, measured on the next {result['measured_words']:,} words "
-             f"({result['pinyin_pieces']} pinyin pieces, with context). User model: weight "
-             f"{result['weight']}, prior {result['prior']:g} words, half-life "
-             f"{result['half_life']:g} words, β {result['bigram_prior']:g}.", "",
+    what = (f"the first {result['words']:,} words of `{result['text']}`" if result.get("text")
+            else f"{result['words']:,} words of {result['source']} from the {result['split']} "
+            "split")
+    lines = [f"`{result['model']}` (never saw {result['source']}) typing {what}, measured on "
+             f"the next {result['measured_words']:,} words "
+             f"({result['pinyin_pieces']} pinyin pieces, with context). User model: unigram "
+             f"{result['unigram']:g} (prior {result['prior']:g} words), bigram "
+             f"{result['bigram']:g} (spread {result['spread']:g}), half-life "
+             f"{result['half_life']:g} words.", "",
              "| words typed | next-word top-1 | KSR@5 | pinyin sentence top-1 | new words |",
              "|---|---|---|---|---|",
              figures_row("without learning", base, " – |")]
@@ -385,46 +404,63 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", nargs="+", default=list(DEFAULT_CORPUS))
     parser.add_argument("--source", default="news", help="the new domain (a corpus source)")
     parser.add_argument("--split", choices=("valid", "test"), default="test")
+    parser.add_argument("--text", help="a text file of one writer, a passage per line (instead "
+                        "of --source): its first half typed, its second half measured")
     parser.add_argument("--words", type=int, default=3000, help="words typed (the first half)")
     parser.add_argument("--pieces", type=int, default=150, help="pinyin pieces measured")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fit", action="store_true", help="choose weight, prior, half-life")
-    parser.add_argument("--weights", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
-    parser.add_argument("--priors", type=float, nargs="+", default=[50.0, 200.0, 1000.0])
-    parser.add_argument("--half-lives", type=float, nargs="+", default=[2000.0, 20000.0])
-    parser.add_argument("--bigram-priors", type=float, nargs="+", default=[BIGRAM_PRIOR])
+    defaults = UserWeights()
+    parser.add_argument("--unigram-weights", type=float, nargs="+",
+                        default=[0.05, defaults.unigram, 0.2])
+    parser.add_argument("--priors", type=float, nargs="+", default=[defaults.prior])
+    parser.add_argument("--bigram-weights", type=float, nargs="+",
+                        default=[0.4, defaults.bigram, 0.8])
+    parser.add_argument("--spreads", type=float, nargs="+", default=[1.0, defaults.spread])
+    parser.add_argument("--half-lives", type=float, nargs="+", default=[HALF_LIFE])
     parser.add_argument("--documents", type=int, default=40,
                         help="also: up to this many long documents, each a text (0: none)")
     parser.add_argument("--min-words", type=int, default=300,
                         help="a document text has at least twice this many words")
     args = parser.parse_args(argv)
+    if args.text:  # bench/texts/valid/NAME.txt: the text NAME of the valid split
+        args.source, args.split, args.documents = Path(args.text).stem, \
+            Path(args.text).parent.name, 0
     if args.fit and args.split != "valid":
-        parser.error("--fit chooses settings: run it on --split valid, never on test")
+        parser.error("--fit chooses settings: run it on --split valid (or a text of "
+                     "bench/texts/valid), never on test")
     torch.set_num_threads(1)
 
     predictor = Predictor.from_dir(args.model)
     lexicon = open_lexicon(predictor.vocab)
     typed, measured = user_text(args, predictor.tokenizer)
+    if args.text:
+        args.words = sum(len([w for w in predictor.tokenizer.tokenize(p) if w.strip()])
+                         for p in typed)
     text = measured_text(measured, predictor, args.pieces, args.seed)
+    name = f"adaptation-{args.source}" if args.text else "adaptation"
     OUT.mkdir(parents=True, exist_ok=True)
     if args.fit:
         rows = fit(args, predictor, lexicon, typed, text)
-        print_table(rows, [("weight", "weight", "g"), ("prior", "prior", "g"),
-                           ("half_life", "half-life", "g"), ("bigram_prior", "β", "g"),
+        print_table(rows, [("unigram", "unigram", "g"), ("prior", "prior", "g"),
+                           ("bigram", "bigram", "g"), ("spread", "spread", "g"),
+                           ("half_life", "half-life", "g"),
                            ("top1", "top-1", ".1%"), ("ksr5", "KSR@5", ".1%"),
                            ("pinyin_top1", "pinyin", ".1%"),
                            ("paused_top1", "paused: top-1", ".1%"),
                            ("paused_ksr5", "KSR@5", ".1%"),
                            ("paused_pinyin_top1", "pinyin", ".1%")])
-        (OUT / "adaptation_fit.json").write_text(json.dumps(
+        (OUT / f"{name}_fit.json").write_text(json.dumps(
             {"split": args.split, "rows": rows, "machine": machine()}, indent=2) + "\n")
         return
-    settings = {"weight": WEIGHT, "prior": PRIOR, "half_life": HALF_LIFE,
-                "bigram_prior": BIGRAM_PRIOR}
+    weights = UserWeights()
+    settings = {"unigram": weights.unigram, "prior": weights.prior, "bigram": weights.bigram,
+                "spread": weights.spread, "half_life": HALF_LIFE}
     base = measure(predictor.scorer, lexicon, text).figures()
     curve, going = run_curve(predictor, lexicon, typed, text, settings,
                              sorted({*(c for c in CHECKPOINTS if c <= args.words), args.words}))
     result = {"model": args.model, "source": args.source, "split": args.split,
+              "text": args.text,
               "words": curve[-1]["words_typed"], "measured_words": text.word_count,
               "pinyin_pieces": text.piece_count, **settings, "min_words": args.min_words,
               "overlap": overlap(typed, text, predictor),
@@ -436,10 +472,11 @@ def main(argv: list[str] | None = None) -> None:
                  {"words_typed": "learning on", **going}],
                 [("words_typed", "typed", "s"), ("top1", "top-1", ".1%"),
                  ("ksr5", "KSR@5", ".1%"), ("pinyin_top1", "pinyin", ".1%")])
-    (OUT / "adaptation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False)
-                                         + "\n", encoding="utf-8")
-    (OUT / "adaptation.md").write_text(markdown(result), encoding="utf-8")
-    plot(result, DOCS / "adaptation.png")
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False)
+                                      + "\n", encoding="utf-8")
+    (OUT / f"{name}.md").write_text(markdown(result), encoding="utf-8")
+    if args.split == "test":  # the figures docs/adaptation.md shows
+        plot(result, DOCS / f"{name}.png")
     print(markdown(result))
 
 

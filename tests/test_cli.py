@@ -365,6 +365,23 @@ def test_pinyin_without_letters_is_refused(capsys, small_model, letters):
                                                   letters)
 
 
+@pytest.mark.parametrize("weight", ["1", "-0.1", "nan"])
+def test_pinyin_context_weight_out_of_range_is_refused(capsys, small_model, weight):
+    assert "--context-weight must be in [0, 1)" in fails(
+        capsys, "pinyin", "--model", small_model, "--context-weight", weight, "nihao")
+
+
+def test_pinyin_context_weight_reaches_the_decoder(capsys, small_model):
+    """The context's own words gain with --context-weight; 0 leaves the model alone."""
+    def score(weight: str) -> float:
+        main(["pinyin", "--model", str(small_model), "--json", "--context", "今天今天",
+              "--context-weight", weight, "jintian"])
+        phrases = json.loads(capsys.readouterr().out)["phrases"]
+        return next(p["score"] for p in phrases if p["text"] == "今天")
+
+    assert score("0.9") > score("0.05") > score("0")
+
+
 def test_evaluate_run_elsewhere_says_the_recorded_data_path_is_relative(tmp_path, capsys,
                                                                         small_model,
                                                                         monkeypatch):

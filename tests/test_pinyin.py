@@ -159,13 +159,17 @@ def test_a_whole_last_syllable_prefers_itself_to_longer_ones(lexicon):
 
 
 def test_a_syllable_cut_short_where_a_longer_one_fits_costs_a_split(lexicon):
-    """xian read as xi'an pays `split` for xi (xian fits there); with the apostrophe it is what
-    was typed and costs nothing."""
-    split = Penalties().split
-    assert split > 0.0
+    """xian read as xi'an pays `split` for xi (xian fits there), and `lone_split` more when
+    xian is all that was typed (a syllable typed alone is that syllable first: nve is 虐
+    before 女儿); with the apostrophe it is what was typed and costs nothing."""
+    penalties = Penalties()
+    split, lone = penalties.split, penalties.split + penalties.lone_split
+    assert 0.0 < split < lone
     edges = _penalties(lexicon, "xian")
-    assert edges[(0, 4, "先")] == 0.0 and edges[(0, 2, "西")] == split
-    assert edges[(0, 4, "西安")] == split
+    assert edges[(0, 4, "先")] == 0.0 and edges[(0, 2, "西")] == lone
+    assert edges[(0, 4, "西安")] == lone
+    edges = _penalties(lexicon, "xianzai")
+    assert edges[(0, 2, "西")] == split and edges[(0, 4, "先")] == 0.0
     edges = _penalties(lexicon, "xi'an")
     assert edges[(0, 2, "西")] == 0.0 and edges[(0, 4, "西安")] == 0.0
 

@@ -19,7 +19,8 @@ import torch
 from rnn_ime.ime import DecoderSettings, decode
 from rnn_ime.ime.lexicon import base_of, build_lexicon
 from rnn_ime.scoring import Scorer
-from rnn_ime.user import Profile, UserModel, UserScorer, UserStore, UserStoreError
+from rnn_ime.user import (Profile, UserModel, UserScorer, UserStore, UserStoreError,
+                          UserWeights)
 from rnn_ime.user.model import made_from_picks
 from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
 
@@ -174,16 +175,18 @@ def test_counts_fade_with_the_words_typed_since(tmp_path):
     assert counts.effective(counts.unigram["甲"]) == pytest.approx(0.5)
     reopened = UserModel(UserStore(tmp_path / "u.db"), half_life=10.0)
     assert reopened.counts.effective(reopened.counts.unigram["甲"]) == pytest.approx(0.5)
-    assert reopened.counts.probability("甲", None) == pytest.approx(
-        counts.probability("甲", None))
+    assert reopened.counts.unigram_probability("甲") == pytest.approx(
+        counts.unigram_probability("甲"))
 
 
 def test_rebasing_keeps_the_probabilities(tmp_path):
     model = UserModel(None, half_life=1.0)
     model.learn_words(["甲", "乙"])
-    before = model.counts.probability("乙", "甲")
+    before = (model.counts.bigram_probability("乙", "甲"), *model.counts.after("甲"),
+              model.counts.unigram_probability("乙"))
     model.counts.rebase()
-    assert model.counts.probability("乙", "甲") == pytest.approx(before)
+    assert (model.counts.bigram_probability("乙", "甲"), *model.counts.after("甲"),
+            model.counts.unigram_probability("乙")) == pytest.approx(before)
     for _ in range(3):
         model.learn_words(["丙"] * 400)  # 2^1200 without rebasing
     assert math.isfinite(model.counts.total)
@@ -192,12 +195,12 @@ def test_rebasing_keeps_the_probabilities(tmp_path):
 def test_undo_takes_back_exactly_one_commit(tmp_path):
     model = UserModel(UserStore(tmp_path / "u.db"))
     model.learn_words(["我们", "去"])
-    before = (dict(model.counts.unigram), model.counts.probability("去", "我们"))
+    before = (dict(model.counts.unigram), model.counts.bigram_probability("去", "我们"))
     model.learn_words(["我们", "去", "蕲春"], made=[("蕲春", "qi'chun")])
     assert "蕲春" in model.counts.made
     assert model.undo() is not None
     assert set(model.counts.unigram) == set(before[0])
-    assert model.counts.probability("去", "我们") == pytest.approx(before[1], rel=1e-6)
+    assert model.counts.bigram_probability("去", "我们") == pytest.approx(before[1], rel=1e-6)
     assert "蕲春" not in model.counts.made
     reopened = UserModel(UserStore(tmp_path / "u.db"))
     assert set(reopened.counts.unigram) == set(before[0]) and not reopened.counts.made
@@ -265,6 +268,30 @@ def test_a_new_profile_changes_nothing(vocab):
     assert torch.equal(scorer.read([3, 4])[1], base.read([3, 4])[1])
 
 
+def test_the_words_after_a_word_count_by_how_often_and_how_alike(vocab):
+    """p(w | prev) = (1 − β)·[(1 − λ)·p_base + λ·p_uni] + β·p_bi, λ = unigram·n / (n + prior),
+    β = bigram·c(prev) / (c(prev) + spread·t(prev)): exact, and β grows with the times a word
+    was followed and shrinks with the different words that followed it."""
+    weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0)
+    model = UserModel(None, half_life=1e12)  # no fading between these few words
+    model.learn_words(["我们", "去", "北京"])
+    model.learn_words(["我们", "去", "北京"])
+    model.learn_words(["明天", "去", "看看"])
+    scorer = UserScorer(FlatScorer(vocab), model, weights)
+    n = model.counts.words_typed()
+    lam = 0.1 * n / (n + 50.0)
+    beta = 0.8 * 3 / (3 + 2.0 * 2)  # 去 followed 3 times, by 2 different words
+    flat = 1.0 / len(vocab)
+    state, log_probs = scorer.read([vocab.id("我们"), vocab.id("去")])
+    for word, p_uni, p_bi in (("北京", 2 / 9, 2 / 3), ("看看", 1 / 9, 1 / 3), ("明天", 1 / 9, 0)):
+        expected = (1 - beta) * ((1 - lam) * flat + lam * p_uni) + beta * p_bi
+        assert math.exp(log_probs[vocab.id(word)]) == pytest.approx(expected)
+    # always the same word after 我们, seen twice: trusted more than the two words after 去
+    assert scorer.mixing("我们").bigram == pytest.approx(0.8 * 2 / (2 + 2.0))
+    assert scorer.mixing("我们").bigram > scorer.mixing("去").bigram
+    assert scorer.mixing("北京").bigram == 0.0  # nothing typed after it: the unigram alone
+
+
 def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon):
     model = UserModel(None)
     model.learn_words(["我们", "去", "蕲春", "我们", "去", "北京", "气虚"])
@@ -285,8 +312,7 @@ def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon
     probs = log_probs.double().exp().numpy()
     vocab_only = sum(probs[i] for i in range(len(vocab))
                      if i != UNK_ID and vocab.word(i) not in lexicon.position)
-    unlisted = scorer.mixing_weight() * sum(model.counts.probability(w, "我们", scorer.bigram_prior)
-                                            for w in ("OK", "2024"))
+    unlisted = sum(scorer.user_probability(w, "我们") for w in ("OK", "2024"))
     assert np.exp(open_lp).sum() + vocab_only + unlisted == pytest.approx(1.0)
 
 

@@ -627,6 +627,7 @@ def _word_lists(paths: list[str]) -> list[str]:
 
 def add_pinyin(sub) -> None:
     from .ime import DEFAULT_BEAM
+    from .ime.decoder import CONTEXT_WEIGHT
 
     p = sub.add_parser("pinyin", help="typed pinyin → ranked Chinese candidates")
     p.add_argument("--model", required=True, help="a model dir")
@@ -635,6 +636,9 @@ def add_pinyin(sub) -> None:
                    help="how many candidates of each kind, and in the ranked list")
     p.add_argument("--beam", type=int, default=DEFAULT_BEAM,
                    help="hypotheses kept per position of the lattice")
+    p.add_argument("--context-weight", type=float, default=CONTEXT_WEIGHT, metavar="MU",
+                   help="how much the words of --context itself are favoured, in [0, 1) "
+                        f"(default {CONTEXT_WEIGHT:g}; 0: the model alone)")
     _add_pinyin_options(p, "used in decoding")
     p.add_argument("--json", action="store_true", help="print JSON: the whole decoding")
     p.add_argument("--no-mixture", action="store_true",
@@ -652,7 +656,8 @@ def run_pinyin(args) -> None:
     from .ime.lexicon import skipped_note
     from .predict import Predictor
 
-    settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy))
+    settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy),
+                               context_weight=args.context_weight)
     letters, _ = split_mark(args.letters.strip())
     # a bad input fails before the model loads; nothing, or apostrophes alone, decodes nothing
     if not normalize(letters)[0]:

@@ -55,7 +55,7 @@ class DecoderSettings:
         if not 1 <= self.k <= PINYIN_MAX_K:
             raise PinyinError(f"-k must be between 1 and {PINYIN_MAX_K}")
         if not 0.0 <= self.context_weight < 1.0:
-            raise PinyinError("the context's weight must be in [0, 1)")
+            raise PinyinError("--context-weight must be in [0, 1)")
         if not 1 <= self.beam <= PINYIN_MAX_BEAM:
             raise PinyinError(f"--beam must be between 1 and {PINYIN_MAX_BEAM}")
         object.__setattr__(self, "fuzzy", check_fuzzy(self.fuzzy))

@@ -55,6 +55,7 @@ class Penalties:
     partial: float = 2.0  # a last syllable typed in part
     longer: float = 6.0  # a last syllable typed whole, read as a longer one (xian as xiang)
     split: float = 1.0  # a syllable cut short where a longer one fits (ju'e in jue, xi'an)
+    lone_split: float = 4.0  # more when that longer one is all the input (nve: 虐 before 女儿)
     heteronym: float = 6.0  # a reading other than the character's common one (见 as xian)
     traditional: float = math.inf  # a word in traditional characters (們 國): not offered
     rare: float = 3.0  # a word with a character outside GB2312's 6,763 and Big5 (镕 堃)
@@ -124,7 +125,8 @@ def pieces_at(letters: str, breaks: frozenset[int], fuzzy: frozenset[str],
             typed = letters[s:e]
             if typed in whole:
                 syllable = canonical(typed)
-                cut = penalties.split if e < longest else 0.0
+                cut = 0.0 if e >= longest else penalties.split + (
+                    penalties.lone_split if s == 0 and longest == n else 0.0)
                 out[s].append(Piece(e, initial(syllable), _ids([syllable]), cut, False))
                 for variant in fuzzy_variants(typed, fuzzy):
                     out[s].append(Piece(e, initial(variant), _ids([variant]),

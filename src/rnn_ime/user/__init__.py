@@ -7,8 +7,9 @@
 
 from .model import Lesson, UserLimitError, UserModel
 from .profile import LearnOptions, Profile, Scoring, memo_key, scoring
-from .scorer import UserScorer
+from .scorer import UserScorer, UserWeights
 from .store import UserStore, UserStoreError, default_path
 
 __all__ = ["LearnOptions", "Lesson", "Profile", "Scoring", "UserLimitError", "UserModel",
-           "UserScorer", "UserStore", "UserStoreError", "default_path", "memo_key", "scoring"]
+           "UserScorer", "UserStore", "UserStoreError", "UserWeights", "default_path", "memo_key",
+           "scoring"]

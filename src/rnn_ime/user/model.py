@@ -7,7 +7,9 @@ half-life) for the effective count c; adding an occurrence adds 2^((now − epoc
 ratios of counts (the probabilities) need no rescaling, and the epoch moves forward before the
 numbers grow large.
 
-    p_user(w | prev) = (c(prev, w) + β·p_uni(w)) / (c(prev) + β),   p_uni(w) = c(w) / Σ c
+    p_uni(w) = c(w) / Σ c,   p_bi(w | prev) = c(prev, w) / c(prev)
+
+(how they are mixed with the model's distribution: user/scorer.py)
 
 New words: a run of characters the user assembled from several picks (at least one of them a
 single character), or a word of Chinese characters the tokenizer produced that neither the
@@ -39,7 +41,6 @@ from .store import (
 )
 
 HALF_LIFE = 20_000.0  # words typed
-BIGRAM_PRIOR = 20.0  # β, in effective counts (bench/adaptation.py --fit; docs/adaptation.md)
 REBASE_EXPONENT = 500.0  # move the epoch before 2^(Δ/half-life) grows past 2^500
 MAX_WORDS = 1_000_000  # words one profile keeps
 MAX_COMMIT_CHARS = 10_000
@@ -164,20 +165,23 @@ class Counts:
         """The effective number of words in the history (decayed)."""
         return self.effective(self.total)
 
-    def probability(self, word: str, prev: str | None, prior: float = BIGRAM_PRIOR) -> float:
-        if self.total <= 0:
-            return 0.0
-        uni = self.unigram.get(word, 0.0) / self.total
-        if prev is None or prev not in self.bigram:
-            return uni
-        prior_v, denominator = self.bigram_smoothing(prev, prior)
-        return (self.bigram[prev].get(word, 0.0) + prior_v * uni) / denominator
+    def unigram_probability(self, word: str) -> float:
+        """c(word) / Σ c: the share of the history that is `word`."""
+        return self.unigram.get(word, 0.0) / self.total if self.total > 0 else 0.0
 
-    def bigram_smoothing(self, prev: str, prior: float = BIGRAM_PRIOR) -> tuple[float, float]:
-        """(prior, denominator) of p(word | prev) = (c(prev, word) + prior·p(word)) /
-        denominator, in internal units."""
-        prior_v = prior * self.unit(self.clock)
-        return prior_v, self.following[prev] + prior_v
+    def bigram_probability(self, word: str, prev: str) -> float:
+        """c(prev, word) / c(prev): the share of the words typed after `prev` that are
+        `word` (0 when nothing was typed after `prev`)."""
+        following = self.following.get(prev, 0.0)
+        return self.bigram[prev].get(word, 0.0) / following \
+            if following > 0 and prev in self.bigram else 0.0
+
+    def after(self, prev: str | None) -> tuple[float, int]:
+        """(effective count of the words typed after `prev`, how many distinct ones)."""
+        row = self.bigram.get(prev) if prev is not None else None
+        if not row:
+            return 0.0, 0
+        return self.effective(self.following.get(prev, 0.0)), len(row)
 
 
 @cache

@@ -1,14 +1,17 @@
 """Any scorer mixed with what its user typed, behind the Scorer interface:
 
-    p(w | h) = (1 − λ)·p_base(w | h) + λ·p_user(w | previous word)
+    p(w | h) = (1 − β)·[(1 − λ)·p_base(w | h) + λ·p_uni(w)] + β·p_bi(w | prev)
 
-λ grows with the history, λ = WEIGHT·n / (n + PRIOR) for n (decayed) words typed, so a new
-profile changes nothing. Over vocabulary ids, the user's mass on words outside the vocabulary
-goes to <unk> (it sums to one); the pinyin decoder asks `lexicon_log_probs` for the words
-themselves, where a word outside the vocabulary gets (1 − λ)·p_base(<unk>)·p(word | <unk>) +
-λ·p_user(word). Over the vocabulary, the lexicon and the user's words that neither lists
-(numbers, Latin letters, a word seen once), that sums to one. Suggestions, beam completion,
-pinyin and `evaluate` take it as any scorer.
+λ grows with the history, λ = unigram·n / (n + prior) for n (decayed) words typed, so a new
+profile changes nothing. β, the weight of the words the user typed after the previous word,
+grows with how often they did and with how few different words followed it (Witten-Bell):
+β = bigram·c(prev) / (c(prev) + spread·t(prev)), t(prev) the distinct words after prev. Over
+vocabulary ids, the user's mass on words outside the vocabulary goes to <unk> (it sums to one);
+the pinyin decoder asks `lexicon_log_probs` for the words themselves, where a word outside the
+vocabulary gets (1 − β)(1 − λ)·p_base(<unk>)·p(word | <unk>) plus its user part. Over the
+vocabulary, the lexicon and the user's words that neither lists (numbers, Latin letters, a word
+seen once), that sums to one. Suggestions, beam completion, pinyin and `evaluate` take it as
+any scorer.
 """
 
 from __future__ import annotations
@@ -22,10 +25,25 @@ import torch
 
 from ..scoring import Scorer, WordTable
 from ..vocab import BOS_ID, SPECIALS, UNK_ID
-from .model import BIGRAM_PRIOR, UserModel
+from .model import UserModel
 
-WEIGHT = 0.2  # λ once the history is long (bench/adaptation.py --fit; docs/adaptation.md)
-PRIOR = 50.0  # words typed at which λ is half of WEIGHT (fitted likewise)
+
+@dataclass(frozen=True)
+class UserWeights:
+    """How much the history counts (bench/adaptation.py --fit; docs/adaptation.md)."""
+    unigram: float = 0.1  # λ once the history is long
+    prior: float = 50.0  # words typed at which λ is half of `unigram`
+    bigram: float = 0.6  # β for a previous word always followed by the same word, seen often
+    spread: float = 2.0  # Witten-Bell's factor on the distinct words after the previous one
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """The weights after one previous word: the base keeps `keep`, the user's unigram gets
+    `unigram`, the user's words after the previous word `bigram` (they sum to one)."""
+    keep: float
+    unigram: float
+    bigram: float
 
 
 @dataclass(frozen=True)
@@ -36,10 +54,9 @@ class UserState:
 
 
 class UserScorer(Scorer[UserState]):
-    def __init__(self, base: Scorer, model: UserModel, weight: float = WEIGHT,
-                 prior: float = PRIOR, bigram_prior: float = BIGRAM_PRIOR) -> None:
-        self.base, self.model = base, model
-        self.weight, self.prior, self.bigram_prior = weight, prior, bigram_prior
+    def __init__(self, base: Scorer, model: UserModel, weights: UserWeights = UserWeights()
+                 ) -> None:
+        self.base, self.model, self.weights = base, model, weights
         self.vocab = base.vocab
         self.name = f"{base.name}+user"
         self._dense: tuple[int, torch.Tensor] | None = None
@@ -47,9 +64,22 @@ class UserScorer(Scorer[UserState]):
         self._outside: tuple[int, list[str]] | None = None
         self._log_unigram: tuple[tuple[int, float], torch.Tensor] | None = None
 
-    def mixing_weight(self) -> float:
-        typed = self.model.counts.words_typed()
-        return self.weight * typed / (typed + self.prior) if typed > 0 else 0.0
+    def mixing(self, prev: str | None) -> Mixing:
+        counts, weights = self.model.counts, self.weights
+        typed = counts.words_typed()
+        unigram = weights.unigram * typed / (typed + weights.prior) if typed > 0 else 0.0
+        after, distinct = counts.after(prev)
+        bigram = weights.bigram * after / (after + weights.spread * distinct) if distinct else 0.0
+        return Mixing((1.0 - bigram) * (1.0 - unigram), (1.0 - bigram) * unigram, bigram)
+
+    def user_probability(self, word: str, prev: str | None) -> float:
+        """The user's part of p(word | …, prev): unigram·p_uni(word) + bigram·p_bi(word | prev)
+        (the base's part is the rest)."""
+        mixing, counts = self.mixing(prev), self.model.counts
+        found = mixing.unigram * counts.unigram_probability(word)
+        if mixing.bigram > 0.0:
+            found += mixing.bigram * counts.bigram_probability(word, prev)
+        return found
 
     def _unigram(self) -> torch.Tensor:
         """(V,) p_uni over the vocabulary, <unk> holding the user's words outside it (rebuilt
@@ -95,35 +125,29 @@ class UserScorer(Scorer[UserState]):
     def mix(self, log_probs: torch.Tensor, prev: str | None) -> torch.Tensor:
         """The base's (V,) log-probabilities mixed with the user's distribution after `prev`
         (dense tensor arithmetic: a step costs tens of microseconds whatever the profile)."""
-        weight = self.mixing_weight()
-        if weight <= 0.0:
+        mixing = self.mixing(prev)
+        if mixing.keep >= 1.0:
             return log_probs
-        keep = float(np.log1p(-weight))
-        mixed = torch.logaddexp(log_probs.float() + keep, self._log_user(prev, weight))
+        mixed = torch.logaddexp(log_probs.float() + float(np.log(mixing.keep)),
+                                self._log_user(prev, mixing))
         return mixed.to(log_probs.dtype)
 
-    def _log_user(self, prev: str | None, weight: float) -> torch.Tensor:
-        """log(λ·p_user(· | prev)), the one without bigrams kept until the counts change."""
-        counts = self.model.counts
-        if prev is not None and counts.bigram.get(prev):
-            return torch.log(weight * self._dense_user(prev))
-        key = (counts.version, weight)
+    def _log_user(self, prev: str | None, mixing: Mixing) -> torch.Tensor:
+        """log of the user's part over the vocabulary ((V,), the words outside it at <unk>);
+        the one without bigrams kept until the counts change."""
+        if mixing.bigram > 0.0:
+            out = self._unigram() * mixing.unigram
+            counts = self.model.counts
+            following = counts.following[prev]
+            for word, value in counts.bigram[prev].items():
+                word_id = self.vocab.id(word)
+                out[word_id if word_id >= len(SPECIALS) else UNK_ID] += \
+                    mixing.bigram * value / following
+            return torch.log(out)
+        key = (self.model.counts.version, mixing.unigram)
         if self._log_unigram is None or self._log_unigram[0] != key:
-            self._log_unigram = (key, torch.log(weight * self._dense_user(None)))
+            self._log_unigram = (key, torch.log(self._unigram() * mixing.unigram))
         return self._log_unigram[1]
-
-    def _dense_user(self, prev: str | None) -> torch.Tensor:
-        """p_user(· | prev) over the vocabulary ((V,), the words outside it at <unk>)."""
-        counts = self.model.counts
-        row = counts.bigram.get(prev) if prev is not None else None
-        if not row:
-            return self._unigram()
-        prior, denominator = counts.bigram_smoothing(prev, self.bigram_prior)
-        out = self._unigram() * (prior / denominator)
-        for word, value in row.items():
-            word_id = self.vocab.id(word)
-            out[word_id if word_id >= len(SPECIALS) else UNK_ID] += value / denominator
-        return out
 
     def suggest(self, state: UserState, log_probs: torch.Tensor, k: int
                 ) -> list[tuple[str, float]]:
@@ -131,12 +155,10 @@ class UserScorer(Scorer[UserState]):
         word's probability is λ·p_user(word | previous word) (its share of the base's <unk>,
         unknown without a lexicon, is left out)."""
         found = super().suggest(state, log_probs, k)
-        weight = self.mixing_weight()
-        counts = self.model.counts
-        if weight <= 0.0:
+        if self.mixing(state.prev).keep >= 1.0:
             return found
-        outside = [(w, weight * counts.probability(w, state.prev, self.bigram_prior)) for w in
-                   self._outside_words(k, state.prev)]
+        outside = [(w, self.user_probability(w, state.prev))
+                   for w in self._outside_words(k, state.prev)]
         return sorted(found + outside, key=lambda pair: -pair[1])[:k]
 
     def _outside_words(self, k: int, prev: str | None) -> list[str]:
@@ -156,23 +178,25 @@ class UserScorer(Scorer[UserState]):
     def lexicon_log_probs(self, state: UserState, log_probs: np.ndarray, lexicon: WordTable,
                           words: np.ndarray) -> np.ndarray:
         out = log_probs[lexicon.step_id[words]] + lexicon.extra[words]
-        weight = self.mixing_weight()
+        mixing = self.mixing(state.prev)
         outside = np.flatnonzero(lexicon.step_id[words] == UNK_ID)
-        if weight <= 0.0 or not len(outside):
+        if mixing.keep >= 1.0 or not len(outside):
             return out
-        out[outside] = float(np.log1p(-weight)) + state.base_unk + lexicon.extra[words[outside]]
-        user = self._lexicon_probabilities(lexicon, words[outside], state.prev)
+        out[outside] = float(np.log(mixing.keep)) + state.base_unk \
+            + lexicon.extra[words[outside]]
+        user = self._lexicon_probabilities(lexicon, words[outside], state.prev, mixing)
         hit = user > 0.0
         if hit.any():
             at = outside[hit]
-            out[at] = np.logaddexp(out[at], np.log(weight * user[hit]))
+            out[at] = np.logaddexp(out[at], np.log(user[hit]))
         return out
 
-    def _lexicon_probabilities(self, lexicon: WordTable, words: np.ndarray, prev: str | None
-                               ) -> np.ndarray:
-        """p_user(word | prev) of lexicon words outside the vocabulary (0 for the ones the user
-        never typed), vectorised: the user's unigram over the lexicon is cached per lexicon
-        and version of the counts, the bigram row of `prev` added where it has the word."""
+    def _lexicon_probabilities(self, lexicon: WordTable, words: np.ndarray, prev: str | None,
+                               mixing: Mixing) -> np.ndarray:
+        """The user's part of p(word | prev) for lexicon words outside the vocabulary (0 for the
+        ones the user never typed), vectorised: the user's unigram over the lexicon is cached
+        per lexicon and version of the counts, the bigram row of `prev` added where it has the
+        word."""
         counts = self.model.counts
         cached = self._lexicon_cache
         if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
@@ -185,15 +209,12 @@ class UserScorer(Scorer[UserState]):
             cached = (lexicon, counts.version, unigram)
             self._lexicon_cache = cached
         found = cached[2][words]
-        row = counts.bigram.get(prev) if prev is not None else None
-        if not row:
-            return found
-        prior, denominator = counts.bigram_smoothing(prev, self.bigram_prior)
         typed = np.flatnonzero(found)  # a word after `prev` is a word the user typed
-        found = found * (prior / denominator)
-        names = lexicon.words
-        for k in typed.tolist():
-            value = row.get(names[words[k]])
-            if value is not None:
-                found[k] += value / denominator
+        found = found * mixing.unigram
+        if mixing.bigram > 0.0:
+            row, following, names = counts.bigram[prev], counts.following[prev], lexicon.words
+            for k in typed.tolist():
+                value = row.get(names[words[k]])
+                if value is not None:
+                    found[k] += mixing.bigram * value / following
         return found
