@@ -19,8 +19,7 @@ import torch
 from rnn_ime.ime import DecoderSettings, decode
 from rnn_ime.ime.lexicon import base_of, build_lexicon
 from rnn_ime.scoring import Scorer
-from rnn_ime.user import (Profile, UserModel, UserScorer, UserStore, UserStoreError,
-                          UserWeights)
+from rnn_ime.user import Profile, UserModel, UserScorer, UserStore, UserStoreError, UserWeights
 from rnn_ime.user.model import made_from_picks
 from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
 
