@@ -33,7 +33,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
@@ -203,7 +203,7 @@ def measure(scorer, lexicon, text: Text, profile: Profile | None = None,
 def new_profile(predictor, settings: dict) -> Profile:
     profile = Profile(predictor.scorer, UserModel(None, half_life=settings["half_life"]))
     profile.scorer = UserScorer(predictor.scorer, profile.model, UserWeights(
-        settings["unigram"], settings["prior"], settings["bigram"], settings["spread"]))
+        **{f.name: settings[f.name] for f in fields(UserWeights)}))
     return profile
 
 
@@ -453,9 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         (OUT / f"{name}_fit.json").write_text(json.dumps(
             {"split": args.split, "rows": rows, "machine": machine()}, indent=2) + "\n")
         return
-    weights = UserWeights()
-    settings = {"unigram": weights.unigram, "prior": weights.prior, "bigram": weights.bigram,
-                "spread": weights.spread, "half_life": HALF_LIFE}
+    settings = {**asdict(UserWeights()), "half_life": HALF_LIFE}
     base = measure(predictor.scorer, lexicon, text).figures()
     curve, going = run_curve(predictor, lexicon, typed, text, settings,
                              sorted({*(c for c in CHECKPOINTS if c <= args.words), args.words}))

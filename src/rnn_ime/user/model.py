@@ -172,9 +172,8 @@ class Counts:
     def bigram_probability(self, word: str, prev: str) -> float:
         """c(prev, word) / c(prev): the share of the words typed after `prev` that are
         `word` (0 when nothing was typed after `prev`)."""
-        following = self.following.get(prev, 0.0)
-        return self.bigram[prev].get(word, 0.0) / following \
-            if following > 0 and prev in self.bigram else 0.0
+        row = self.bigram.get(prev)
+        return row.get(word, 0.0) / self.following[prev] if row else 0.0
 
     def after(self, prev: str | None) -> tuple[float, int]:
         """(effective count of the words typed after `prev`, how many distinct ones)."""

@@ -39,11 +39,14 @@ class UserWeights:
 
 @dataclass(frozen=True)
 class Mixing:
-    """The weights after one previous word: the base keeps `keep`, the user's unigram gets
-    `unigram`, the user's words after the previous word `bigram` (they sum to one)."""
-    keep: float
+    """The weights after one previous word: the user's unigram gets `unigram`, the user's words
+    after the previous word `bigram`, and the base keeps the rest."""
     unigram: float
     bigram: float
+
+    @property
+    def keep(self) -> float:
+        return 1.0 - self.unigram - self.bigram
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,13 @@ class UserScorer(Scorer[UserState]):
         unigram = weights.unigram * typed / (typed + weights.prior) if typed > 0 else 0.0
         after, distinct = counts.after(prev)
         bigram = weights.bigram * after / (after + weights.spread * distinct) if distinct else 0.0
-        return Mixing((1.0 - bigram) * (1.0 - unigram), (1.0 - bigram) * unigram, bigram)
+        return Mixing((1.0 - bigram) * unigram, bigram)
 
-    def user_probability(self, word: str, prev: str | None) -> float:
+    def user_probability(self, word: str, prev: str | None, mixing: Mixing | None = None
+                         ) -> float:
         """The user's part of p(word | …, prev): unigram·p_uni(word) + bigram·p_bi(word | prev)
-        (the base's part is the rest)."""
-        mixing, counts = self.mixing(prev), self.model.counts
+        (the base's part is the rest); `mixing`: the weights after `prev`, when known."""
+        mixing, counts = mixing or self.mixing(prev), self.model.counts
         found = mixing.unigram * counts.unigram_probability(word)
         if mixing.bigram > 0.0:
             found += mixing.bigram * counts.bigram_probability(word, prev)
@@ -152,12 +156,13 @@ class UserScorer(Scorer[UserState]):
     def suggest(self, state: UserState, log_probs: torch.Tensor, k: int
                 ) -> list[tuple[str, float]]:
         """The vocabulary's best words and the user's own words outside it, together: such a
-        word's probability is λ·p_user(word | previous word) (its share of the base's <unk>,
-        unknown without a lexicon, is left out)."""
+        word's probability is its user part (its share of the base's <unk>, unknown without a
+        lexicon, is left out)."""
         found = super().suggest(state, log_probs, k)
-        if self.mixing(state.prev).keep >= 1.0:
+        mixing = self.mixing(state.prev)
+        if mixing.keep >= 1.0:
             return found
-        outside = [(w, self.user_probability(w, state.prev))
+        outside = [(w, self.user_probability(w, state.prev, mixing))
                    for w in self._outside_words(k, state.prev)]
         return sorted(found + outside, key=lambda pair: -pair[1])[:k]
 
