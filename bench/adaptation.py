@@ -294,14 +294,15 @@ def run_documents(args, predictor, lexicon, settings: dict) -> dict | None:
 
 
 def fit(args, predictor, lexicon, typed, text: Text) -> list[dict]:
-    """Every unigram weight × prior × bigram weight × spread × half-life, after the whole first
-    half and with learning going on through the second (what the product does): the sum of the
-    three figures ranks them."""
+    """Every unigram weight × prior × bigram weight × spread × trigram weight × its spread ×
+    half-life, after the whole first half and with learning going on through the second (what
+    the product does): the sum of the three figures ranks them."""
     rows = []
-    for unigram, prior, bigram, spread, half_life in itertools.product(
+    for unigram, prior, bigram, spread, trigram, trigram_spread, half_life in itertools.product(
             args.unigram_weights, args.priors, args.bigram_weights, args.spreads,
-            args.half_lives):
+            args.trigram_weights, args.trigram_spreads, args.half_lives):
         settings = {"unigram": unigram, "prior": prior, "bigram": bigram, "spread": spread,
+                    "trigram": trigram, "trigram_spread": trigram_spread,
                     "half_life": half_life}
         curve, going = run_curve(predictor, lexicon, typed, text, settings, (args.words,))
         rows.append({**settings, **going, "paused_top1": curve[-1]["top1"],
@@ -361,7 +362,8 @@ def markdown(result: dict) -> str:
              f"the next {result['measured_words']:,} words "
              f"({result['pinyin_pieces']} pinyin pieces, with context). User model: unigram "
              f"{result['unigram']:g} (prior {result['prior']:g} words), bigram "
-             f"{result['bigram']:g} (spread {result['spread']:g}), half-life "
+             f"{result['bigram']:g} (spread {result['spread']:g}), trigram "
+             f"{result['trigram']:g} (spread {result['trigram_spread']:g}), half-life "
              f"{result['half_life']:g} words.", "",
              "| words typed | next-word top-1 | KSR@5 | pinyin sentence top-1 | new words |",
              "|---|---|---|---|---|",
@@ -417,6 +419,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bigram-weights", type=float, nargs="+",
                         default=[0.4, defaults.bigram, 0.8])
     parser.add_argument("--spreads", type=float, nargs="+", default=[1.0, defaults.spread])
+    parser.add_argument("--trigram-weights", type=float, nargs="+",
+                        default=[0.0, defaults.trigram])
+    parser.add_argument("--trigram-spreads", type=float, nargs="+",
+                        default=[defaults.trigram_spread])
     parser.add_argument("--half-lives", type=float, nargs="+", default=[HALF_LIFE])
     parser.add_argument("--documents", type=int, default=40,
                         help="also: up to this many long documents, each a text (0: none)")
@@ -444,6 +450,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = fit(args, predictor, lexicon, typed, text)
         print_table(rows, [("unigram", "unigram", "g"), ("prior", "prior", "g"),
                            ("bigram", "bigram", "g"), ("spread", "spread", "g"),
+                           ("trigram", "trigram", "g"), ("trigram_spread", "spread", "g"),
                            ("half_life", "half-life", "g"),
                            ("top1", "top-1", ".1%"), ("ksr5", "KSR@5", ".1%"),
                            ("pinyin_top1", "pinyin", ".1%"),

@@ -3,7 +3,9 @@ profile beside the same model without one, side by side in one run (one CPU thre
 
 - learn: `Profile.learn` of a commit (a clause of the test text), into an SQLite file, p50/p99;
 - open: a profile of `--profile-words` learned words (from the vocabulary, with made words
-  among them) opened from its file, the best of 3;
+  among them), with `--commits` commits of ten random words typed (their bigrams and trigrams)
+  and the measured texts typed 20 times each (so their contexts have rows to mix), opened
+  from its file, the best of 3;
 - suggest / pinyin: the served path (the base context cache, then the user's mixing) for the
   same inputs with the big profile and with none, alternating, p50/p99 and the ratio.
 
@@ -42,9 +44,10 @@ def percentiles(times: list[float]) -> dict:
             "p99_ms": float(np.percentile(times, 99)) * 1000, "runs": len(times)}
 
 
-def big_profile(path: Path, vocab, words: int, seed: int) -> None:
-    """A profile of `words` distinct learned words: vocabulary words, and made words (two
-    characters of the vocabulary joined) for a tenth of them."""
+def big_profile(path: Path, vocab, words: int, commits: int, seed: int) -> None:
+    """A profile of `words` distinct learned words: vocabulary words, and made words (three
+    characters of the vocabulary joined) for the rest; then `commits` commits of ten random
+    vocabulary words (bigrams and trigrams)."""
     rng = random.Random(seed)
     pool = [w for w in vocab.words[len(SPECIALS):] if w.strip()]
     chars = [w for w in pool if len(w) == 1 and "\u4e00" <= w <= "\u9fff"]
@@ -56,13 +59,18 @@ def big_profile(path: Path, vocab, words: int, seed: int) -> None:
         reading = word_readings(word, limit=1)
         if reading:
             lines.append(f"{word}\t1\t{chr(39).join(reading[0])}")
-    UserModel(UserStore(path)).import_lines(lines)
+    model = UserModel(UserStore(path))
+    model.import_lines(lines)
+    for _ in range(commits):
+        model.learn_words(rng.choices(pool[:words], k=10))
+    model.store.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--profile-words", type=int, default=100_000)
+    parser.add_argument("--commits", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -84,14 +92,21 @@ def main(argv: list[str] | None = None) -> None:
 
         path = Path(tmp) / "big.db"
         started = time.perf_counter()
-        big_profile(path, predictor.vocab, args.profile_words, args.seed)
+        big_profile(path, predictor.vocab, args.profile_words, args.commits, args.seed)
+        typist = Profile.open(predictor.scorer, path)
+        for i in range(20 * len(TEXTS)):
+            typist.learn(TEXTS[i % len(TEXTS)], before=TEXTS[(i - 1) % len(TEXTS)],
+                         known=lexicon)
+        typist.model.store.close()
         build = time.perf_counter() - started
         opens = []
         for _ in range(3):
             started = time.perf_counter()
             profile = Profile.open(predictor.scorer, path)
             opens.append(time.perf_counter() - started)
-        rows.append({"what": f"open a profile of {len(profile.model.counts.unigram):,} words",
+        stats = profile.model.stats()
+        rows.append({"what": f"open a profile of {stats['words']:,} words, "
+                             f"{stats['bigrams']:,} bigrams, {stats['trigrams']:,} trigrams",
                      "p50_ms": min(opens) * 1000, "p99_ms": max(opens) * 1000, "runs": 3})
         user_lexicon = profile.lexicon(lexicon)
 
@@ -127,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, [("what", "what", "s"), ("p50_ms", "p50 ms", ".2f"),
                        ("p99_ms", "p99 ms", ".2f"), ("ratio_p99", "p99 ×", ".2f")])
     OUT.mkdir(parents=True, exist_ok=True)
-    result = {"model": args.model, "profile_words": args.profile_words, "runs": args.runs,
+    result = {"model": args.model, "profile_words": args.profile_words,
+              "commits": args.commits, "runs": args.runs,
               "profile_build_seconds": build, "rows": rows, "machine": machine()}
     (OUT / "user_latency.json").write_text(json.dumps(result, indent=2, ensure_ascii=False)
                                            + "\n", encoding="utf-8")

@@ -20,7 +20,7 @@ from rnn_ime.ime import DecoderSettings, decode
 from rnn_ime.ime.lexicon import base_of, build_lexicon
 from rnn_ime.scoring import Scorer
 from rnn_ime.user import Profile, UserModel, UserScorer, UserStore, UserStoreError, UserWeights
-from rnn_ime.user.model import made_from_picks
+from rnn_ime.user.model import Lesson, made_from_picks
 from rnn_ime.vocab import SPECIALS, UNK_ID, Vocab
 
 WORDS = ["我", "们", "我们", "明天", "去", "北京", "看看", "，", "。", "其次", "全村"]
@@ -271,7 +271,7 @@ def test_the_words_after_a_word_count_by_how_often_and_how_alike(vocab):
     """p(w | prev) = (1 − β)·[(1 − λ)·p_base + λ·p_uni] + β·p_bi, λ = unigram·n / (n + prior),
     β = bigram·c(prev) / (c(prev) + spread·t(prev)): exact, and β grows with the times a word
     was followed and shrinks with the different words that followed it."""
-    weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0)
+    weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0, trigram=0.0)
     model = UserModel(None, half_life=1e12)  # no fading between these few words
     model.learn_words(["我们", "去", "北京"])
     model.learn_words(["我们", "去", "北京"])
@@ -289,6 +289,83 @@ def test_the_words_after_a_word_count_by_how_often_and_how_alike(vocab):
     assert scorer.mixing("我们").bigram == pytest.approx(0.8 * 2 / (2 + 2.0))
     assert scorer.mixing("我们").bigram > scorer.mixing("去").bigram
     assert scorer.mixing("北京").bigram == 0.0  # nothing typed after it: the unigram alone
+
+
+def test_the_words_after_two_words_come_on_top_of_the_bigram(vocab):
+    """p = (1 − γ)·{bigram mixture} + γ·p_tri(w | prev2, prev), γ = trigram·c / (c + spread·t):
+    exact; after 我们 去 (always 北京) the trigram is trusted, after 明天 去 it is not used for
+    北京, and a trigram needs its two words in order."""
+    weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0, trigram=0.5,
+                          trigram_spread=1.0)
+    model = UserModel(None, half_life=1e12)
+    model.learn_words(["我们", "去", "北京"])
+    model.learn_words(["我们", "去", "北京"])
+    model.learn_words(["明天", "去", "看看"])
+    scorer = UserScorer(FlatScorer(vocab), model, weights)
+    n = model.counts.words_typed()
+    lam, beta = 0.1 * n / (n + 50.0), 0.8 * 3 / (3 + 2.0 * 2)
+    gamma = 0.5 * 2 / (2 + 1.0 * 1)  # 我们 去 followed twice, by one word
+    flat = 1.0 / len(vocab)
+    _, log_probs = scorer.read([vocab.id("我们"), vocab.id("去")])
+    for word, p_uni, p_bi, p_tri in (("北京", 2 / 9, 2 / 3, 1.0), ("看看", 1 / 9, 1 / 3, 0.0)):
+        below = (1 - beta) * ((1 - lam) * flat + lam * p_uni) + beta * p_bi
+        expected = (1 - gamma) * below + gamma * p_tri
+        assert math.exp(log_probs[vocab.id(word)]) == pytest.approx(expected)
+    assert scorer.mixing("去", "我们").trigram == pytest.approx(gamma)
+    assert scorer.mixing("去", "明天").trigram == pytest.approx(0.5 * 1 / 2)
+    assert scorer.mixing("去", "北京").trigram == 0.0  # never typed in that order
+    assert scorer.mixing("去").trigram == 0.0
+    _, after_tomorrow = scorer.read([vocab.id("明天"), vocab.id("去")])
+    assert after_tomorrow[vocab.id("看看")] > log_probs[vocab.id("看看")]
+
+
+def test_a_trigram_is_undone_and_forgotten_with_its_words(tmp_path):
+    model = UserModel(UserStore(tmp_path / "u.db"))
+    model.learn_words(["我们", "去", "北京"])
+    model.learn_words(["看看"], prev="北京", prev2="去")
+    assert model.counts.trigram_probability("看看", "去", "北京") == 1.0
+    model.undo()
+    assert model.counts.after_two("去", "北京") == (0.0, 0)
+    assert model.counts.trigram_probability("北京", "我们", "去") == 1.0
+    model.store.close()
+    again = UserModel(UserStore(tmp_path / "u.db"))  # what the file holds
+    assert again.counts.trigram_probability("北京", "我们", "去") == 1.0
+    assert again.stats()["trigrams"] == 1
+    again.forget("北京")
+    assert again.counts.after_two("我们", "去") == (0.0, 0) and not again.counts.trigram
+    again.store.close()
+    assert not UserModel(UserStore(tmp_path / "u.db")).counts.trigram
+
+
+def test_a_user_file_of_schema_1_gains_the_trigrams_table(tmp_path):
+    """A profile written before trigrams opens, keeps its words and learns trigrams."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE words (word TEXT PRIMARY KEY, count REAL NOT NULL, seen REAL NOT NULL,
+                            reading TEXT, made INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE bigrams (prev TEXT NOT NULL, word TEXT NOT NULL, count REAL NOT NULL,
+                              seen REAL NOT NULL, PRIMARY KEY (prev, word));
+        CREATE TABLE commits (id INTEGER PRIMARY KEY AUTOINCREMENT, clock REAL NOT NULL,
+                              lesson TEXT NOT NULL);
+        INSERT INTO meta VALUES ('application', 'rnn-ime user model'), ('schema', '1'),
+                                ('clock', '2');
+        INSERT INTO words VALUES ('我们', 1, 2, NULL, 0), ('去', 1, 2, NULL, 0);
+        INSERT INTO bigrams VALUES ('我们', '去', 1, 2);
+        INSERT INTO commits (clock, lesson) VALUES
+            (2, '{"words": [["我们", 1], ["去", 2]], "bigrams": [["我们", "去", 2]], "made": []}');
+    """)
+    db.close()
+    model = UserModel(UserStore(path))
+    assert model.counts.bigram_probability("去", "我们") == 1.0
+    _, _, stored = model.store.last_commit()
+    assert Lesson.from_json(stored).trigrams == ()  # a lesson of schema 1 still reads
+    model.learn_words(["我们", "去", "北京"])
+    assert model.counts.trigram_probability("北京", "我们", "去") == 1.0
+    schema = model.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    assert schema == ("2",)
+    model.store.close()
 
 
 def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon):
@@ -352,6 +429,26 @@ def test_a_word_typed_once_character_by_character_comes_first(small_model):
         found = decode(profile.scorer, typed, (), DecoderSettings(k=5),
                        profile.lexicon(lexicon))
         assert found.phrases[0].text == "柯谧", typed
+
+
+def test_a_context_read_by_the_server_mixes_as_the_scorer_reading_it(small_model):
+    """The served path (a ContextReader's context, then `start_after`) gives the same
+    distribution as the profile's scorer reading the words: the previous two words reach the
+    trigram, and the learned continuation comes first."""
+    from rnn_ime.predict import ContextReader, Predictor
+
+    predictor = Predictor.from_dir(small_model)
+    profile = Profile.in_memory(predictor.scorer)
+    for _ in range(5):
+        profile.learn("我们明天去图书馆看看。")
+    context = "老师今天说我们明天去"
+    read = ContextReader(predictor).read(context)
+    assert len(read.last_words) == 2
+    state, served = profile.start_after(read)
+    assert state.prev2 == read.last_words[0] and state.prev == read.last_words[1]
+    _, direct = profile.scorer.read(predictor.encode(context)[1])
+    assert torch.allclose(served, direct, atol=1e-5)
+    assert profile.scorer.suggest(state, served, 1)[0][0] == "图书馆"
 
 
 def test_learning_is_off_with_no_learn(vocab, lexicon, tmp_path):

@@ -104,7 +104,11 @@ class Context:
     ids: list[int]
     state: Any
     log_probs: torch.Tensor
-    last_word: str | None = None  # the text's last word, in the vocabulary or not
+    last_words: tuple[str, ...] = ()  # the text's last two words, in the vocabulary or not
+
+    @property
+    def last_word(self) -> str | None:
+        return self.last_words[-1] if self.last_words else None
 
 
 class ContextReader:
@@ -130,7 +134,7 @@ class ContextReader:
     def read(self, text: str) -> Context:
         words = self.words(text)
         ids = self.predictor.vocab.encode(words)
-        last = words[-1] if words else None
+        last = tuple(words[-2:])
         if self.states is None:
             return Context(ids, *self.predictor.scorer.read(ids), last)
         return Context(ids, *self.states.read(ids), last)

@@ -311,6 +311,7 @@ class StatsResponse(BaseModel):
     words: int
     made_words: int
     bigrams: int
+    trigrams: int
     words_typed: int
     effective_words: float = Field(description="words typed, each weighed by its age")
     half_life: float
@@ -685,7 +686,7 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
     @app.get("/api/user/{name}/stats", response_model=StatsResponse,
              responses=PROFILE_RESPONSES)
     async def stats(name: Annotated[str, PathParam(pattern=NAME_PATTERN)]) -> JSONResponse:
-        """What the profile holds: words, made words, pairs, words typed."""
+        """What the profile holds: words, made words, pairs and triples, words typed."""
         return JSONResponse(await engine.run_learning(lambda: engine.stats(name)))
 
     @app.get("/api/pinyin/options", response_model=PinyinOptions)

@@ -1,4 +1,5 @@
-"""What the user has typed, as counts that fade: a unigram and a bigram of committed words.
+"""What the user has typed, as counts that fade: a unigram, a bigram and a trigram of committed
+words.
 
 Keyed by the words themselves (not vocabulary ids), so words outside the model's vocabulary are
 learned too. Counts decay with the words typed since: an occurrence `HALF_LIFE` words ago weighs
@@ -7,7 +8,8 @@ half-life) for the effective count c; adding an occurrence adds 2^((now − epoc
 ratios of counts (the probabilities) need no rescaling, and the epoch moves forward before the
 numbers grow large.
 
-    p_uni(w) = c(w) / Σ c,   p_bi(w | prev) = c(prev, w) / c(prev)
+    p_uni(w) = c(w) / Σ c,   p_bi(w | prev) = c(prev, w) / c(prev),
+    p_tri(w | prev2, prev) = c(prev2, prev, w) / c(prev2, prev)
 
 (how they are mixed with the model's distribution: user/scorer.py)
 
@@ -54,15 +56,16 @@ class UserLimitError(RnnImeError):
 
 @dataclass(frozen=True)
 class Lesson:
-    """What one commit taught: the words counted (with the clock of each) and the bigrams, the
-    words it made; undo takes exactly this back."""
+    """What one commit taught: the words counted (with the clock of each), the bigrams and
+    trigrams, the words it made; undo takes exactly this back."""
     words: tuple[tuple[str, float], ...]
     bigrams: tuple[tuple[str, str, float], ...]
     made: tuple[tuple[str, str], ...]  # (word, reading "qi'chun")
+    trigrams: tuple[tuple[str, str, str, float], ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps({"words": self.words, "bigrams": self.bigrams, "made": self.made},
-                          ensure_ascii=False)
+        return json.dumps({"words": self.words, "bigrams": self.bigrams, "made": self.made,
+                           "trigrams": self.trigrams}, ensure_ascii=False)
 
     @staticmethod
     def from_json(text: str) -> Lesson:
@@ -71,14 +74,17 @@ class Lesson:
             data = json.loads(text)
             lesson = Lesson(tuple(tuple(w) for w in data["words"]),
                             tuple(tuple(b) for b in data["bigrams"]),
-                            tuple(tuple(m) for m in data["made"]))
+                            tuple(tuple(m) for m in data["made"]),
+                            tuple(tuple(t) for t in data.get("trigrams", ())))
         except (ValueError, TypeError, KeyError):
             raise ValueError("not a lesson") from None
         if not all(len(w) == 2 and type(w[0]) is str and is_number(w[1]) for w in lesson.words) \
                 or not all(len(b) == 3 and type(b[0]) is str and type(b[1]) is str
                            and is_number(b[2]) for b in lesson.bigrams) \
                 or not all(len(m) == 2 and type(m[0]) is str and type(m[1]) is str
-                           for m in lesson.made):
+                           for m in lesson.made) \
+                or not all(len(t) == 4 and all(type(w) is str for w in t[:3])
+                           and is_number(t[3]) for t in lesson.trigrams):
             raise ValueError("not a lesson")
         return lesson
 
@@ -106,6 +112,9 @@ class Counts:
     total: float = 0.0
     bigram: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     following: dict[str, float] = field(default_factory=dict)  # Σ over the bigrams of prev
+    trigram: dict[tuple[str, str], dict[str, float]] = field(
+        default_factory=lambda: defaultdict(dict))
+    following2: dict[tuple[str, str], float] = field(default_factory=dict)  # Σ over a row
     made: dict[str, str] = field(default_factory=dict)  # word → reading
     version: int = 0  # changes with every update (callers cache on it)
     made_version: int = 0  # changes when `made` does (the lexicon of made words is cached on it)
@@ -131,6 +140,9 @@ class Counts:
         self.bigram = defaultdict(dict, {p: {w: v * scale for w, v in row.items()}
                                          for p, row in self.bigram.items()})
         self.following = {p: v * scale for p, v in self.following.items()}
+        self.trigram = defaultdict(dict, {p: {w: v * scale for w, v in row.items()}
+                                          for p, row in self.trigram.items()})
+        self.following2 = {p: v * scale for p, v in self.following2.items()}
         self.total *= scale
         self.epoch = self.clock
 
@@ -146,19 +158,28 @@ class Counts:
         self.version += 1
 
     def add_bigram(self, prev: str, word: str, at: float, times: float = 1.0) -> None:
+        self._add_pair(self.bigram, self.following, prev, word, at, times)
+
+    def add_trigram(self, prev2: str, prev: str, word: str, at: float, times: float = 1.0
+                    ) -> None:
+        self._add_pair(self.trigram, self.following2, (prev2, prev), word, at, times)
+
+    def _add_pair(self, rows: dict, following: dict, key, word: str, at: float,
+                  times: float) -> None:
+        """`times` occurrences of `word` after `key` (a word, or two) into `rows`."""
         weight = times * self.unit(at)
-        row = self.bigram[prev]
+        row = rows[key]
         value = row.get(word, 0.0) + weight
         if value <= 1e-9 * self.unit(self.clock):
             row.pop(word, None)
         else:
             row[word] = value
-        following = self.following.get(prev, 0.0) + weight
+        total = following.get(key, 0.0) + weight
         if not row:
-            self.bigram.pop(prev, None)
-            self.following.pop(prev, None)
+            rows.pop(key, None)
+            following.pop(key, None)
         else:
-            self.following[prev] = max(following, 0.0)
+            following[key] = max(total, 0.0)
         self.version += 1
 
     def words_typed(self) -> float:
@@ -175,12 +196,25 @@ class Counts:
         row = self.bigram.get(prev)
         return row.get(word, 0.0) / self.following[prev] if row else 0.0
 
+    def trigram_probability(self, word: str, prev2: str, prev: str) -> float:
+        """c(prev2, prev, word) / c(prev2, prev) (0 when nothing was typed after the two)."""
+        row = self.trigram.get((prev2, prev))
+        return row.get(word, 0.0) / self.following2[(prev2, prev)] if row else 0.0
+
     def after(self, prev: str | None) -> tuple[float, int]:
         """(effective count of the words typed after `prev`, how many distinct ones)."""
         row = self.bigram.get(prev) if prev is not None else None
         if not row:
             return 0.0, 0
         return self.effective(self.following.get(prev, 0.0)), len(row)
+
+    def after_two(self, prev2: str | None, prev: str | None) -> tuple[float, int]:
+        """(effective count of the words typed after `prev2 prev`, how many distinct ones)."""
+        row = self.trigram.get((prev2, prev)) if prev2 is not None and prev is not None \
+            else None
+        if not row:
+            return 0.0, 0
+        return self.effective(self.following2.get((prev2, prev), 0.0)), len(row)
 
 
 @cache
@@ -281,8 +315,16 @@ class UserModel:
             if value > 0:
                 counts.bigram[prev][word] = value
                 counts.following[prev] = counts.following.get(prev, 0.0) + value
-        if not math.isfinite(counts.total) or not all(map(math.isfinite,
-                                                           counts.following.values())):
+        for prev2, prev, word, count, seen in self.store.trigrams():
+            value = counts.internal(count, seen)
+            if not math.isfinite(value):
+                raise self._out_of_range(f"triple {prev2!r} {prev!r} {word!r}", count, seen)
+            if value > 0:
+                counts.trigram[(prev2, prev)][word] = value
+                counts.following2[(prev2, prev)] = \
+                    counts.following2.get((prev2, prev), 0.0) + value
+        if not math.isfinite(counts.total) or not all(map(math.isfinite, [
+                *counts.following.values(), *counts.following2.values()])):
             raise damaged(self.store.path, "its counts are too large to add up")
         counts.version = self.counts.version + 1
         counts.made_version = self.counts.made_version + 1
@@ -315,15 +357,17 @@ class UserModel:
 
     # ------------------------------------------------------------ learning
     def learn_words(self, words: Sequence[str], prev: str | None = None,
-                    made: Sequence[tuple[str, str]] = (), bigrams: bool = True) -> Lesson:
-        """Count `words` (in order, after `prev`; as a sequence when `bigrams`), keep the
+                    made: Sequence[tuple[str, str]] = (), bigrams: bool = True,
+                    prev2: str | None = None) -> Lesson:
+        """Count `words` (in order, after `prev2 prev`; as a sequence when `bigrams`), keep the
         `made` words, and write it all in one transaction."""
         def change() -> _Change:
             self._check_room(words)
             counts = self.counts
             if (counts.clock + len(words) - counts.epoch) / counts.half_life > REBASE_EXPONENT:
                 counts.rebase()
-            taught_words, taught_bigrams, last = [], [], prev
+            taught_words, taught_bigrams, taught_trigrams = [], [], []
+            last2, last = (prev2 if prev is not None else None), prev
             for word in words:
                 counts.clock += 1.0
                 counts.add(word, counts.clock)
@@ -331,13 +375,17 @@ class UserModel:
                 if last is not None and bigrams:
                     counts.add_bigram(last, word, counts.clock)
                     taught_bigrams.append((last, word, counts.clock))
-                last = word
+                    if last2 is not None:
+                        counts.add_trigram(last2, last, word, counts.clock)
+                        taught_trigrams.append((last2, last, word, counts.clock))
+                last2, last = last, word
             new = tuple((w, r) for w, r in made if w not in counts.made)
             if new:
                 counts.made.update(dict(new))
                 counts.version += 1
                 counts.made_version += 1
-            return _Change(Lesson(tuple(taught_words), tuple(taught_bigrams), new), record=True)
+            return _Change(Lesson(tuple(taught_words), tuple(taught_bigrams), new,
+                                  tuple(taught_trigrams)), record=True)
 
         return self._persist(change).lesson
 
@@ -382,6 +430,8 @@ class UserModel:
                     counts.add(word, at, -1.0)
                 for prev, word, at in lesson.bigrams:
                     counts.add_bigram(prev, word, at, -1.0)
+                for prev2, prev, word, at in lesson.trigrams:
+                    counts.add_trigram(prev2, prev, word, at, -1.0)
             except OverflowError:
                 self.reload()  # memory as the file holds it, nothing half taken back
                 raise damaged(self._where,
@@ -418,6 +468,15 @@ class UserModel:
             nonlocal known
             counts = self.counts
             known = word in counts.unigram or word in counts.made or word in counts.bigram
+            for key in [k for k in counts.trigram if word in k]:
+                counts.trigram.pop(key)
+                counts.following2.pop(key, None)
+            for key, row in list(counts.trigram.items()):
+                if word in row:
+                    counts.following2[key] -= row.pop(word)
+                    if not row:
+                        counts.trigram.pop(key)
+                        counts.following2.pop(key, None)
             value = counts.unigram.pop(word, 0.0)
             counts.total = max(0.0, counts.total - value)
             counts.made_version += counts.made.pop(word, None) is not None
@@ -434,6 +493,8 @@ class UserModel:
             return _Change(None, record=False, statements=(
                 ("DELETE FROM words WHERE word = ?", (word,)),
                 ("DELETE FROM bigrams WHERE prev = ? OR word = ?", (word, word)),
+                ("DELETE FROM trigrams WHERE prev2 = ? OR prev = ? OR word = ?",
+                 (word, word, word)),
                 ("DELETE FROM commits WHERE instr(lesson, ?) > 0",
                  (json.dumps(word, ensure_ascii=False),))))
 
@@ -476,6 +537,7 @@ class UserModel:
             return
         touched = {w for w, _ in lesson.words} | {w for w, _ in lesson.made} if lesson else set()
         pairs = {(p, w) for p, w, _ in lesson.bigrams} if lesson else set()
+        triples = {(p2, p, w) for p2, p, w, _ in lesson.trigrams} if lesson else set()
         now = counts.unit(counts.clock)
         with self.store.transaction() as db:
             version = self.store.data_version()
@@ -500,6 +562,16 @@ class UserModel:
                     db.execute("INSERT INTO bigrams VALUES (?, ?, ?, ?) ON CONFLICT(prev, word) "
                                "DO UPDATE SET count = excluded.count, seen = excluded.seen",
                                (prev, word, value, counts.clock))
+            for prev2, prev, word in triples:
+                value = counts.trigram.get((prev2, prev), {}).get(word, 0.0) / now
+                if value <= 0:
+                    db.execute("DELETE FROM trigrams WHERE prev2 = ? AND prev = ? AND word = ?",
+                               (prev2, prev, word))
+                else:
+                    db.execute("INSERT INTO trigrams VALUES (?, ?, ?, ?, ?) "
+                               "ON CONFLICT(prev2, prev, word) DO UPDATE SET "
+                               "count = excluded.count, seen = excluded.seen",
+                               (prev2, prev, word, value, counts.clock))
             for statement, parameters in done.statements:
                 db.execute(statement, parameters)
             db.execute("UPDATE meta SET value = ? WHERE key = 'clock'", (repr(counts.clock),))
@@ -518,6 +590,7 @@ class UserModel:
         counts = self.counts
         return {"words": len(counts.unigram), "made_words": len(counts.made),
                 "bigrams": sum(len(row) for row in counts.bigram.values()),
+                "trigrams": sum(len(row) for row in counts.trigram.values()),
                 "words_typed": int(counts.clock),
                 "effective_words": round(counts.words_typed(), 1),
                 "half_life": counts.half_life,

@@ -63,12 +63,14 @@ class Profile:
         (a `predict.Context`, e.g. from a shared context cache: its state, log-probabilities and
         last word): the base's, mixed with the user's distribution after that word. The same as
         the profile's scorer reading the context, without stepping the base again."""
-        state, log_probs, last_word = context.state, context.log_probs, context.last_word
+        state, log_probs = context.state, context.log_probs
         if not isinstance(self.scorer, UserScorer):
             return state, log_probs
-        prev = last_word if last_word and last_word.strip() else None
-        return (UserState(state, float(log_probs[UNK_ID]), prev),
-                self.scorer.mix(log_probs, prev))
+        words = [w for w in context.last_words if w.strip()]
+        prev = words[-1] if words and words[-1] == context.last_word else None
+        prev2 = words[-2] if prev is not None and len(words) > 1 else None
+        return (UserState(state, float(log_probs[UNK_ID]), prev, prev2),
+                self.scorer.mix(log_probs, prev, prev2))
 
     def refresh(self) -> None:
         """Pick up what another process (the CLI, another server) wrote to the same file."""
@@ -106,7 +108,8 @@ class Profile:
         before_words = [w for w in self.tokenizer.tokenize(before[-32:]) if w.strip()] \
             if before else []
         prev = before_words[-1] if before_words else None
-        return self.model.learn_words(words, prev, made)
+        prev2 = before_words[-2] if len(before_words) > 1 else None
+        return self.model.learn_words(words, prev, made, prev2=prev2)
 
     def undo(self) -> Lesson | None:
         return self.model.undo() if self.options.learn else None

@@ -1,11 +1,13 @@
 """Any scorer mixed with what its user typed, behind the Scorer interface:
 
-    p(w | h) = (1 − β)·[(1 − λ)·p_base(w | h) + λ·p_uni(w)] + β·p_bi(w | prev)
+    p(w | h) = (1 − γ)·{(1 − β)·[(1 − λ)·p_base(w | h) + λ·p_uni(w)] + β·p_bi(w | prev)}
+               + γ·p_tri(w | prev2, prev)
 
 λ grows with the history, λ = unigram·n / (n + prior) for n (decayed) words typed, so a new
 profile changes nothing. β, the weight of the words the user typed after the previous word,
 grows with how often they did and with how few different words followed it (Witten-Bell):
-β = bigram·c(prev) / (c(prev) + spread·t(prev)), t(prev) the distinct words after prev. Over
+β = bigram·c(prev) / (c(prev) + spread·t(prev)), t(prev) the distinct words after prev; γ, the
+weight of the words typed after the previous two, the same with trigram and trigram_spread. Over
 vocabulary ids, the user's mass on words outside the vocabulary goes to <unk> (it sums to one);
 the pinyin decoder asks `lexicon_log_probs` for the words themselves, where a word outside the
 vocabulary gets (1 − β)(1 − λ)·p_base(<unk>)·p(word | <unk>) plus its user part. Over the
@@ -35,25 +37,30 @@ class UserWeights:
     prior: float = 50.0  # words typed at which λ is half of `unigram`
     bigram: float = 0.6  # β for a previous word always followed by the same word, seen often
     spread: float = 2.0  # Witten-Bell's factor on the distinct words after the previous one
+    trigram: float = 0.5  # γ for two previous words always followed by the same word
+    trigram_spread: float = 2.0  # the same factor after the previous two
 
 
 @dataclass(frozen=True)
 class Mixing:
-    """The weights after one previous word: the user's unigram gets `unigram`, the user's words
-    after the previous word `bigram`, and the base keeps the rest."""
+    """The weights after the previous words: the user's unigram gets `unigram`, the user's
+    words after the previous word `bigram`, after the previous two `trigram`, and the base
+    keeps the rest."""
     unigram: float
     bigram: float
+    trigram: float = 0.0
 
     @property
     def keep(self) -> float:
-        return 1.0 - self.unigram - self.bigram
+        return 1.0 - self.unigram - self.bigram - self.trigram
 
 
 @dataclass(frozen=True)
 class UserState:
     base: Any  # the base scorer's state
     base_unk: float  # the base's log p(<unk> | history)
-    prev: str | None  # the previous word, when it is a vocabulary word
+    prev: str | None  # the previous word (None at the start, or after <s>)
+    prev2: str | None = None  # the word before it
 
 
 class UserScorer(Scorer[UserState]):
@@ -67,22 +74,29 @@ class UserScorer(Scorer[UserState]):
         self._outside: tuple[int, list[str]] | None = None
         self._log_unigram: tuple[tuple[int, float], torch.Tensor] | None = None
 
-    def mixing(self, prev: str | None) -> Mixing:
+    def mixing(self, prev: str | None, prev2: str | None = None) -> Mixing:
         counts, weights = self.model.counts, self.weights
         typed = counts.words_typed()
         unigram = weights.unigram * typed / (typed + weights.prior) if typed > 0 else 0.0
         after, distinct = counts.after(prev)
         bigram = weights.bigram * after / (after + weights.spread * distinct) if distinct else 0.0
-        return Mixing((1.0 - bigram) * unigram, bigram)
+        after, distinct = counts.after_two(prev2, prev)
+        trigram = weights.trigram * after / (after + weights.trigram_spread * distinct) \
+            if distinct else 0.0
+        rest = 1.0 - trigram
+        return Mixing(rest * (1.0 - bigram) * unigram, rest * bigram, trigram)
 
-    def user_probability(self, word: str, prev: str | None, mixing: Mixing | None = None
-                         ) -> float:
-        """The user's part of p(word | …, prev): unigram·p_uni(word) + bigram·p_bi(word | prev)
-        (the base's part is the rest); `mixing`: the weights after `prev`, when known."""
-        mixing, counts = mixing or self.mixing(prev), self.model.counts
+    def user_probability(self, word: str, prev: str | None, mixing: Mixing | None = None,
+                         prev2: str | None = None) -> float:
+        """The user's part of p(word | …, prev2, prev): unigram·p_uni(word) +
+        bigram·p_bi(word | prev) + trigram·p_tri(word | prev2, prev) (the base's part is the
+        rest); `mixing`: the weights after them, when known."""
+        mixing, counts = mixing or self.mixing(prev, prev2), self.model.counts
         found = mixing.unigram * counts.unigram_probability(word)
         if mixing.bigram > 0.0:
             found += mixing.bigram * counts.bigram_probability(word, prev)
+        if mixing.trigram > 0.0:
+            found += mixing.trigram * counts.trigram_probability(word, prev2, prev)
         return found
 
     def _unigram(self) -> torch.Tensor:
@@ -120,38 +134,53 @@ class UserScorer(Scorer[UserState]):
             return []
         stepped = self.base.step_batch([s.base for s in states], word_ids)
         out = []
-        for (state, log_probs), word_id, name in zip(stepped, word_ids, names, strict=True):
+        for (state, log_probs), word_id, name, before in zip(stepped, word_ids, names, states,
+                                                              strict=True):
             prev = None if word_id == BOS_ID else name
+            prev2 = before.prev if prev is not None else None
             unk = float(log_probs[UNK_ID])
-            out.append((UserState(state, unk, prev), self.mix(log_probs, prev)))
+            out.append((UserState(state, unk, prev, prev2), self.mix(log_probs, prev, prev2)))
         return out
 
-    def mix(self, log_probs: torch.Tensor, prev: str | None) -> torch.Tensor:
-        """The base's (V,) log-probabilities mixed with the user's distribution after `prev`
-        (dense tensor arithmetic: a step costs tens of microseconds whatever the profile)."""
-        mixing = self.mixing(prev)
+    def mix(self, log_probs: torch.Tensor, prev: str | None, prev2: str | None = None
+            ) -> torch.Tensor:
+        """The base's (V,) log-probabilities mixed with the user's distribution after `prev2
+        prev` (dense tensor arithmetic: a step costs tens of microseconds whatever the
+        profile)."""
+        mixing = self.mixing(prev, prev2)
         if mixing.keep >= 1.0:
             return log_probs
         mixed = torch.logaddexp(log_probs.float() + float(np.log(mixing.keep)),
-                                self._log_user(prev, mixing))
+                                self._log_user(prev, mixing, prev2))
         return mixed.to(log_probs.dtype)
 
-    def _log_user(self, prev: str | None, mixing: Mixing) -> torch.Tensor:
+    def _log_user(self, prev: str | None, mixing: Mixing, prev2: str | None = None
+                  ) -> torch.Tensor:
         """log of the user's part over the vocabulary ((V,), the words outside it at <unk>);
         the one without bigrams kept until the counts change."""
-        if mixing.bigram > 0.0:
+        if mixing.bigram > 0.0 or mixing.trigram > 0.0:
             out = self._unigram() * mixing.unigram
-            counts = self.model.counts
-            following = counts.following[prev]
-            for word, value in counts.bigram[prev].items():
-                word_id = self.vocab.id(word)
-                out[word_id if word_id >= len(SPECIALS) else UNK_ID] += \
-                    mixing.bigram * value / following
+            for scale, row in self._context_rows(prev, prev2, mixing):
+                for word, value in row.items():
+                    word_id = self.vocab.id(word)
+                    out[word_id if word_id >= len(SPECIALS) else UNK_ID] += scale * value
             return torch.log(out)
         key = (self.model.counts.version, mixing.unigram)
         if self._log_unigram is None or self._log_unigram[0] != key:
             self._log_unigram = (key, torch.log(self._unigram() * mixing.unigram))
         return self._log_unigram[1]
+
+    def _context_rows(self, prev: str | None, prev2: str | None, mixing: Mixing
+                      ) -> list[tuple[float, dict[str, float]]]:
+        """(scale, counts row) of the words typed after `prev` and after `prev2 prev` that the
+        mixing weighs: a row's count times its scale is the word's share of the user's part."""
+        counts, rows = self.model.counts, []
+        if mixing.bigram > 0.0:
+            rows.append((mixing.bigram / counts.following[prev], counts.bigram[prev]))
+        if mixing.trigram > 0.0:
+            key = (prev2, prev)
+            rows.append((mixing.trigram / counts.following2[key], counts.trigram[key]))
+        return rows
 
     def suggest(self, state: UserState, log_probs: torch.Tensor, k: int
                 ) -> list[tuple[str, float]]:
@@ -159,23 +188,25 @@ class UserScorer(Scorer[UserState]):
         word's probability is its user part (its share of the base's <unk>, unknown without a
         lexicon, is left out)."""
         found = super().suggest(state, log_probs, k)
-        mixing = self.mixing(state.prev)
+        mixing = self.mixing(state.prev, state.prev2)
         if mixing.keep >= 1.0:
             return found
-        outside = [(w, self.user_probability(w, state.prev, mixing))
-                   for w in self._outside_words(k, state.prev)]
+        outside = [(w, self.user_probability(w, state.prev, mixing, state.prev2))
+                   for w in self._outside_words(k, state.prev, state.prev2)]
         return sorted(found + outside, key=lambda pair: -pair[1])[:k]
 
-    def _outside_words(self, k: int, prev: str | None) -> list[str]:
-        """The user's k most frequent words outside the vocabulary, and those after `prev`."""
+    def _outside_words(self, k: int, prev: str | None, prev2: str | None = None) -> list[str]:
+        """The user's k most frequent words outside the vocabulary, and those after `prev` and
+        after `prev2 prev`."""
         counts = self.model.counts
         if self._outside is None or self._outside[0] != counts.version:
             words = [w for w in counts.unigram if w not in self.vocab]
             words.sort(key=lambda w: -counts.unigram[w])
             self._outside = (counts.version, words)
         words = self._outside[1][:k]
-        if prev is not None and prev in counts.bigram:
-            row = counts.bigram[prev]
+        rows = [counts.bigram.get(prev), counts.trigram.get((prev2, prev))] \
+            if prev is not None else []
+        for row in filter(None, rows):
             words += [w for w in sorted(row, key=lambda w: -row[w])[:k]
                       if w not in self.vocab and w not in words]
         return words
@@ -183,13 +214,14 @@ class UserScorer(Scorer[UserState]):
     def lexicon_log_probs(self, state: UserState, log_probs: np.ndarray, lexicon: WordTable,
                           words: np.ndarray) -> np.ndarray:
         out = log_probs[lexicon.step_id[words]] + lexicon.extra[words]
-        mixing = self.mixing(state.prev)
+        mixing = self.mixing(state.prev, state.prev2)
         outside = np.flatnonzero(lexicon.step_id[words] == UNK_ID)
         if mixing.keep >= 1.0 or not len(outside):
             return out
         out[outside] = float(np.log(mixing.keep)) + state.base_unk \
             + lexicon.extra[words[outside]]
-        user = self._lexicon_probabilities(lexicon, words[outside], state.prev, mixing)
+        user = self._lexicon_probabilities(lexicon, words[outside], state.prev, mixing,
+                                           state.prev2)
         hit = user > 0.0
         if hit.any():
             at = outside[hit]
@@ -197,11 +229,11 @@ class UserScorer(Scorer[UserState]):
         return out
 
     def _lexicon_probabilities(self, lexicon: WordTable, words: np.ndarray, prev: str | None,
-                               mixing: Mixing) -> np.ndarray:
-        """The user's part of p(word | prev) for lexicon words outside the vocabulary (0 for the
-        ones the user never typed), vectorised: the user's unigram over the lexicon is cached
-        per lexicon and version of the counts, the bigram row of `prev` added where it has the
-        word."""
+                               mixing: Mixing, prev2: str | None = None) -> np.ndarray:
+        """The user's part of p(word | prev2, prev) for lexicon words outside the vocabulary (0
+        for the ones the user never typed), vectorised: the user's unigram over the lexicon is
+        cached per lexicon and version of the counts, the bigram row of `prev` and the trigram
+        row of `prev2 prev` added where they have the word."""
         counts = self.model.counts
         cached = self._lexicon_cache
         if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
@@ -216,10 +248,10 @@ class UserScorer(Scorer[UserState]):
         found = cached[2][words]
         typed = np.flatnonzero(found)  # a word after `prev` is a word the user typed
         found = found * mixing.unigram
-        if mixing.bigram > 0.0:
-            row, following, names = counts.bigram[prev], counts.following[prev], lexicon.words
+        names = lexicon.words
+        for scale, row in self._context_rows(prev, prev2, mixing):
             for k in typed.tolist():
                 value = row.get(names[words[k]])
                 if value is not None:
-                    found[k] += mixing.bigram * value / following
+                    found[k] += scale * value
         return found

@@ -3,6 +3,8 @@
     meta      key → value: the schema version, the program that wrote it, the word clock
     words     word → decayed count as of `seen`, reading (pinyin of a word the user made), made
     bigrams   (prev, word) → decayed count as of `seen`
+    trigrams  (prev2, prev, word) → decayed count as of `seen` (schema 2; a file of schema 1 gains
+              the table when opened)
     commits   the last commits, with what each taught (for undo)
 
 Counts decay with the words typed since (see model.py); `seen` is the word clock when a count
@@ -23,7 +25,8 @@ from pathlib import Path
 
 from ..errors import RnnImeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MIGRATES_FROM = {"1"}  # older schemas opening adds to (the trigrams table)
 APPLICATION = "rnn-ime user model"
 KEEP_COMMITS = 50  # commits remembered for undo
 BUSY_TIMEOUT_S = 5.0
@@ -56,13 +59,18 @@ CREATE TABLE IF NOT EXISTS words (
 CREATE TABLE IF NOT EXISTS bigrams (
     prev TEXT NOT NULL, word TEXT NOT NULL, count REAL NOT NULL, seen REAL NOT NULL,
     PRIMARY KEY (prev, word));
+CREATE TABLE IF NOT EXISTS trigrams (
+    prev2 TEXT NOT NULL, prev TEXT NOT NULL, word TEXT NOT NULL, count REAL NOT NULL,
+    seen REAL NOT NULL, PRIMARY KEY (prev2, prev, word));
 CREATE TABLE IF NOT EXISTS commits (
     id INTEGER PRIMARY KEY AUTOINCREMENT, clock REAL NOT NULL, lesson TEXT NOT NULL);
 """
 
 
 COLUMNS = {"meta": {"key", "value"}, "words": {"word", "count", "seen", "reading", "made"},
-           "bigrams": {"prev", "word", "count", "seen"}, "commits": {"id", "clock", "lesson"}}
+           "bigrams": {"prev", "word", "count", "seen"},
+           "trigrams": {"prev2", "prev", "word", "count", "seen"},
+           "commits": {"id", "clock", "lesson"}}
 MAX_CLOCK = 2.0 ** 53  # words typed; past it a float no longer counts one by one
 MAX_COUNT = 1e15  # one word's count (times 2^500 between rebases, far from the float's limit)
 
@@ -80,9 +88,12 @@ def is_number(value: object) -> bool:
     return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
 
 
-def missing_part(columns: dict[str, set[str]]) -> str | None:
-    """What a user file's tables (table → its columns) lack, or None."""
+def missing_part(columns: dict[str, set[str]], schema: str = str(SCHEMA_VERSION)) -> str | None:
+    """What a user file's tables (table → its columns) lack, or None; a file of schema 1 has no
+    trigrams table yet."""
     for table, needed in COLUMNS.items():
+        if table == "trigrams" and schema in MIGRATES_FROM and table not in columns:
+            continue
         if table not in columns:
             return f"no {table} table"
         if lacking := sorted(needed - columns[table]):
@@ -91,8 +102,9 @@ def missing_part(columns: dict[str, set[str]]) -> str | None:
 
 
 def schema_problem(schema: object) -> str | None:
-    """Why a file's schema version is not this rnn-ime's: None, "newer", or what is damaged."""
-    if schema == str(SCHEMA_VERSION):
+    """Why a file's schema version is not this rnn-ime's: None (this one, or an older one it
+    migrates), "newer", or what is damaged."""
+    if schema == str(SCHEMA_VERSION) or schema in MIGRATES_FROM:
         return None
     if isinstance(schema, str) and schema.isascii() and schema.isdigit() \
             and int(schema) > SCHEMA_VERSION:
@@ -133,6 +145,15 @@ def word_row_problem(row: tuple) -> str | None:
     if type(made) is not int:
         return f"word {word!r} has made {_shown(made)}, not 0 or 1"
     return None
+
+
+def trigram_row_problem(row: tuple) -> str | None:
+    """What is wrong with a row of the trigrams table (prev2, prev, word, count, seen), or
+    None."""
+    prev2, *pair = row
+    if type(prev2) is not str:
+        return f"a triple starting {_shown(prev2)} that is not text"
+    return bigram_row_problem(tuple(pair))
 
 
 def bigram_row_problem(row: tuple) -> str | None:
@@ -195,20 +216,22 @@ class UserStore:
         if tables and "meta" not in tables:
             raise UserStoreError(f"{self.path}: an SQLite file, but not a user file of rnn-ime "
                                  "(no meta table); choose another --user-db")
-        if tables:
-            self._check(tables)  # before anything is written to it
+        schema = self._check(tables) if tables else None  # before anything is written to it
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
-        if not tables:
-            with self.transaction():
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self.db.execute(statement)
-                self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
-                    ("application", APPLICATION), ("schema", str(SCHEMA_VERSION)),
-                    ("clock", "0")])
+        if schema == str(SCHEMA_VERSION):
+            return
+        with self.transaction():  # a new file, or one of an older schema: the tables it lacks
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self.db.execute(statement)
+            self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                ("application", APPLICATION), ("clock", "0")])
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                            (str(SCHEMA_VERSION),))
 
-    def _check(self, tables: set[str]) -> None:
-        """An existing file: ours, of this schema, with every table and the clock."""
+    def _check(self, tables: set[str]) -> str:
+        """An existing file: ours, of this schema or one it migrates, with every table and the
+        clock; its schema."""
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if meta.get("application") != APPLICATION:
             raise UserStoreError(f"{self.path}: an SQLite file of another program; choose "
@@ -219,10 +242,12 @@ class UserStore:
                                  f"rnn-ime reads {SCHEMA_VERSION}; upgrade rnn-ime")
         if problem is None:
             problem = missing_part({table: {row[1] for row in self.db.execute(
-                f"PRAGMA table_info({table})")} for table in tables & COLUMNS.keys()})
+                f"PRAGMA table_info({table})")} for table in tables & COLUMNS.keys()},
+                meta["schema"])
         if problem is not None:
             raise damaged(self.path, problem)
         self.clock()
+        return meta["schema"]
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -270,6 +295,14 @@ class UserStore:
         rows = self._select("SELECT prev, word, count, seen FROM bigrams", "pairs of words")
         for row in rows:
             if (problem := bigram_row_problem(row)) is not None:
+                raise damaged(self.path, problem)
+        return rows
+
+    def trigrams(self) -> list[tuple[str, str, str, float, float]]:
+        rows = self._select("SELECT prev2, prev, word, count, seen FROM trigrams",
+                            "triples of words")
+        for row in rows:
+            if (problem := trigram_row_problem(row)) is not None:
                 raise damaged(self.path, problem)
         return rows
 
