@@ -392,6 +392,24 @@ def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon
     assert np.exp(open_lp).sum() + vocab_only + unlisted == pytest.approx(1.0)
 
 
+def test_the_decoder_s_unmixed_steps_give_the_mixed_numbers(vocab, lexicon):
+    """step_words_for_lexicon hands the decoder the base's log-probabilities and mixes only at
+    the words looked up: the same numbers as mixing over the whole vocabulary first."""
+    model = UserModel(None)
+    model.learn_words(["我们", "去", "蕲春", "我们", "去", "北京", "气虚", "我们", "去", "蕲春"])
+    scorer = UserScorer(FlatScorer(vocab), model)
+    start, _ = scorer.read([vocab.id("我们")])
+    words = np.arange(len(lexicon.words))
+    for after in ("去", "蕲春", "北京"):
+        [(mixed_state, mixed)] = scorer.step_words([start], [after])
+        [(state, unmixed)] = scorer.step_words_for_lexicon([start], [after])
+        assert state.unmixed and not mixed_state.unmixed
+        assert model.counts.after(after)[0] > 0  # its bigram row mixes in
+        expected = scorer.lexicon_log_probs(mixed_state, mixed.double().numpy(), lexicon, words)
+        found = scorer.lexicon_log_probs(state, unmixed, lexicon, words)
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_beam_completion_offers_the_user_s_own_words_as_suggest_does(vocab):
     """A word outside the vocabulary the user taught: beam completion proposes it (with its
     text, not <unk>), length 1 agrees with the suggestions, and the words the user typed

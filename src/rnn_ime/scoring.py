@@ -9,8 +9,11 @@ default only to answer faster, never differently (the same numbers, to float rou
       ├─ step(state, word_id)                 = step_batch of one
       ├─ read(context)                        = step <s>, then each word of the context
       │    └─ log_probs(contexts) (B, V)      = read each context
-      └─ split_log_probs(split)               = each passage stepped from its <s>, passages
-                                                side by side in one step_batch per position
+      ├─ split_log_probs(split)               = each passage stepped from its <s>, passages
+      │                                         side by side in one step_batch per position
+      └─ step_words_for_lexicon(states, words) = step_words, as numpy, for a reader (the pinyin
+                                                decoder) that looks only through
+                                                lexicon_log_probs
 
 A context is a list of word ids, not counting the leading <s>: a session begins with
 `step(start(), BOS_ID)`. `split_log_probs(split)` scores every word of a prepared split in
@@ -94,6 +97,15 @@ class Scorer(ABC, Generic[StateT]):
         """step_batch with the words themselves (a word outside the vocabulary steps as <unk>;
         a scorer that remembers such words, like the user model, overrides this)."""
         return self.step_batch(states, [self.vocab.id(w) for w in words])
+
+    def step_words_for_lexicon(self, states: Sequence[StateT], words: Sequence[str]
+                               ) -> list[tuple[StateT, np.ndarray]]:
+        """step_words for a reader that looks at the log-probabilities only through
+        `lexicon_log_probs` of the same state (the pinyin decoder), as numpy arrays; a scorer
+        may hand back what is cheaper to make there, as long as its lexicon_log_probs gives
+        the same numbers (the user model: the base's, mixed only at the words looked up)."""
+        return [(state, log_probs.float().cpu().numpy())
+                for state, log_probs in self.step_words(states, words)]
 
     def step(self, state: StateT, word_id: int) -> tuple[StateT, torch.Tensor]:
         """Commit one word: the new state and the (V,) next-word log-probabilities."""

@@ -127,10 +127,10 @@ def _expand(hyps: Sequence[_Hyp], scorer: Scorer, memo: StepMemo | None) -> int:
                 hyp.state, hyp.log_probs = found
     if not pending:
         return 0
-    stepped = scorer.step_words([hyp.parent for hyp in pending],
-                                [hyp.words[-1] for hyp in pending])
+    stepped = scorer.step_words_for_lexicon([hyp.parent for hyp in pending],
+                                            [hyp.words[-1] for hyp in pending])
     for hyp, (state, log_probs) in zip(pending, stepped, strict=True):
-        hyp.state, hyp.log_probs = state, log_probs.float().cpu().numpy()
+        hyp.state, hyp.log_probs = state, log_probs
         if memo is not None:
             memo.put(hyp.words, (hyp.state, hyp.log_probs))
     return len(pending)

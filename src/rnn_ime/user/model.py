@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import RnnImeError
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, word_readings
 from ..ime.syllables import segmentations
@@ -299,26 +301,25 @@ class UserModel:
             return
         counts = Counts(half_life=self.counts.half_life)
         counts.clock = counts.epoch = self.store.clock()
-        for word, count, seen, reading, made in self.store.words():
-            value = counts.internal(count, seen)
-            if not math.isfinite(value):
-                raise self._out_of_range(f"word {word!r}", count, seen)
+        words = self.store.words()
+        values = self._internal_values(counts, words, 1, lambda row: f"word {row[0]!r}")
+        for (word, _, _, reading, made), value in zip(words, values, strict=True):
             if value > 0:
                 counts.unigram[word] = value
-                counts.total += value
             if made and reading:
                 counts.made[word] = reading
-        for prev, word, count, seen in self.store.bigrams():
-            value = counts.internal(count, seen)
-            if not math.isfinite(value):
-                raise self._out_of_range(f"pair {prev!r} {word!r}", count, seen)
+        counts.total = math.fsum(counts.unigram.values())
+        bigrams = self.store.bigrams()
+        values = self._internal_values(counts, bigrams, 2,
+                                       lambda row: f"pair {row[0]!r} {row[1]!r}")
+        for (prev, word, _, _), value in zip(bigrams, values, strict=True):
             if value > 0:
                 counts.bigram[prev][word] = value
                 counts.following[prev] = counts.following.get(prev, 0.0) + value
-        for prev2, prev, word, count, seen in self.store.trigrams():
-            value = counts.internal(count, seen)
-            if not math.isfinite(value):
-                raise self._out_of_range(f"triple {prev2!r} {prev!r} {word!r}", count, seen)
+        trigrams = self.store.trigrams()
+        values = self._internal_values(counts, trigrams, 3,
+                                       lambda row: f"triple {row[0]!r} {row[1]!r} {row[2]!r}")
+        for (prev2, prev, word, _, _), value in zip(trigrams, values, strict=True):
             if value > 0:
                 counts.trigram[(prev2, prev)][word] = value
                 counts.following2[(prev2, prev)] = \
@@ -330,6 +331,21 @@ class UserModel:
         counts.made_version = self.counts.made_version + 1
         self.counts = counts
         self._seen_version = self.store.data_version()
+
+    def _internal_values(self, counts: Counts, rows: list[tuple], at: int,
+                         named: Callable[[tuple], str]) -> list[float]:
+        """The internal value of each row's (count, seen), at columns `at` and `at + 1`, all at
+        once; a value out of range is a one-line error naming its row (`named`)."""
+        if not rows:
+            return []
+        count = np.fromiter((row[at] for row in rows), dtype=np.float64, count=len(rows))
+        seen = np.fromiter((row[at + 1] for row in rows), dtype=np.float64, count=len(rows))
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = count * np.exp2((seen - counts.epoch) / counts.half_life)
+        if not np.isfinite(values).all():
+            row = rows[int(np.flatnonzero(~np.isfinite(values))[0])]
+            raise self._out_of_range(named(row), row[at], row[at + 1])
+        return values.tolist()
 
     @property
     def _where(self) -> str | Path:

@@ -18,8 +18,10 @@ any scorer.
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,8 @@ import torch
 from ..scoring import Scorer, WordTable
 from ..vocab import BOS_ID, SPECIALS, UNK_ID
 from .model import UserModel
+
+MEMO_SIZE = 4096  # previous words whose mixing is remembered at once
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,10 @@ class Mixing:
     unigram: float
     bigram: float
     trigram: float = 0.0
+    keep: float = field(init=False)  # the base's weight
 
-    @property
-    def keep(self) -> float:
-        return 1.0 - self.unigram - self.bigram - self.trigram
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep", 1.0 - self.unigram - self.bigram - self.trigram)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class UserState:
     base_unk: float  # the base's log p(<unk> | history)
     prev: str | None  # the previous word (None at the start, or after <s>)
     prev2: str | None = None  # the word before it
+    unmixed: bool = False  # the log-probabilities that came with it are the base's (see
+    # step_words_for_lexicon)
 
 
 class UserScorer(Scorer[UserState]):
@@ -69,12 +75,27 @@ class UserScorer(Scorer[UserState]):
         self.base, self.model, self.weights = base, model, weights
         self.vocab = base.vocab
         self.name = f"{base.name}+user"
-        self._dense: tuple[int, torch.Tensor] | None = None
-        self._lexicon_cache: tuple[WordTable, int, np.ndarray] | None = None
+        self._dense: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._lexicon_cache: tuple[WordTable, int, tuple[np.ndarray, ...]] | None = None
         self._outside: tuple[int, list[str]] | None = None
-        self._log_unigram: tuple[tuple[int, float], torch.Tensor] | None = None
+        self._memo: tuple[int, dict[tuple, Any]] = (-1, {})
+
+    def _memoised(self) -> dict[tuple, Any]:
+        """What was worked out for these counts (mixing weights, context rows by id), emptied
+        when they change; a decoding asks for the same previous words many times."""
+        version = self.model.counts.version
+        if self._memo[0] != version or len(self._memo[1]) > MEMO_SIZE:
+            self._memo = (version, {})
+        return self._memo[1]
 
     def mixing(self, prev: str | None, prev2: str | None = None) -> Mixing:
+        memo = self._memoised()
+        found = memo.get(("mixing", prev, prev2))
+        if found is None:
+            found = memo[("mixing", prev, prev2)] = self._mixing(prev, prev2)
+        return found
+
+    def _mixing(self, prev: str | None, prev2: str | None) -> Mixing:
         counts, weights = self.model.counts, self.weights
         typed = counts.words_typed()
         unigram = weights.unigram * typed / (typed + weights.prior) if typed > 0 else 0.0
@@ -102,6 +123,13 @@ class UserScorer(Scorer[UserState]):
     def _unigram(self) -> torch.Tensor:
         """(V,) p_uni over the vocabulary, <unk> holding the user's words outside it (rebuilt
         when the counts change)."""
+        return self._unigrams()[0]
+
+    def _log_unigram(self) -> torch.Tensor:
+        """log of `_unigram()` (−inf for a word the user never typed)."""
+        return self._unigrams()[1]
+
+    def _unigrams(self) -> tuple[torch.Tensor, torch.Tensor]:
         counts = self.model.counts
         if self._dense is None or self._dense[0] != counts.version:
             dense = np.zeros(len(self.vocab))
@@ -110,8 +138,9 @@ class UserScorer(Scorer[UserState]):
                     word_id = self.vocab.id(word)
                     dense[word_id if word_id >= len(SPECIALS) else UNK_ID] += value
                 dense /= counts.total
-            self._dense = (counts.version, torch.from_numpy(dense).float())
-        return self._dense[1]
+            unigram = torch.from_numpy(dense).float()
+            self._dense = (counts.version, unigram, torch.log(unigram))
+        return self._dense[1], self._dense[2]
 
     # ------------------------------------------------------------ the Scorer interface
     def start(self) -> UserState:
@@ -128,8 +157,16 @@ class UserScorer(Scorer[UserState]):
         user's bigrams after it count)."""
         return self._step(states, [self.vocab.id(w) for w in words], list(words))
 
+    def step_words_for_lexicon(self, states: Sequence[UserState], words: Sequence[str]
+                               ) -> list[tuple[UserState, np.ndarray]]:
+        """The base's log-probabilities, unmixed: lexicon_log_probs mixes them at the few words
+        the decoder looks up, instead of over the whole vocabulary at every step."""
+        return [(state, log_probs.float().cpu().numpy()) for state, log_probs in
+                self._step(states, [self.vocab.id(w) for w in words], list(words), mix=False)]
+
     def _step(self, states: Sequence[UserState], word_ids: Sequence[int],
-              names: Sequence[str | None]) -> list[tuple[UserState, torch.Tensor]]:
+              names: Sequence[str | None], mix: bool = True
+              ) -> list[tuple[UserState, torch.Tensor]]:
         if not states:
             return []
         stepped = self.base.step_batch([s.base for s in states], word_ids)
@@ -139,36 +176,48 @@ class UserScorer(Scorer[UserState]):
             prev = None if word_id == BOS_ID else name
             prev2 = before.prev if prev is not None else None
             unk = float(log_probs[UNK_ID])
-            out.append((UserState(state, unk, prev, prev2), self.mix(log_probs, prev, prev2)))
+            out.append((UserState(state, unk, prev, prev2, unmixed=not mix),
+                        self.mix(log_probs, prev, prev2) if mix else log_probs))
         return out
 
     def mix(self, log_probs: torch.Tensor, prev: str | None, prev2: str | None = None
             ) -> torch.Tensor:
         """The base's (V,) log-probabilities mixed with the user's distribution after `prev2
-        prev` (dense tensor arithmetic: a step costs tens of microseconds whatever the
-        profile)."""
+        prev`: over the whole vocabulary with the user's unigram (dense tensor arithmetic, tens
+        of microseconds whatever the profile), then again at the words typed after `prev` or
+        `prev2 prev` with their part added."""
         mixing = self.mixing(prev, prev2)
         if mixing.keep >= 1.0:
             return log_probs
-        mixed = torch.logaddexp(log_probs.float() + float(np.log(mixing.keep)),
-                                self._log_user(prev, mixing, prev2))
+        kept = log_probs.float() + math.log(mixing.keep)
+        mixed = torch.logaddexp(kept, self._log_unigram() + math.log(mixing.unigram)) \
+            if mixing.unigram > 0.0 else kept.clone()
+        context = self._context_part(prev, prev2, mixing)
+        if context is not None:
+            ids, part = context
+            mixed[ids] = torch.log(kept[ids].exp() + mixing.unigram * self._unigram()[ids]
+                                   + part)
         return mixed.to(log_probs.dtype)
 
-    def _log_user(self, prev: str | None, mixing: Mixing, prev2: str | None = None
-                  ) -> torch.Tensor:
-        """log of the user's part over the vocabulary ((V,), the words outside it at <unk>);
-        the one without bigrams kept until the counts change."""
-        if mixing.bigram > 0.0 or mixing.trigram > 0.0:
-            out = self._unigram() * mixing.unigram
+    def _context_part(self, prev: str | None, prev2: str | None, mixing: Mixing
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(vocabulary ids, the user's bigram and trigram part at them) after `prev2 prev`, the
+        words outside the vocabulary at <unk>; None when neither weighs anything."""
+        if mixing.bigram <= 0.0 and mixing.trigram <= 0.0:
+            return None
+        memo = self._memoised()
+        found = memo.get(("context", prev, prev2))
+        if found is None:
+            part: dict[int, float] = defaultdict(float)
             for scale, row in self._context_rows(prev, prev2, mixing):
                 for word, value in row.items():
                     word_id = self.vocab.id(word)
-                    out[word_id if word_id >= len(SPECIALS) else UNK_ID] += scale * value
-            return torch.log(out)
-        key = (self.model.counts.version, mixing.unigram)
-        if self._log_unigram is None or self._log_unigram[0] != key:
-            self._log_unigram = (key, torch.log(self._unigram() * mixing.unigram))
-        return self._log_unigram[1]
+                    part[word_id if word_id >= len(SPECIALS) else UNK_ID] += scale * value
+            ids = sorted(part)  # sorted: lexicon_log_probs looks ids up by bisection
+            found = memo[("context", prev, prev2)] = (
+                torch.tensor(ids, dtype=torch.long),
+                torch.tensor([part[i] for i in ids], dtype=torch.float32))
+        return found
 
     def _context_rows(self, prev: str | None, prev2: str | None, mixing: Mixing
                       ) -> list[tuple[float, dict[str, float]]]:
@@ -213,27 +262,43 @@ class UserScorer(Scorer[UserState]):
 
     def lexicon_log_probs(self, state: UserState, log_probs: np.ndarray, lexicon: WordTable,
                           words: np.ndarray) -> np.ndarray:
-        out = log_probs[lexicon.step_id[words]] + lexicon.extra[words]
+        step = lexicon.step_id[words]
         mixing = self.mixing(state.prev, state.prev2)
-        outside = np.flatnonzero(lexicon.step_id[words] == UNK_ID)
-        if mixing.keep >= 1.0 or not len(outside):
-            return out
-        out[outside] = float(np.log(mixing.keep)) + state.base_unk \
-            + lexicon.extra[words[outside]]
-        user = self._lexicon_probabilities(lexicon, words[outside], state.prev, mixing,
-                                           state.prev2)
-        hit = user > 0.0
-        if hit.any():
-            at = outside[hit]
-            out[at] = np.logaddexp(out[at], np.log(user[hit]))
+        if mixing.keep >= 1.0:
+            return log_probs[step] + lexicon.extra[words]
+        user = self._lexicon_part(lexicon, words, state.prev, state.prev2, mixing)
+        if state.unmixed:  # the base's own: mixed here, at these words only
+            # a word outside the vocabulary: its share of the base's <unk>, and the user's part
+            _, extra_outside, extra_inside = self._lexicon_arrays(lexicon)
+            base = log_probs[step] + extra_outside[words]
+            return np.log(mixing.keep * np.exp(base) + user) + extra_inside[words]
+        extra = lexicon.extra[words]
+        outside = step == UNK_ID
+        if not outside.any():  # mixed already, over the vocabulary
+            return log_probs[step] + extra
+        out = np.where(outside, math.log(mixing.keep) + state.base_unk, log_probs[step]) + extra
+        typed = np.flatnonzero(outside & (user > 0.0))
+        if len(typed):
+            out[typed] = np.logaddexp(out[typed], np.log(user[typed]))
         return out
 
-    def _lexicon_probabilities(self, lexicon: WordTable, words: np.ndarray, prev: str | None,
-                               mixing: Mixing, prev2: str | None = None) -> np.ndarray:
-        """The user's part of p(word | prev2, prev) for lexicon words outside the vocabulary (0
-        for the ones the user never typed), vectorised: the user's unigram over the lexicon is
-        cached per lexicon and version of the counts, the bigram row of `prev` and the trigram
-        row of `prev2 prev` added where they have the word."""
+    def _lexicon_part(self, lexicon: WordTable, words: np.ndarray, prev: str | None,
+                      prev2: str | None, mixing: Mixing) -> np.ndarray:
+        """The user's part of p(word | prev2, prev) for lexicon words (0 for a word the user
+        never typed), vectorised: the unigram over the lexicon kept per lexicon and version of
+        the counts, the words typed after `prev` and `prev2 prev` looked up by position."""
+        found = self._lexicon_arrays(lexicon)[0][words] * mixing.unigram
+        context = self._lexicon_context(lexicon, prev, prev2, mixing)
+        if context is not None:
+            positions, part = context
+            where = np.minimum(np.searchsorted(positions, words), len(positions) - 1)
+            hit = positions[where] == words
+            found[hit] += part[where[hit]]
+        return found
+
+    def _lexicon_arrays(self, lexicon: WordTable) -> tuple[np.ndarray, ...]:
+        """Over the lexicon (rebuilt when it or the counts change): p_uni of every word, and
+        its `extra` split into the words outside the vocabulary's and the others'."""
         counts = self.model.counts
         cached = self._lexicon_cache
         if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
@@ -241,17 +306,30 @@ class UserScorer(Scorer[UserState]):
             position = lexicon.position
             for word, value in counts.unigram.items():
                 i = position.get(word)
-                if i is not None and lexicon.step_id[i] == UNK_ID:
+                if i is not None:
                     unigram[i] = value / counts.total
-            cached = (lexicon, counts.version, unigram)
-            self._lexicon_cache = cached
-        found = cached[2][words]
-        typed = np.flatnonzero(found)  # a word after `prev` is a word the user typed
-        found = found * mixing.unigram
-        names = lexicon.words
-        for scale, row in self._context_rows(prev, prev2, mixing):
-            for k in typed.tolist():
-                value = row.get(names[words[k]])
-                if value is not None:
-                    found[k] += scale * value
-        return found
+            outside = lexicon.step_id == UNK_ID
+            cached = self._lexicon_cache = (lexicon, counts.version, (
+                unigram, np.where(outside, lexicon.extra, 0.0),
+                np.where(outside, 0.0, lexicon.extra)))
+        return cached[2]
+
+    def _lexicon_context(self, lexicon: WordTable, prev: str | None, prev2: str | None,
+                         mixing: Mixing) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted lexicon positions, the user's bigram and trigram part there) of the words
+        typed after `prev2 prev`; None when there are none."""
+        if mixing.bigram <= 0.0 and mixing.trigram <= 0.0:
+            return None
+        memo = self._memoised()
+        found = memo.get(("lexicon", prev, prev2))
+        if found is None or found[0] is not lexicon:
+            part: dict[int, float] = defaultdict(float)
+            for scale, row in self._context_rows(prev, prev2, mixing):
+                for word, value in row.items():
+                    if (i := lexicon.position.get(word)) is not None:
+                        part[i] += scale * value
+            positions = sorted(part)
+            found = memo[("lexicon", prev, prev2)] = (lexicon, (
+                np.array(positions, dtype=np.int64), np.array([part[i] for i in positions]))
+                if part else None)
+        return found[1]
