@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,24 @@ def test_the_readings_of_words_laid_over_the_base_are_cached_and_a_bad_cache_is_
         calls.clear()
         lexicon_module.build_lexicon(vocab, base)
         assert "张颖" in calls  # ignored, read again, and written anew
+
+
+def test_the_syllable_table_is_cached_per_pypinyin_version_and_a_bad_file_is_ignored(
+        tmp_path, monkeypatch):
+    """A cold start reads the syllables from the cache dir instead of importing pypinyin; the
+    file holds pypinyin's table, and one that does not read as it is replaced."""
+    from rnn_ime.ime import syllables
+
+    monkeypatch.setenv("RNN_IME_CACHE", str(tmp_path))
+    expected = syllables._syllables_of_pypinyin()
+    assert {"zhuang", "lve", "a", "er"} <= set(expected) and len(expected) > 400
+    for bad in (None, "not json", '["zhong"]', '["ZHONG", 3]', "[" + '"a",' * 400 + '"a"]'):
+        for old in tmp_path.glob("syllables-*.json"):
+            old.write_text(bad, encoding="utf-8") if bad else old.unlink()
+        syllables.all_syllables.cache_clear()
+        try:
+            assert syllables.all_syllables() == expected
+        finally:
+            syllables.all_syllables.cache_clear()
+        [cache] = tmp_path.glob("syllables-*.json")
+        assert tuple(json.loads(cache.read_text(encoding="utf-8"))) == expected

@@ -12,12 +12,15 @@ penalty when used, so the exact reading still wins when both fit.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable
 from functools import cache, lru_cache
+from importlib.metadata import version as package_version
 
 from ..errors import RnnImeError
+from ..fsutil import write_text
 from ..limits import MAX_LETTERS
 
 MAX_SYLLABLE = 6  # zhuang, chuang, shuang
@@ -37,11 +40,37 @@ def strip_tone(reading: str) -> str:
 @lru_cache(maxsize=1)
 def all_syllables() -> tuple[str, ...]:
     """Every tone-less syllable that pypinyin knows for some character (about 420), sorted:
-    a syllable's index in this tuple is its id."""
+    a syllable's index in this tuple is its id. Kept in the cache dir per pypinyin version:
+    importing pypinyin and reading its table would cost a cold start over half a second. Only
+    a cache: a file that does not read is ignored and written again."""
+    from .lexicon import cache_dir  # (lexicon imports this module)
+
+    path = cache_dir() / f"syllables-{package_version('pypinyin')}.json"
+    try:
+        found = tuple(json.loads(path.read_text(encoding="utf-8")))
+        if _syllable_table(found) == found and len(found) > 300:
+            return found
+    except (OSError, ValueError, TypeError):
+        pass
+    found = _syllables_of_pypinyin()
+    try:
+        write_text(path, json.dumps(found))
+    except OSError:
+        pass  # an unwritable cache dir costs only time
+    return found
+
+
+def _syllables_of_pypinyin() -> tuple[str, ...]:
     from pypinyin.pinyin_dict import pinyin_dict
 
-    found = {strip_tone(r) for readings in pinyin_dict.values() for r in readings.split(",")}
-    return tuple(sorted(s for s in found if s.isascii() and s.isalpha() and len(s) <= MAX_SYLLABLE))
+    return _syllable_table(strip_tone(r) for readings in pinyin_dict.values()
+                           for r in readings.split(","))
+
+
+def _syllable_table(found: Iterable[object]) -> tuple[str, ...]:
+    """The distinct syllables among `found`, sorted (anything else left out)."""
+    return tuple(sorted({s for s in found if isinstance(s, str) and s.isascii() and s.isalpha()
+                         and s.islower() and len(s) <= MAX_SYLLABLE}))
 
 
 @lru_cache(maxsize=1)
