@@ -845,12 +845,13 @@ def run_ibus(args) -> None:
         return
     if args.out:
         raise ConfigError("--out goes with `rnn-ime ibus install`")
+    from .fsutil import cache_dir
     from .ibus import NoLearning
     from .ibus.engine import connect, serve, setup_logging  # loads IBus (or IBusMissing)
     from .ibus.learning import ProfileLearner
     from .ibus.ranker import ModelRanker
     from .ime import open_lexicon
-    from .ime.lexicon import cache_dir, skipped_note
+    from .ime.lexicon import skipped_note
     from .predict import Predictor
 
     setup_logging(Path(args.log) if args.log else cache_dir() / "ibus.log" if args.ibus

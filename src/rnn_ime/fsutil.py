@@ -98,3 +98,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where rnn-ime keeps what it can build again (the pinyin lexicon, syllables, readings):
+    $RNN_IME_CACHE, else $XDG_CACHE_HOME/rnn-ime, else ~/.cache/rnn-ime."""
+    if os.environ.get("RNN_IME_CACHE"):
+        return Path(os.environ["RNN_IME_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnn-ime"

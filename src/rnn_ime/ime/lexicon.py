@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 import time
@@ -47,7 +46,7 @@ import numpy as np
 
 from ..corpus import decode_utf8
 from ..errors import RnnImeError
-from ..fsutil import sha256_file, write_bytes
+from ..fsutil import cache_dir, sha256_file, write_bytes
 from ..vocab import SPECIALS, UNK_ID, Vocab
 from .syllables import all_syllables, initial, strip_tone, syllable_ids
 
@@ -63,14 +62,6 @@ HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 class LexiconError(RnnImeError):
     """A word list that cannot be read (not UTF-8, missing)."""
-
-
-def cache_dir() -> Path:
-    """$RNN_IME_CACHE, else $XDG_CACHE_HOME/rnn-ime, else ~/.cache/rnn-ime."""
-    if os.environ.get("RNN_IME_CACHE"):
-        return Path(os.environ["RNN_IME_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnn-ime"
 
 
 # ---------------------------------------------------------------- readings

@@ -20,7 +20,7 @@ from functools import cache, lru_cache
 from importlib.metadata import version as package_version
 
 from ..errors import RnnImeError
-from ..fsutil import write_text
+from ..fsutil import cache_dir, write_text
 from ..limits import MAX_LETTERS
 
 MAX_SYLLABLE = 6  # zhuang, chuang, shuang
@@ -43,8 +43,6 @@ def all_syllables() -> tuple[str, ...]:
     a syllable's index in this tuple is its id. Kept in the cache dir per pypinyin version:
     importing pypinyin and reading its table would cost a cold start over half a second. Only
     a cache: a file that does not read is ignored and written again."""
-    from .lexicon import cache_dir  # (lexicon imports this module)
-
     path = cache_dir() / f"syllables-{package_version('pypinyin')}.json"
     try:
         found = tuple(json.loads(path.read_text(encoding="utf-8")))
