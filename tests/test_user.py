@@ -400,14 +400,21 @@ def test_the_decoder_s_unmixed_steps_give_the_mixed_numbers(vocab, lexicon):
     scorer = UserScorer(FlatScorer(vocab), model)
     start, _ = scorer.read([vocab.id("我们")])
     words = np.arange(len(lexicon.words))
-    for after in ("去", "蕲春", "北京"):
-        [(mixed_state, mixed)] = scorer.step_words([start], [after])
-        [(state, unmixed)] = scorer.step_words_for_lexicon([start], [after])
+    after = ("去", "蕲春", "北京")
+    stepped = scorer.step_words_for_lexicon([start] * 3, after)
+    expected = []
+    for word, (state, unmixed) in zip(after, stepped, strict=True):
+        [(mixed_state, mixed)] = scorer.step_words([start], [word])
         assert state.unmixed and not mixed_state.unmixed
-        assert model.counts.after(after)[0] > 0  # its bigram row mixes in
-        expected = scorer.lexicon_log_probs(mixed_state, mixed.double().numpy(), lexicon, words)
+        assert model.counts.after(word)[0] > 0  # its bigram row mixes in
+        expected.append(scorer.lexicon_log_probs(mixed_state, mixed.double().numpy(), lexicon,
+                                                 words))
         found = scorer.lexicon_log_probs(state, unmixed, lexicon, words)
-        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(found, expected[-1], rtol=1e-5, atol=1e-6)
+    # the decoder's hypotheses at one position, all at once
+    batch = scorer.lexicon_log_probs_batch([s for s, _ in stepped], [lp for _, lp in stepped],
+                                           lexicon, words)
+    np.testing.assert_allclose(batch, np.stack(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_beam_completion_offers_the_user_s_own_words_as_suggest_does(vocab):

@@ -11,9 +11,10 @@ default only to answer faster, never differently (the same numbers, to float rou
       │    └─ log_probs(contexts) (B, V)      = read each context
       ├─ split_log_probs(split)               = each passage stepped from its <s>, passages
       │                                         side by side in one step_batch per position
-      └─ step_words_for_lexicon(states, words) = step_words, as numpy, for a reader (the pinyin
-                                                decoder) that looks only through
-                                                lexicon_log_probs
+      ├─ step_words_for_lexicon(states, words) = step_words, as numpy, for a reader (the pinyin
+      │                                         decoder) that looks only through
+      │                                         lexicon_log_probs
+      └─ lexicon_log_probs_batch(states, …)   = lexicon_log_probs after each state, stacked
 
 A context is a list of word ids, not counting the leading <s>: a session begins with
 `step(start(), BOS_ID)`. `split_log_probs(split)` scores every word of a prepared split in
@@ -117,6 +118,13 @@ class Scorer(ABC, Generic[StateT]):
         vocabulary word's own, p(<unk>)·p(word | <unk>) for the others (a scorer that knows
         more about words outside the vocabulary, like the user model, overrides this)."""
         return log_probs[lexicon.step_id[words]] + lexicon.extra[words]
+
+    def lexicon_log_probs_batch(self, states: Sequence[StateT], log_probs: Sequence[np.ndarray],
+                                lexicon: WordTable, words: np.ndarray) -> np.ndarray:
+        """lexicon_log_probs of the same words after each of several states, (states, words)
+        (a scorer that shares work between them overrides this)."""
+        return np.stack([self.lexicon_log_probs(state, lp, lexicon, words)
+                         for state, lp in zip(states, log_probs, strict=True)])
 
     def suggest(self, state: StateT, log_probs: torch.Tensor, k: int) -> list[tuple[str, float]]:
         """The k most likely next words (word, probability): the vocabulary's, never <pad>,

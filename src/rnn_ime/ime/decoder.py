@@ -249,10 +249,14 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
             continue
         steps += _expand(hyps, scorer, memo)
         for edges in lattice[s]:
-            word_lp = np.stack([_edge_log_probs(scorer, hyp.state, hyp.log_probs, lexicon,
-                                                edges) for hyp in hyps])
-            if recent is not None and not edges.literal:  # every hypothesis at once
-                word_lp = recent.mix(word_lp, lexicon, edges.words)
+            if edges.literal:  # letters kept as typed: 0 for each hypothesis
+                word_lp = np.zeros((len(hyps), 1))
+            else:
+                word_lp = scorer.lexicon_log_probs_batch([h.state for h in hyps],
+                                                         [h.log_probs for h in hyps], lexicon,
+                                                         edges.words)
+                if recent is not None:  # every hypothesis at once
+                    word_lp = recent.mix(word_lp, lexicon, edges.words)
             _extend(hyps, edges, word_lp, s, lexicon, width if edges.end == n else beam, at)
     if not at.get(n):
         return None if settings.margin != math.inf else ([], steps)

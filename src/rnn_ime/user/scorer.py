@@ -282,19 +282,42 @@ class UserScorer(Scorer[UserState]):
             out[typed] = np.logaddexp(out[typed], np.log(user[typed]))
         return out
 
+    def lexicon_log_probs_batch(self, states: Sequence[UserState],
+                                log_probs: Sequence[np.ndarray], lexicon: WordTable,
+                                words: np.ndarray) -> np.ndarray:
+        """As lexicon_log_probs after each state, the work they share done once (the decoder's
+        hypotheses at one position, stepped with step_words_for_lexicon)."""
+        if not all(state.unmixed for state in states):
+            return super().lexicon_log_probs_batch(states, log_probs, lexicon, words)
+        unigram, extra_outside, extra_inside = self._lexicon_arrays(lexicon)
+        step = lexicon.step_id[words]
+        base = np.stack([lp[step] for lp in log_probs]) + extra_outside[words]
+        mixings = [self.mixing(state.prev, state.prev2) for state in states]
+        keep = np.array([m.keep for m in mixings])[:, None]
+        user = np.array([m.unigram for m in mixings])[:, None] * unigram[words]
+        for row, state, mixing in zip(user, states, mixings, strict=True):
+            self._add_context(row, lexicon, words, state.prev, state.prev2, mixing)
+        return np.log(keep * np.exp(base) + user) + extra_inside[words]
+
     def _lexicon_part(self, lexicon: WordTable, words: np.ndarray, prev: str | None,
                       prev2: str | None, mixing: Mixing) -> np.ndarray:
         """The user's part of p(word | prev2, prev) for lexicon words (0 for a word the user
         never typed), vectorised: the unigram over the lexicon kept per lexicon and version of
         the counts, the words typed after `prev` and `prev2 prev` looked up by position."""
         found = self._lexicon_arrays(lexicon)[0][words] * mixing.unigram
+        self._add_context(found, lexicon, words, prev, prev2, mixing)
+        return found
+
+    def _add_context(self, found: np.ndarray, lexicon: WordTable, words: np.ndarray,
+                     prev: str | None, prev2: str | None, mixing: Mixing) -> None:
+        """Add to `found` (one per word) the user's part from the words typed after `prev` and
+        `prev2 prev`."""
         context = self._lexicon_context(lexicon, prev, prev2, mixing)
         if context is not None:
             positions, part = context
             where = np.minimum(np.searchsorted(positions, words), len(positions) - 1)
             hit = positions[where] == words
             found[hit] += part[where[hit]]
-        return found
 
     def _lexicon_arrays(self, lexicon: WordTable) -> tuple[np.ndarray, ...]:
         """Over the lexicon (rebuilt when it or the counts change): p_uni of every word, and
