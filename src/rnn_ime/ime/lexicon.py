@@ -218,6 +218,7 @@ class BaseLexicon:
         return {w: i for i, w in enumerate(self.words)}
 
 
+@lru_cache(maxsize=1)  # asked for by the base's cache file and the readings' (a 5 MB hash)
 def _base_fingerprint() -> str:
     # the version from the package's metadata: importing pypinyin costs a cold start 0.4 s
     parts = [str(CACHE_FORMAT), package_version("pypinyin"), sha256_file(_jieba_dict())]

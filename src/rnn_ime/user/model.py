@@ -125,13 +125,6 @@ class Counts:
         """The internal weight of one occurrence at clock `at`."""
         return 2.0 ** ((at - self.epoch) / self.half_life)
 
-    def internal(self, count: float, at: float) -> float:
-        """An effective count as of clock `at` → internal units (inf when out of range)."""
-        try:
-            return count * self.unit(at)
-        except OverflowError:
-            return math.inf
-
     def effective(self, value: float) -> float:
         """An internal count → the effective count now."""
         return value / self.unit(self.clock)
@@ -202,6 +195,20 @@ class Counts:
         """c(prev2, prev, word) / c(prev2, prev) (0 when nothing was typed after the two)."""
         row = self.trigram.get((prev2, prev))
         return row.get(word, 0.0) / self.following2[(prev2, prev)] if row else 0.0
+
+    def forget_in_contexts(self, word: str) -> None:
+        """Drop `word` from the bigrams and trigrams: the rows after it (or after a pair it is
+        part of) and its place in every other row."""
+        for rows, following, holds in ((self.bigram, self.following, lambda key: key == word),
+                                       (self.trigram, self.following2, lambda key: word in key)):
+            for key in list(rows):
+                row = rows[key]
+                if not holds(key) and word in row:
+                    following[key] -= row.pop(word)
+                if holds(key) or not row:
+                    rows.pop(key)
+                    following.pop(key, None)
+        self.version += 1
 
     def after(self, prev: str | None) -> tuple[float, int]:
         """(effective count of the words typed after `prev`, how many distinct ones)."""
@@ -302,28 +309,23 @@ class UserModel:
         counts = Counts(half_life=self.counts.half_life)
         counts.clock = counts.epoch = self.store.clock()
         words = self.store.words()
-        values = self._internal_values(counts, words, 1, lambda row: f"word {row[0]!r}")
+        values = self._internal_values(counts, words, 1, "word")
         for (word, _, _, reading, made), value in zip(words, values, strict=True):
             if value > 0:
                 counts.unigram[word] = value
             if made and reading:
                 counts.made[word] = reading
         counts.total = math.fsum(counts.unigram.values())
-        bigrams = self.store.bigrams()
-        values = self._internal_values(counts, bigrams, 2,
-                                       lambda row: f"pair {row[0]!r} {row[1]!r}")
-        for (prev, word, _, _), value in zip(bigrams, values, strict=True):
-            if value > 0:
-                counts.bigram[prev][word] = value
-                counts.following[prev] = counts.following.get(prev, 0.0) + value
-        trigrams = self.store.trigrams()
-        values = self._internal_values(counts, trigrams, 3,
-                                       lambda row: f"triple {row[0]!r} {row[1]!r} {row[2]!r}")
-        for (prev2, prev, word, _, _), value in zip(trigrams, values, strict=True):
-            if value > 0:
-                counts.trigram[(prev2, prev)][word] = value
-                counts.following2[(prev2, prev)] = \
-                    counts.following2.get((prev2, prev), 0.0) + value
+        for rows, following, found, what in (
+                (counts.bigram, counts.following, self.store.bigrams(), "pair"),
+                (counts.trigram, counts.following2, self.store.trigrams(), "triple")):
+            size = 2 if what == "pair" else 3  # words in a row: the context, then the word
+            values = self._internal_values(counts, found, size, what)
+            for row, value in zip(found, values, strict=True):
+                if value > 0:
+                    key = row[0] if size == 2 else row[:2]
+                    rows[key][row[size - 1]] = value
+                    following[key] = following.get(key, 0.0) + value
         if not math.isfinite(counts.total) or not all(map(math.isfinite, [
                 *counts.following.values(), *counts.following2.values()])):
             raise damaged(self.store.path, "its counts are too large to add up")
@@ -332,10 +334,11 @@ class UserModel:
         self.counts = counts
         self._seen_version = self.store.data_version()
 
-    def _internal_values(self, counts: Counts, rows: list[tuple], at: int,
-                         named: Callable[[tuple], str]) -> list[float]:
-        """The internal value of each row's (count, seen), at columns `at` and `at + 1`, all at
-        once; a value out of range is a one-line error naming its row (`named`)."""
+    def _internal_values(self, counts: Counts, rows: list[tuple], at: int, what: str
+                         ) -> list[float]:
+        """The internal value of each row's (count, seen), at columns `at` and `at + 1` after
+        its words, all at once; a value out of range is a one-line error naming the row (a
+        `what` and its words)."""
         if not rows:
             return []
         count = np.fromiter((row[at] for row in rows), dtype=np.float64, count=len(rows))
@@ -344,7 +347,8 @@ class UserModel:
             values = count * np.exp2((seen - counts.epoch) / counts.half_life)
         if not np.isfinite(values).all():
             row = rows[int(np.flatnonzero(~np.isfinite(values))[0])]
-            raise self._out_of_range(named(row), row[at], row[at + 1])
+            raise self._out_of_range(f"{what} {' '.join(map(repr, row[:at]))}", row[at],
+                                     row[at + 1])
         return values.tolist()
 
     @property
@@ -484,28 +488,10 @@ class UserModel:
             nonlocal known
             counts = self.counts
             known = word in counts.unigram or word in counts.made or word in counts.bigram
-            for key in [k for k in counts.trigram if word in k]:
-                counts.trigram.pop(key)
-                counts.following2.pop(key, None)
-            for key, row in list(counts.trigram.items()):
-                if word in row:
-                    counts.following2[key] -= row.pop(word)
-                    if not row:
-                        counts.trigram.pop(key)
-                        counts.following2.pop(key, None)
             value = counts.unigram.pop(word, 0.0)
             counts.total = max(0.0, counts.total - value)
             counts.made_version += counts.made.pop(word, None) is not None
-            counts.bigram.pop(word, None)
-            counts.following.pop(word, None)
-            for prev in list(counts.bigram):
-                row = counts.bigram[prev]
-                if word in row:
-                    counts.following[prev] -= row.pop(word)
-                    if not row:
-                        counts.bigram.pop(prev)
-                        counts.following.pop(prev, None)
-            counts.version += 1
+            counts.forget_in_contexts(word)
             return _Change(None, record=False, statements=(
                 ("DELETE FROM words WHERE word = ?", (word,)),
                 ("DELETE FROM bigrams WHERE prev = ? OR word = ?", (word, word)),
@@ -570,24 +556,19 @@ class UserModel:
                                "count = excluded.count, seen = excluded.seen, "
                                "reading = excluded.reading, made = excluded.made",
                                (word, value, counts.clock, reading, int(reading is not None)))
-            for prev, word in pairs:
-                value = counts.bigram.get(prev, {}).get(word, 0.0) / now
-                if value <= 0:
-                    db.execute("DELETE FROM bigrams WHERE prev = ? AND word = ?", (prev, word))
-                else:
-                    db.execute("INSERT INTO bigrams VALUES (?, ?, ?, ?) ON CONFLICT(prev, word) "
-                               "DO UPDATE SET count = excluded.count, seen = excluded.seen",
-                               (prev, word, value, counts.clock))
-            for prev2, prev, word in triples:
-                value = counts.trigram.get((prev2, prev), {}).get(word, 0.0) / now
-                if value <= 0:
-                    db.execute("DELETE FROM trigrams WHERE prev2 = ? AND prev = ? AND word = ?",
-                               (prev2, prev, word))
-                else:
-                    db.execute("INSERT INTO trigrams VALUES (?, ?, ?, ?, ?) "
-                               "ON CONFLICT(prev2, prev, word) DO UPDATE SET "
-                               "count = excluded.count, seen = excluded.seen",
-                               (prev2, prev, word, value, counts.clock))
+            for table, columns, rows, entries in (
+                    ("bigrams", ("prev", "word"), counts.bigram, pairs),
+                    ("trigrams", ("prev2", "prev", "word"), counts.trigram, triples)):
+                names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+                for entry in entries:
+                    key = entry[0] if len(entry) == 2 else entry[:2]
+                    value = rows.get(key, {}).get(entry[-1], 0.0) / now
+                    if value <= 0:
+                        db.execute(f"DELETE FROM {table} WHERE ({names}) = ({marks})", entry)
+                    else:
+                        db.execute(f"INSERT INTO {table} VALUES ({marks}, ?, ?) ON CONFLICT"
+                                   f"({names}) DO UPDATE SET count = excluded.count, "
+                                   "seen = excluded.seen", (*entry, value, counts.clock))
             for statement, parameters in done.statements:
                 db.execute(statement, parameters)
             db.execute("UPDATE meta SET value = ? WHERE key = 'clock'", (repr(counts.clock),))

@@ -66,9 +66,9 @@ class Profile:
         state, log_probs = context.state, context.log_probs
         if not isinstance(self.scorer, UserScorer):
             return state, log_probs
-        words = [w for w in context.last_words if w.strip()]
-        prev = words[-1] if words and words[-1] == context.last_word else None
-        prev2 = words[-2] if prev is not None and len(words) > 1 else None
+        last = [w if w.strip() else None for w in context.last_words]  # a space: no word
+        prev = last[-1] if last else None
+        prev2 = last[-2] if prev is not None and len(last) > 1 else None
         return (UserState(state, float(log_probs[UNK_ID]), prev, prev2),
                 self.scorer.mix(log_probs, prev, prev2))
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,10 +53,10 @@ class Mixing:
     unigram: float
     bigram: float
     trigram: float = 0.0
-    keep: float = field(init=False)  # the base's weight
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keep", 1.0 - self.unigram - self.bigram - self.trigram)
+    @property
+    def keep(self) -> float:
+        return 1.0 - self.unigram - self.bigram - self.trigram
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ class UserState:
     base_unk: float  # the base's log p(<unk> | history)
     prev: str | None  # the previous word (None at the start, or after <s>)
     prev2: str | None = None  # the word before it
-    unmixed: bool = False  # the log-probabilities that came with it are the base's (see
-    # step_words_for_lexicon)
+    unmixed: bool = False  # it came with the base's log-probabilities (step_words_for_lexicon)
 
 
 class UserScorer(Scorer[UserState]):
@@ -191,7 +190,7 @@ class UserScorer(Scorer[UserState]):
             return log_probs
         kept = log_probs.float() + math.log(mixing.keep)
         mixed = torch.logaddexp(kept, self._log_unigram() + math.log(mixing.unigram)) \
-            if mixing.unigram > 0.0 else kept.clone()
+            if mixing.unigram > 0.0 else kept
         context = self._context_part(prev, prev2, mixing)
         if context is not None:
             ids, part = context
@@ -208,16 +207,28 @@ class UserScorer(Scorer[UserState]):
         memo = self._memoised()
         found = memo.get(("context", prev, prev2))
         if found is None:
-            part: dict[int, float] = defaultdict(float)
-            for scale, row in self._context_rows(prev, prev2, mixing):
-                for word, value in row.items():
-                    word_id = self.vocab.id(word)
-                    part[word_id if word_id >= len(SPECIALS) else UNK_ID] += scale * value
-            ids = sorted(part)  # sorted: lexicon_log_probs looks ids up by bisection
+            def vocabulary_id(word: str) -> int:
+                word_id = self.vocab.id(word)
+                return word_id if word_id >= len(SPECIALS) else UNK_ID
+
+            ids, part = self._context_by_index(prev, prev2, mixing, vocabulary_id)
             found = memo[("context", prev, prev2)] = (
-                torch.tensor(ids, dtype=torch.long),
-                torch.tensor([part[i] for i in ids], dtype=torch.float32))
+                torch.tensor(ids, dtype=torch.long), torch.tensor(part, dtype=torch.float32))
         return found
+
+    def _context_by_index(self, prev: str | None, prev2: str | None, mixing: Mixing,
+                          index_of: Callable[[str], int | None]
+                          ) -> tuple[list[int], list[float]]:
+        """(sorted indices, the user's bigram and trigram part there) of the words typed after
+        `prev` and `prev2 prev`, each at `index_of(word)` (words at one index summed; a word
+        at None left out)."""
+        part: dict[int, float] = defaultdict(float)
+        for scale, row in self._context_rows(prev, prev2, mixing):
+            for word, value in row.items():
+                if (i := index_of(word)) is not None:
+                    part[i] += scale * value
+        indices = sorted(part)
+        return indices, [part[i] for i in indices]
 
     def _context_rows(self, prev: str | None, prev2: str | None, mixing: Mixing
                       ) -> list[tuple[float, dict[str, float]]]:
@@ -266,16 +277,14 @@ class UserScorer(Scorer[UserState]):
         mixing = self.mixing(state.prev, state.prev2)
         if mixing.keep >= 1.0:
             return log_probs[step] + lexicon.extra[words]
-        user = self._lexicon_part(lexicon, words, state.prev, state.prev2, mixing)
         if state.unmixed:  # the base's own: mixed here, at these words only
-            # a word outside the vocabulary: its share of the base's <unk>, and the user's part
-            _, extra_outside, extra_inside = self._lexicon_arrays(lexicon)
-            base = log_probs[step] + extra_outside[words]
-            return np.log(mixing.keep * np.exp(base) + user) + extra_inside[words]
+            return self.lexicon_log_probs_batch([state], [log_probs], lexicon, words)[0]
         extra = lexicon.extra[words]
         outside = step == UNK_ID
         if not outside.any():  # mixed already, over the vocabulary
             return log_probs[step] + extra
+        # a word outside the vocabulary: its share of the base's <unk>, and the user's part
+        user = self._lexicon_part(lexicon, words, state.prev, state.prev2, mixing)
         out = np.where(outside, math.log(mixing.keep) + state.base_unk, log_probs[step]) + extra
         typed = np.flatnonzero(outside & (user > 0.0))
         if len(typed):
@@ -291,6 +300,7 @@ class UserScorer(Scorer[UserState]):
             return super().lexicon_log_probs_batch(states, log_probs, lexicon, words)
         unigram, extra_outside, extra_inside = self._lexicon_arrays(lexicon)
         step = lexicon.step_id[words]
+        # a word outside the vocabulary: its share of the base's <unk>, and the user's part
         base = np.stack([lp[step] for lp in log_probs]) + extra_outside[words]
         mixings = [self.mixing(state.prev, state.prev2) for state in states]
         keep = np.array([m.keep for m in mixings])[:, None]
@@ -346,13 +356,7 @@ class UserScorer(Scorer[UserState]):
         memo = self._memoised()
         found = memo.get(("lexicon", prev, prev2))
         if found is None or found[0] is not lexicon:
-            part: dict[int, float] = defaultdict(float)
-            for scale, row in self._context_rows(prev, prev2, mixing):
-                for word, value in row.items():
-                    if (i := lexicon.position.get(word)) is not None:
-                        part[i] += scale * value
-            positions = sorted(part)
+            positions, part = self._context_by_index(prev, prev2, mixing, lexicon.position.get)
             found = memo[("lexicon", prev, prev2)] = (lexicon, (
-                np.array(positions, dtype=np.int64), np.array([part[i] for i in positions]))
-                if part else None)
+                np.array(positions, dtype=np.int64), np.array(part)) if positions else None)
         return found[1]
