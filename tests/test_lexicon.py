@@ -139,3 +139,66 @@ def test_the_syllable_table_is_cached_per_pypinyin_version_and_a_bad_file_is_ign
             syllables.all_syllables.cache_clear()
         [cache] = tmp_path.glob("syllables-*.json")
         assert tuple(json.loads(cache.read_text(encoding="utf-8"))) == expected
+
+
+def _same_lexicon(a, b) -> None:
+    assert a.words == b.words and len(a.parts) == len(b.parts)
+    for name in ("step_id", "extra", "frequency", "script"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert (a.seen is None) == (b.seen is None)
+    if a.seen is not None:
+        assert np.array_equal(a.seen, b.seen)
+    for x, y in zip(a.parts, b.parts, strict=True):
+        assert x.keys == y.keys and x.prefixes == y.prefixes
+        for name in ("word", "syllables", "rank", "offsets"):
+            assert np.array_equal(getattr(x, name), getattr(y, name)), name
+    for x, y in zip(a.starts, b.starts, strict=True):
+        assert np.array_equal(x.keys, y.keys) and np.array_equal(x.words, y.words)
+
+
+@pytest.mark.parametrize("outside", [(("张颖", 2), ("蕲春", 1)), ()])
+@pytest.mark.parametrize("own", [("今天", "你们"), ("今天",)])  # 你们: a word the base lacks
+def test_the_vocabulary_laid_over_the_base_is_cached_and_reads_back_the_same(
+        tmp_path, monkeypatch, outside, own):
+    from rnn_ime.ime import lexicon as lexicon_module
+    from rnn_ime.vocab import SPECIALS, Vocab
+
+    monkeypatch.setenv("RNN_IME_CACHE", str(tmp_path))
+    vocab = Vocab(SPECIALS + own, (0, 0, 0) + (5,) * len(own), outside=outside)
+    base = small_base()
+    built = lexicon_module.build_lexicon(vocab, base)
+    first = lexicon_module.cached_lexicon(vocab, base)  # built, and written
+    _same_lexicon(first, built)
+    [cache] = tmp_path.glob("overlay-*.npz")
+    monkeypatch.setattr(lexicon_module, "build_lexicon",
+                        lambda *a: pytest.fail("a good cache is not built again"))
+    again = lexicon_module.cached_lexicon(vocab, base)
+    _same_lexicon(again, built)
+    assert again.position == built.position  # built when asked for, not stored
+    other = Vocab(SPECIALS + ("天气",), (0, 0, 0, 5))  # another vocabulary, another file
+    with pytest.raises(pytest.fail.Exception, match="not built again"):
+        lexicon_module.cached_lexicon(other, base)
+
+
+@pytest.mark.parametrize("damage", [
+    _truncate,
+    _garbage,
+    lambda p: _rewrite(p, step_id=np.full(len(np.load(p)["step_id"]), 99)),  # past the vocab
+    lambda p: _rewrite(p, extra=np.full(len(np.load(p)["extra"]), np.nan)),
+    lambda p: _rewrite(p, script=np.load(p)["script"][:-1].copy()),  # another length
+    lambda p: _rewrite(p, word=np.full(len(np.load(p)["word"]), 999, dtype=np.int32)),
+    lambda p: _rewrite(p, seen=np.full(len(np.load(p)["seen"]), -1.0)),
+    lambda p: _rewrite(p, words=np.frombuffer(b"\xff\xfe", dtype=np.uint8)),
+])
+def test_a_damaged_overlay_cache_is_built_and_written_again(tmp_path, monkeypatch, damage):
+    from rnn_ime.ime import lexicon as lexicon_module
+    from rnn_ime.vocab import SPECIALS, Vocab
+
+    monkeypatch.setenv("RNN_IME_CACHE", str(tmp_path))
+    vocab = Vocab(SPECIALS + ("今天", "你们"), (0, 0, 0, 5, 3), outside=(("张颖", 2),))
+    base = small_base()
+    built = lexicon_module.cached_lexicon(vocab, base)
+    [cache] = tmp_path.glob("overlay-*.npz")
+    damage(cache)
+    _same_lexicon(lexicon_module.cached_lexicon(vocab, base), built)
+    _same_lexicon(lexicon_module.load_overlay_file(cache, vocab, base), built)  # rewritten

@@ -12,8 +12,8 @@ Sources, merged:
 
 The first two do not depend on the model: they are built once (about 10 s) and cached on disk
 (`cache_dir()`), keyed by the versions of pypinyin and of jieba's dictionary; a cold start then
-loads them in well under a second. The model's vocabulary and the user's lists are laid over
-them in memory.
+loads them in well under a second. The model's vocabulary is laid over them, and that overlay
+is cached too, per vocabulary (`cached_lexicon`); the user's lists are laid over in memory.
 
 Lookup is by the *initials* of a reading (今天 → "j t"): a typed piece — a whole syllable, an
 initial, the start of a syllable — always has one initial, so the decoder walks typed pieces
@@ -303,38 +303,56 @@ CACHE_ARRAYS = {"words": np.uint8, "frequency": np.float64, "word": np.int32,
 def base_of_arrays(arrays: dict[str, np.ndarray]) -> BaseLexicon:
     """The arrays of a cache file → a BaseLexicon, checked so that a damaged file cannot pass
     for a lexicon: dtypes, shapes, and every index within its bounds (ValueError if not)."""
-    for name, dtype in CACHE_ARRAYS.items():
+    _check_dtypes(arrays, CACHE_ARRAYS)
+    words = _array_text(arrays["words"])
+    frequency = arrays["frequency"]
+    if frequency.shape != (len(words),):
+        raise ValueError("arrays of inconsistent shapes")
+    if not np.isfinite(frequency).all() or (frequency < 0).any():
+        raise ValueError("a frequency that is not a finite count")
+    return BaseLexicon(words, frequency, _entries_of_arrays(arrays, len(words)),
+                       _starts_of_arrays(arrays, len(words)))
+
+
+def _check_dtypes(arrays: dict[str, np.ndarray], expected: dict[str, type]) -> None:
+    for name, dtype in expected.items():
         if arrays[name].dtype != dtype:
             raise ValueError(f"{name}: dtype {arrays[name].dtype}, not {np.dtype(dtype)}")
-    words, keys = _array_text(arrays["words"]), _array_text(arrays["keys"])
-    frequency, word, offsets = arrays["frequency"], arrays["word"], arrays["offsets"]
+
+
+def _entries_of_arrays(arrays: dict[str, np.ndarray], word_count: int) -> Entries:
+    """The Entries of a cache file's arrays, their word indices below `word_count`."""
+    keys = _array_text(arrays["keys"])
+    word, offsets = arrays["word"], arrays["offsets"]
     syllables, rank = arrays["syllables"], arrays["rank"]
     size = len(word)
-    if frequency.shape != (len(words),) or word.shape != (size,) or rank.shape != (size,) \
+    if word.shape != (size,) or rank.shape != (size,) \
             or syllables.shape != (size, MAX_WORD_SYLLABLES) \
             or offsets.shape != (len(keys) + 1,):
         raise ValueError("arrays of inconsistent shapes")
-    if size and (word.min() < 0 or word.max() >= len(words)):
+    if size and (word.min() < 0 or word.max() >= word_count):
         raise ValueError("a word index out of range")
     if size and (syllables.min() < -1 or syllables.max() >= len(all_syllables())):
         raise ValueError("a syllable id out of range")
     if offsets[0] != 0 or offsets[-1] != size or (np.diff(offsets) < 0).any():
         raise ValueError("offsets out of order")
-    if not np.isfinite(frequency).all() or (frequency < 0).any():
-        raise ValueError("a frequency that is not a finite count")
-    start_keys, start_words = arrays["start_keys"], arrays["start_words"]
-    if start_keys.shape != start_words.shape or start_keys.ndim != 1:
-        raise ValueError("arrays of inconsistent shapes")
-    if len(start_keys) and ((np.diff(start_keys) < 0).any() or start_keys.min() < 0
-                            or start_keys.max() >= len(words) * len(all_syllables())
-                            or start_words.min() < 0 or start_words.max() >= len(words)):
-        raise ValueError("word starts out of order or out of range")
     prefixes = frozenset(_array_text(arrays["prefixes"]))
     if not prefixes.issuperset(keys):
         raise ValueError("the initials' prefixes leave out a key")
     entries = Entries(word, syllables, rank, keys, offsets)
     entries.__dict__["prefixes"] = prefixes  # as Entries.prefixes would find them, read
-    return BaseLexicon(words, frequency, entries, WordStarts(start_keys, start_words))
+    return entries
+
+
+def _starts_of_arrays(arrays: dict[str, np.ndarray], word_count: int) -> WordStarts:
+    start_keys, start_words = arrays["start_keys"], arrays["start_words"]
+    if start_keys.shape != start_words.shape or start_keys.ndim != 1:
+        raise ValueError("arrays of inconsistent shapes")
+    if len(start_keys) and ((np.diff(start_keys) < 0).any() or start_keys.min() < 0
+                            or start_keys.max() >= word_count * len(all_syllables())
+                            or start_words.min() < 0 or start_words.max() >= word_count):
+        raise ValueError("word starts out of order or out of range")
+    return WordStarts(start_keys, start_words)
 
 
 def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
@@ -680,6 +698,79 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
     return lexicon
 
 
+# ---------------------------------------------------------------- the cached overlay
+OVERLAY_FORMAT = 1  # bump when build_lexicon lays the vocabulary over the base differently
+OVERLAY_ARRAYS = {"words": np.uint8, "step_id": np.int64, "extra": np.float64,
+                  "frequency": np.float64, "script": np.int8, "seen": np.float64,
+                  "word": np.int32, "syllables": np.int16, "rank": np.int8, "keys": np.uint8,
+                  "offsets": np.int64, "prefixes": np.uint8, "start_keys": np.int64,
+                  "start_words": np.int64}
+
+
+def cached_lexicon(vocab: Vocab, base: BaseLexicon) -> Lexicon:
+    """build_lexicon(vocab, base), kept in the cache dir per vocabulary (laying 30k words and
+    the training's outside words over the base takes most of a second; reading them back, a
+    tenth). Only a cache: a file that does not load is built and written again."""
+    path = cache_dir() / f"overlay-{OVERLAY_FORMAT}-{_overlay_key(vocab)}.npz"
+    if path.is_file():
+        try:
+            return load_overlay_file(path, vocab, base)
+        except Exception:  # whatever a damaged file makes zipfile or numpy raise
+            pass
+    lexicon = build_lexicon(vocab, base)
+    try:
+        save_overlay(lexicon, base, path)
+    except OSError:
+        pass  # an unwritable cache dir costs only time
+    return lexicon
+
+
+def save_overlay(lexicon: Lexicon, base: BaseLexicon, path: Path) -> None:
+    """What `lexicon` lays over `base`, for load_overlay_file."""
+    entries = lexicon.parts[1] if len(lexicon.parts) > 1 else build_entries(())
+    starts = lexicon.starts[1] if len(lexicon.starts) > 1 \
+        else WordStarts(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    buffer = io.BytesIO()
+    np.savez(buffer, words=_text_array(lexicon.words[len(base.words):]),
+             step_id=lexicon.step_id, extra=lexicon.extra,
+             frequency=lexicon.frequency, script=lexicon.script,
+             seen=np.zeros(0) if lexicon.seen is None else lexicon.seen,
+             word=entries.word, syllables=entries.syllables, rank=entries.rank,
+             keys=_text_array(entries.keys), offsets=entries.offsets,
+             prefixes=_text_array(sorted(entries.prefixes)), start_keys=starts.keys,
+             start_words=starts.words)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_overlay_file(path: Path, vocab: Vocab, base: BaseLexicon) -> Lexicon:
+    """The lexicon of `vocab` over `base` from a file of save_overlay, checked as the base's
+    cache is (ValueError, or what numpy and zipfile raise, for a damaged one)."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {name: f[name] for name in OVERLAY_ARRAYS}
+    _check_dtypes(arrays, OVERLAY_ARRAYS)
+    words = base.words + _array_text(arrays["words"])
+    count = len(words)
+    step_id, extra, script = arrays["step_id"], arrays["extra"], arrays["script"]
+    frequency, seen = arrays["frequency"], arrays["seen"]
+    if step_id.shape != (count,) or extra.shape != (count,) or script.shape != (count,) \
+            or frequency.shape != (count,) or seen.shape not in ((0,), (count,)):
+        raise ValueError("arrays of inconsistent shapes")
+    if step_id.min() < 0 or step_id.max() >= len(vocab) or np.isnan(extra).any() \
+            or (extra > 0).any() or script.min() < COMMON or script.max() > RARE:
+        raise ValueError("a vocabulary id, log-probability or script out of range")
+    if not np.isfinite(frequency).all() or (frequency < 0).any() \
+            or not np.isfinite(seen).all() or (seen < 0).any():
+        raise ValueError("a frequency that is not a finite count")
+    entries = _entries_of_arrays(arrays, count)
+    starts = _starts_of_arrays(arrays, count)
+    has_overlay = len(entries.word) > 0
+    lexicon = Lexicon(words, step_id, extra, (base.entries, entries) if has_overlay
+                      else (base.entries,), vocab.sha256, 0, frequency, script, base.starts,
+                      seen if len(seen) else None)
+    lexicon.__dict__["starts"] = (base.starts, starts) if has_overlay else (base.starts,)
+    return lexicon
+
+
 def _overlay_key(vocab: Vocab) -> str:
     parts = [_base_fingerprint(), vocab.sha256, vocab.outside_sha256]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -724,7 +815,8 @@ def open_lexicon(vocab: Vocab, word_lists: Sequence[str | Path] = ()) -> Lexicon
     key = (vocab.sha256, vocab.outside_sha256, tuple(id(w) for w in lists))
     found = _OPENED.get(key)
     if found is None:
-        found = build_lexicon(vocab, base_lexicon(), lists)
+        found = build_lexicon(vocab, base_lexicon(), lists) if lists \
+            else cached_lexicon(vocab, base_lexicon())
         found.prefixes  # noqa: B018 — built now, not on the first keystroke
         found.starts, found.single  # noqa: B018
         while len(_OPENED) >= 4:

@@ -24,13 +24,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .. import distributed
@@ -61,6 +60,9 @@ from ..options import (
 )
 from ..scoring import NeuralScorer
 from ..vocab import BOS_ID
+
+if TYPE_CHECKING:  # imported where a run starts: `rnn-ime --help` need not load tensorboard
+    from torch.utils.tensorboard import SummaryWriter
 
 STATE_FILE = "train_state.pt"
 STATE_KEYS = ("model", "optimizer", "scheduler", "progress", "hidden_by_rank", "torch_rng",
@@ -414,6 +416,8 @@ class Trainer:
                  f"{self.model_config.softmax} softmax over {len(self.vocab)} words, "
                  f"{n_params:,} parameters, on {self.device}"
                  + (f" × {self.group.world_size} processes" if self.group.active else ""))
+        from torch.utils.tensorboard import SummaryWriter
+
         writer = (SummaryWriter(log_dir=str(self.out / "logs"), purge_step=p.global_step or None)
                   if self.group.is_main else NullWriter())
         interrupted = False
