@@ -250,6 +250,46 @@ def test_an_acknowledged_commit_survives_kill_9(tmp_path):
     assert len(model.counts.unigram) == 50 and model.counts.clock == 50
 
 
+def test_the_log_is_copied_into_the_file_once_the_typist_pauses(tmp_path):
+    """Not inside a commit (SQLite's automatic checkpoint would sync the file there, a pause
+    typing feels): a thread of the store's own, once commits stop for a moment."""
+    import shutil
+    import time
+
+    from rnn_ime.user.store import AUTOCHECKPOINT_PAGES
+
+    waiting = UserStore(tmp_path / "u.db")
+    assert waiting.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES
+    waiting.checkpointer.idle_s = 60.0
+    UserModel(waiting).learn_words(["我们", "去"])
+    assert waiting.checkpointer.done == 0  # none within the commit, nor before the pause
+    waiting.close()  # at once, not after the pause
+    assert waiting.checkpointer.thread is None
+    store = UserStore(tmp_path / "u.db")
+    store.checkpointer.idle_s = 0.02
+    UserModel(store).learn_words(["他们"])
+    deadline = time.monotonic() + 10.0
+    while store.checkpointer.done == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.checkpointer.done == 1
+    shutil.copyfile(tmp_path / "u.db", tmp_path / "alone.db")  # the file without its log
+    assert {"我们", "去", "他们"} <= set(UserModel(UserStore(tmp_path / "alone.db")).counts.unigram)
+    store.close()
+
+
+def test_the_checkpoint_never_makes_a_file_that_was_deleted(tmp_path):
+    import time
+
+    store = UserStore(tmp_path / "u.db")
+    store.checkpointer.idle_s = 0.05
+    UserModel(store).learn_words(["我们"])
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"u.db{suffix}").unlink(missing_ok=True)  # the user forgets everything
+    time.sleep(0.3)
+    assert not (tmp_path / "u.db").exists()
+    store.close()
+
+
 # ---------------------------------------------------------------- new words
 def test_a_word_assembled_from_single_characters_is_made():
     assert made_from_picks([("蕲", "qi"), ("春", "chun")], set()) == ("蕲春", "qi'chun")

@@ -248,19 +248,31 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
         if best < reference - settings.margin:
             continue
         steps += _expand(hyps, scorer, memo)
-        for edges in lattice[s]:
-            if edges.literal:  # letters kept as typed: 0 for each hypothesis
-                word_lp = np.zeros((len(hyps), 1))
-            else:
-                word_lp = scorer.lexicon_log_probs_batch([h.state for h in hyps],
-                                                         [h.log_probs for h in hyps], lexicon,
-                                                         edges.words)
-                if recent is not None:  # every hypothesis at once
-                    word_lp = recent.mix(word_lp, lexicon, edges.words)
+        for edges, word_lp in zip(lattice[s], _position_log_probs(scorer, hyps, lattice[s],
+                                                                  lexicon, recent), strict=True):
             _extend(hyps, edges, word_lp, s, lexicon, width if edges.end == n else beam, at)
     if not at.get(n):
         return None if settings.margin != math.inf else ([], steps)
     return sorted(at[n], key=lambda h: -h.score), steps
+
+
+def _position_log_probs(scorer: Scorer, hyps: Sequence[_Hyp], edges_at: list[Edges],
+                        lexicon: Lexicon, recent: ContextWords | None) -> list[np.ndarray]:
+    """(hypotheses, words) log p(word | history) for each group of edges leaving a position,
+    the context's words mixed in: every group's words looked up in one call (a scorer's work
+    per call, like the user model's per hypothesis, is then done once per position)."""
+    groups = [edges for edges in edges_at if not edges.literal]
+    if groups:
+        words = np.concatenate([edges.words for edges in groups]) if len(groups) > 1 \
+            else groups[0].words
+        word_lp = scorer.lexicon_log_probs_batch([h.state for h in hyps],
+                                                 [h.log_probs for h in hyps], lexicon, words)
+        if recent is not None:  # every hypothesis at once
+            word_lp = recent.mix(word_lp, lexicon, words)
+        bounds = np.cumsum([len(edges.words) for edges in groups])[:-1]
+        parts = iter(np.split(word_lp, bounds, axis=1))
+    # letters kept as typed: 0 for each hypothesis
+    return [np.zeros((len(hyps), 1)) if edges.literal else next(parts) for edges in edges_at]
 
 
 def _edge_log_probs(scorer: Scorer, state: Any, log_probs: np.ndarray, lexicon: Lexicon,
