@@ -214,6 +214,9 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
     state, log_probs = start if start is not None else scorer.read(context)
     root_lp = log_probs.float().cpu().numpy()
     recent = ContextWords.of(context, lexicon, len(vocab), settings.context_weight)
+    # the first search's steps are kept for a second one (this decoding's own memo if the
+    # caller keeps none)
+    memo = memo if memo is not None else StepMemo(key=None)
     found = _search(scorer, lattice, n, state, root_lp, lexicon, settings, memo, recent)
     if found is None:  # pruned every way to the end: search again without pruning
         found = _search(scorer, lattice, n, state, root_lp, lexicon,
