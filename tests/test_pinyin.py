@@ -301,6 +301,18 @@ def test_a_step_memo_answers_each_keystroke_as_a_fresh_decode_with_fewer_steps(v
     assert memo_steps < fresh_steps
 
 
+@pytest.mark.parametrize("typed", ["xiantianqihenhao", "jttqhh", "xianvvtian"])
+def test_a_search_that_pruned_every_way_to_the_end_gives_the_unpruned_answer(vocab, lexicon,
+                                                                             typed):
+    """With no margin the first search prunes every way to the end and the decoder searches
+    again, reusing the first one's steps: the answer is the unpruned search's."""
+    scorer = BigramScorer(vocab)
+    unpruned = run(scorer, typed, lexicon, k=5, margin=math.inf)
+    again = run(scorer, typed, lexicon, k=5, margin=0.0)
+    assert [(c.text, c.score) for c in again.phrases] == \
+        [(c.text, c.score) for c in unpruned.phrases]
+
+
 def test_a_full_step_memo_is_cleared_and_still_right(vocab, lexicon):
     scorer = BigramScorer(vocab)
     memo = StepMemo(key=None, limit=3)

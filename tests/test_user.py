@@ -277,6 +277,19 @@ def test_the_log_is_copied_into_the_file_once_the_typist_pauses(tmp_path):
     store.close()
 
 
+def test_without_a_thread_for_the_checkpoint_learning_and_closing_go_on(tmp_path, monkeypatch):
+    import threading
+
+    def refused(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    store = UserStore(tmp_path / "u.db")
+    UserModel(store).learn_words(["我们"])  # SQLite's own checkpoint stays, as a bound
+    store.close()
+    assert "我们" in UserModel(UserStore(tmp_path / "u.db")).counts.unigram
+
+
 def test_the_checkpoint_never_makes_a_file_that_was_deleted(tmp_path):
     import time
 

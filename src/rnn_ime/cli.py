@@ -864,6 +864,7 @@ def run_ibus(args) -> None:
     torch.set_num_threads(1)
     predictor = Predictor.from_dir(args.model, mixture=not args.no_mixture)
     lexicon = open_lexicon(predictor.vocab, word_lists)
+    lexicon.position  # noqa: B018 — what learning looks words up in, built before the first key
     if note := skipped_note(lexicon):
         _stderr(note)
     profile = _profile(args, predictor.scorer, learns=True)

@@ -775,6 +775,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
     predictor = Predictor.from_dir(model_dir, mixture=mixture)
     # the pinyin lexicon now, not on the first request (its base is cached on disk)
     lexicon = open_lexicon(predictor.vocab, list(word_lists))
+    lexicon.position  # noqa: B018 — what a profile looks words up in, also built now
     if note := skipped_note(lexicon):
         log_note(note)
     app = create_app(predictor, load_config(Path(model_dir)), context_cache, lexicon, fuzzy,

@@ -699,7 +699,7 @@ def build_lexicon(vocab: Vocab, base: BaseLexicon, word_lists: Sequence[WordList
 
 
 # ---------------------------------------------------------------- the cached overlay
-OVERLAY_FORMAT = 1  # bump when build_lexicon lays the vocabulary over the base differently
+OVERLAY_FORMAT = 1  # the file's layout (the code that fills it is fingerprinted as well)
 OVERLAY_ARRAYS = {"words": np.uint8, "step_id": np.int64, "extra": np.float64,
                   "frequency": np.float64, "script": np.int8, "seen": np.float64,
                   "word": np.int32, "syllables": np.int16, "rank": np.int8, "keys": np.uint8,
@@ -711,7 +711,8 @@ def cached_lexicon(vocab: Vocab, base: BaseLexicon) -> Lexicon:
     """build_lexicon(vocab, base), kept in the cache dir per vocabulary (laying 30k words and
     the training's outside words over the base takes most of a second; reading them back, a
     tenth). Only a cache: a file that does not load is built and written again."""
-    path = cache_dir() / f"overlay-{OVERLAY_FORMAT}-{_overlay_key(vocab)}.npz"
+    key = hashlib.sha256(f"{_overlay_key(vocab)}|{_code_fingerprint()}".encode()).hexdigest()
+    path = cache_dir() / f"overlay-{OVERLAY_FORMAT}-{key[:16]}.npz"
     if path.is_file():
         try:
             return load_overlay_file(path, vocab, base)
@@ -769,6 +770,22 @@ def load_overlay_file(path: Path, vocab: Vocab, base: BaseLexicon) -> Lexicon:
                       seen if len(seen) else None)
     lexicon.__dict__["starts"] = (base.starts, starts) if has_overlay else (base.starts,)
     return lexicon
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """The source of the code that lays a vocabulary over the base (this module, the
+    syllables'): a change to it makes new overlay files, so a tuned constant never meets a file
+    built with the old one."""
+    from . import syllables
+
+    digest = hashlib.sha256()
+    for module in (__file__, syllables.__file__):
+        try:
+            digest.update(Path(module).read_bytes())
+        except OSError:
+            digest.update(module.encode())
+    return digest.hexdigest()[:16]
 
 
 def _overlay_key(vocab: Vocab) -> str:

@@ -357,7 +357,9 @@ class Checkpointer:
     commit is safe once in the log."""
 
     def __init__(self, path: Path, idle_s: float = CHECKPOINT_IDLE_S) -> None:
-        self.path, self.idle_s = path, idle_s
+        # resolved now: a later chdir must not point the checkpoint at another file
+        self.uri = f"{Path(path).resolve().as_uri()}?mode=rw"  # rw: never creates the file
+        self.idle_s = idle_s
         self.wake = threading.Condition()
         self.last_commit: float | None = None  # monotonic time of the commit not yet copied
         self.stopping = False
@@ -369,9 +371,13 @@ class Checkpointer:
             waiting_for_a_commit = self.last_commit is None
             self.last_commit = time.monotonic()
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="rnn-ime-checkpoint",
-                                               daemon=True)
-                self.thread.start()
+                thread = threading.Thread(target=self._run, name="rnn-ime-checkpoint",
+                                          daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had: SQLite's own checkpoint remains
+                    return
+                self.thread = thread
             elif waiting_for_a_commit:  # else it wakes at the pause it waits for, and waits on
                 self.wake.notify()
 
@@ -392,8 +398,8 @@ class Checkpointer:
     def _run(self) -> None:
         while self._wait_for_pause():
             try:  # a connection of its own for each (an idle thread holds no file open)
-                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True,
-                                     timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                db = sqlite3.connect(self.uri, uri=True, timeout=BUSY_TIMEOUT_S,
+                                     isolation_level=None)
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.done += 1
