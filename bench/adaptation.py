@@ -303,7 +303,7 @@ def fit(args, predictor, lexicon, typed, text: Text) -> list[dict]:
             args.trigram_weights, args.trigram_spreads, args.half_lives):
         settings = {"unigram": unigram, "prior": prior, "bigram": bigram, "spread": spread,
                     "trigram": trigram, "trigram_spread": trigram_spread,
-                    "half_life": half_life}
+                    "warmup": UserWeights().warmup, "half_life": half_life}
         curve, going = run_curve(predictor, lexicon, typed, text, settings, (args.words,))
         rows.append({**settings, **going, "paused_top1": curve[-1]["top1"],
                      "paused_ksr5": curve[-1]["ksr5"],
@@ -363,7 +363,8 @@ def markdown(result: dict) -> str:
              f"({result['pinyin_pieces']} pinyin pieces, with context). User model: unigram "
              f"{result['unigram']:g} (prior {result['prior']:g} words), bigram "
              f"{result['bigram']:g} (spread {result['spread']:g}), trigram "
-             f"{result['trigram']:g} (spread {result['trigram_spread']:g}), half-life "
+             f"{result['trigram']:g} (spread {result['trigram_spread']:g}), pairs and triples "
+             f"at half weight after {result['warmup']:g} words typed, half-life "
              f"{result['half_life']:g} words.", "",
              "| words typed | next-word top-1 | KSR@5 | pinyin sentence top-1 | new words |",
              "|---|---|---|---|---|",

@@ -322,9 +322,10 @@ def test_a_new_profile_changes_nothing(vocab):
 
 def test_the_words_after_a_word_count_by_how_often_and_how_alike(vocab):
     """p(w | prev) = (1 − β)·[(1 − λ)·p_base + λ·p_uni] + β·p_bi, λ = unigram·n / (n + prior),
-    β = bigram·c(prev) / (c(prev) + spread·t(prev)): exact, and β grows with the times a word
-    was followed and shrinks with the different words that followed it."""
-    weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0, trigram=0.0)
+    β = bigram·c(prev) / (c(prev) + spread·t(prev)) (no warm-up): exact, and β grows with the
+    times a word was followed and shrinks with the different words that followed it."""
+    weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0, trigram=0.0,
+                          warmup=0.0)
     model = UserModel(None, half_life=1e12)  # no fading between these few words
     model.learn_words(["我们", "去", "北京"])
     model.learn_words(["我们", "去", "北京"])
@@ -344,12 +345,32 @@ def test_the_words_after_a_word_count_by_how_often_and_how_alike(vocab):
     assert scorer.mixing("北京").bigram == 0.0  # nothing typed after it: the unigram alone
 
 
+def test_pairs_and_triples_count_in_full_only_once_the_user_has_typed_a_while(vocab):
+    """β and γ are scaled by n / (n + warmup), n the words typed: at first a pair seen once
+    weighs little (most do not come back), and the scale grows as the user types."""
+    def mixing(warmup: float, repeats: int):
+        model = UserModel(None, half_life=1e12)
+        for _ in range(repeats):
+            model.learn_words(["我们", "去", "北京"])
+        scorer = UserScorer(FlatScorer(vocab), model, UserWeights(warmup=warmup))
+        return scorer.mixing("去", "我们"), model.counts.words_typed()
+
+    for repeats in (1, 10):
+        full, n = mixing(0.0, repeats)
+        scaled, _ = mixing(30.0, repeats)
+        grown = n / (n + 30.0)
+        assert scaled.trigram == pytest.approx(grown * full.trigram)
+        assert scaled.bigram / (1 - scaled.trigram) == \
+            pytest.approx(grown * full.bigram / (1 - full.trigram))
+    assert mixing(30.0, 1)[0].bigram < mixing(30.0, 10)[0].bigram
+
+
 def test_the_words_after_two_words_come_on_top_of_the_bigram(vocab):
     """p = (1 − γ)·{bigram mixture} + γ·p_tri(w | prev2, prev), γ = trigram·c / (c + spread·t):
     exact; after 我们 去 (always 北京) the trigram is trusted, after 明天 去 it is not used for
     北京, and a trigram needs its two words in order."""
     weights = UserWeights(unigram=0.1, prior=50.0, bigram=0.8, spread=2.0, trigram=0.5,
-                          trigram_spread=1.0)
+                          trigram_spread=1.0, warmup=0.0)
     model = UserModel(None, half_life=1e12)
     model.learn_words(["我们", "去", "北京"])
     model.learn_words(["我们", "去", "北京"])

@@ -43,6 +43,9 @@ class UserWeights:
     spread: float = 2.0  # Witten-Bell's factor on the distinct words after the previous one
     trigram: float = 0.5  # γ for two previous words always followed by the same word
     trigram_spread: float = 2.0  # the same factor after the previous two
+    # words typed at which pairs and triples count half (n / (n + warmup)): early on most pairs
+    # seen once do not come back, and at full weight they cost top-1 below the model's own
+    warmup: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,12 @@ class UserScorer(Scorer[UserState]):
         counts, weights = self.model.counts, self.weights
         typed = counts.words_typed()
         unigram = weights.unigram * typed / (typed + weights.prior) if typed > 0 else 0.0
+        grown = typed / (typed + weights.warmup) if weights.warmup > 0 else 1.0
         after, distinct = counts.after(prev)
-        bigram = weights.bigram * after / (after + weights.spread * distinct) if distinct else 0.0
+        bigram = grown * weights.bigram * after / (after + weights.spread * distinct) \
+            if distinct else 0.0
         after, distinct = counts.after_two(prev2, prev)
-        trigram = weights.trigram * after / (after + weights.trigram_spread * distinct) \
+        trigram = grown * weights.trigram * after / (after + weights.trigram_spread * distinct) \
             if distinct else 0.0
         rest = 1.0 - trigram
         return Mixing(rest * (1.0 - bigram) * unigram, rest * bigram, trigram)
