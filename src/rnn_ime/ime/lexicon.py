@@ -278,12 +278,21 @@ def _array_text(array: np.ndarray) -> tuple[str, ...]:
 
 
 def save_base(base: BaseLexicon, path: Path) -> None:
+    _save_arrays(path, words=_text_array(base.words), frequency=base.frequency,
+                 **_index_arrays(base.entries, base.starts))
+
+
+def _index_arrays(entries: Entries, starts: WordStarts) -> dict[str, np.ndarray]:
+    """The arrays of a cache file that `_entries_of_arrays` and `_starts_of_arrays` read."""
+    return {"word": entries.word, "syllables": entries.syllables, "rank": entries.rank,
+            "keys": _text_array(entries.keys), "offsets": entries.offsets,
+            "prefixes": _text_array(sorted(entries.prefixes)), "start_keys": starts.keys,
+            "start_words": starts.words}
+
+
+def _save_arrays(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
-    e = base.entries
-    np.savez(buffer, words=_text_array(base.words), frequency=base.frequency, word=e.word,
-             syllables=e.syllables, rank=e.rank, keys=_text_array(e.keys), offsets=e.offsets,
-             start_keys=base.starts.keys, start_words=base.starts.words,
-             prefixes=_text_array(sorted(e.prefixes)))
+    np.savez(buffer, **arrays)
     write_bytes(path, buffer.getvalue())
 
 
@@ -711,8 +720,7 @@ def cached_lexicon(vocab: Vocab, base: BaseLexicon) -> Lexicon:
     """build_lexicon(vocab, base), kept in the cache dir per vocabulary (laying 30k words and
     the training's outside words over the base takes most of a second; reading them back, a
     tenth). Only a cache: a file that does not load is built and written again."""
-    key = hashlib.sha256(f"{_overlay_key(vocab)}|{_code_fingerprint()}".encode()).hexdigest()
-    path = cache_dir() / f"overlay-{OVERLAY_FORMAT}-{key[:16]}.npz"
+    path = cache_dir() / f"overlay-{OVERLAY_FORMAT}-{_overlay_key(vocab)}.npz"
     if path.is_file():
         try:
             return load_overlay_file(path, vocab, base)
@@ -731,16 +739,10 @@ def save_overlay(lexicon: Lexicon, base: BaseLexicon, path: Path) -> None:
     entries = lexicon.parts[1] if len(lexicon.parts) > 1 else build_entries(())
     starts = lexicon.starts[1] if len(lexicon.starts) > 1 \
         else WordStarts(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    buffer = io.BytesIO()
-    np.savez(buffer, words=_text_array(lexicon.words[len(base.words):]),
-             step_id=lexicon.step_id, extra=lexicon.extra,
-             frequency=lexicon.frequency, script=lexicon.script,
-             seen=np.zeros(0) if lexicon.seen is None else lexicon.seen,
-             word=entries.word, syllables=entries.syllables, rank=entries.rank,
-             keys=_text_array(entries.keys), offsets=entries.offsets,
-             prefixes=_text_array(sorted(entries.prefixes)), start_keys=starts.keys,
-             start_words=starts.words)
-    write_bytes(path, buffer.getvalue())
+    _save_arrays(path, words=_text_array(lexicon.words[len(base.words):]),
+                 step_id=lexicon.step_id, extra=lexicon.extra, frequency=lexicon.frequency,
+                 script=lexicon.script, seen=np.zeros(0) if lexicon.seen is None else lexicon.seen,
+                 **_index_arrays(entries, starts))
 
 
 def load_overlay_file(path: Path, vocab: Vocab, base: BaseLexicon) -> Lexicon:
@@ -789,7 +791,7 @@ def _code_fingerprint() -> str:
 
 
 def _overlay_key(vocab: Vocab) -> str:
-    parts = [_base_fingerprint(), vocab.sha256, vocab.outside_sha256]
+    parts = [_base_fingerprint(), _code_fingerprint(), vocab.sha256, vocab.outside_sha256]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
