@@ -202,3 +202,32 @@ def test_a_damaged_overlay_cache_is_built_and_written_again(tmp_path, monkeypatc
     damage(cache)
     _same_lexicon(lexicon_module.cached_lexicon(vocab, base), built)
     _same_lexicon(lexicon_module.load_overlay_file(cache, vocab, base), built)  # rewritten
+
+
+def test_writing_a_cache_file_removes_its_kind_unused_for_30_days(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from rnn_ime.ime import lexicon as lexicon_module
+    from rnn_ime.vocab import SPECIALS, Vocab
+
+    monkeypatch.setenv("RNN_IME_CACHE", str(tmp_path))
+    old = time.time() - 31 * 86400
+    stale, recent, other_kind, left_tmp = (tmp_path / "overlay-1-stale.npz",
+                                           tmp_path / "overlay-1-recent.npz",
+                                           tmp_path / "lexicon-stale.npz",
+                                           tmp_path / ".overlay-1-x.npz.abc.tmp")
+    for path in (stale, recent, other_kind, left_tmp):
+        path.write_bytes(b"x")
+    for path in (stale, other_kind, left_tmp):
+        os.utime(path, (old, old))
+    vocab = Vocab(SPECIALS + ("今天", "你们"), (0, 0, 0, 5, 3), outside=(("张颖", 2),))
+    base = small_base()
+    lexicon_module.cached_lexicon(vocab, base)
+    [written] = set(tmp_path.glob("overlay-*.npz")) - {recent}
+    assert not stale.exists() and not left_tmp.exists()
+    assert recent.exists() and other_kind.exists()  # used lately; another kind of file
+    # a file in use is kept: each read marks it, and it is the one written anyway
+    os.utime(written, (old, old))
+    lexicon_module.cached_lexicon(vocab, base)
+    assert written.stat().st_mtime > old + 86400

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written file, even after SIGKILL."""
+"""Atomic file writes (a reader never sees a half-written file, even after SIGKILL), and the
+cache dir with its upkeep."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,3 +109,31 @@ def cache_dir() -> Path:
         return Path(os.environ["RNN_IME_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rnn-ime"
+
+
+CACHE_UNUSED_DAYS = 30.0  # a cache file neither written nor read for this long is removed
+
+
+def mark_used(path: Path) -> None:
+    """Note that a cache file was read now (its mtime), so that prune_cache keeps it."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache is still a cache
+
+
+def prune_cache(kept: Path, pattern: str, days: float = CACHE_UNUSED_DAYS) -> list[Path]:
+    """Remove the files of `kept`'s folder that match `pattern` (and temporary files a killed
+    write left there) when neither written nor read (mark_used) for `days`; `kept` stays.
+    Every model, library and code version keys files of its own (13–22 MB each), so without
+    this the cache only grows. Returns the files removed."""
+    cutoff = time.time() - days * 86400.0
+    removed = []
+    for path in (*kept.parent.glob(pattern), *kept.parent.glob(".*.tmp")):
+        try:
+            if path != kept and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..corpus import decode_utf8
 from ..errors import RnnImeError
-from ..fsutil import cache_dir, sha256_file, write_bytes
+from ..fsutil import cache_dir, mark_used, prune_cache, sha256_file, write_bytes
 from ..vocab import SPECIALS, UNK_ID, Vocab
 from .syllables import all_syllables, initial, strip_tone, syllable_ids
 
@@ -369,7 +369,9 @@ def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
     cache file that does not load is built again with a note: it is only a cache."""
     if path.is_file():
         try:
-            return load_base_file(path)
+            found = load_base_file(path)
+            mark_used(path)
+            return found
         except Exception as error:  # whatever a damaged file makes zipfile or numpy raise
             reason = (str(error).strip().splitlines() or [""])[0][:80]
             _note(f"note: {path} is damaged ({type(error).__name__}"
@@ -380,6 +382,7 @@ def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
     try:
         save_base(base, path)
         where = f"cached in {path}"
+        prune_cache(path, "lexicon-*.npz")
     except OSError as error:
         where = f"not cached ({error.strerror or error})"
     _note(f"lexicon: {len(base.words):,} words, built in "
@@ -723,12 +726,15 @@ def cached_lexicon(vocab: Vocab, base: BaseLexicon) -> Lexicon:
     path = cache_dir() / f"overlay-{OVERLAY_FORMAT}-{_overlay_key(vocab)}.npz"
     if path.is_file():
         try:
-            return load_overlay_file(path, vocab, base)
+            found = load_overlay_file(path, vocab, base)
+            mark_used(path)
+            return found
         except Exception:  # whatever a damaged file makes zipfile or numpy raise
             pass
     lexicon = build_lexicon(vocab, base)
     try:
         save_overlay(lexicon, base, path)
+        prune_cache(path, "overlay-*.npz")
     except OSError:
         pass  # an unwritable cache dir costs only time
     return lexicon
@@ -823,6 +829,7 @@ class _ReadingsCache:
         if self.changed:
             try:
                 write_bytes(self.path, json.dumps(self.known, ensure_ascii=False).encode())
+                prune_cache(self.path, "readings-*.json")
             except OSError:
                 pass  # an unwritable cache dir costs only time
 
