@@ -59,6 +59,7 @@ from rnn_ime.data import DataDir  # noqa: E402
 from rnn_ime.errors import RnnImeError  # noqa: E402
 from rnn_ime.ime import (  # noqa: E402
     DEFAULT_BEAM,
+    FULL_WIDTH,
     DecoderSettings,
     StepMemo,
     decode,
@@ -87,6 +88,8 @@ LENGTHS = (10, 20, 40)
 K = 5
 PEER_PATHS = 5
 WITH, WITHOUT = "passage", "none"  # the two context modes
+TYPED_MARKS = frozenset(FULL_WIDTH.values())
+THEN_MARK = ", then its mark"  # the product's commit: ranked knowing the mark typed after it
 
 
 # ---------------------------------------------------------------- pieces (pure)
@@ -163,13 +166,14 @@ def peer_syllables(ours: Sequence[str], simplify: Callable[[str], str],
 # ---------------------------------------------------------------- the decoder, in one place
 def decode_texts(scorer: Scorer, letters: str, context_ids: Sequence[int],
                  beam: int = DEFAULT_BEAM, memo: StepMemo | None = None,
-                 start: tuple | None = None) -> list[str]:
+                 start: tuple | None = None, followed_by: str = "") -> list[str]:
     """Candidate texts for the typed `letters` after the word ids `context_ids`, best first.
     The only call into the decoder: a new decoder API changes this function alone. `memo`:
     the steps of the same composition's earlier keys (as the IBus engine and the server keep);
-    `start`: the scorer's (state, log-probabilities) after the context, read beforehand."""
+    `start`: the scorer's (state, log-probabilities) after the context, read beforehand;
+    `followed_by`: the full-width mark typed after the letters."""
     found = decode(scorer, letters, context_ids, DecoderSettings(k=K, beam=beam), memo=memo,
-                   start=start)
+                   start=start, followed_by=followed_by)
     return [c.text for c in found.phrases]
 
 
@@ -182,6 +186,7 @@ class Piece:
     syllables: tuple[str, ...]
     context: tuple[int, ...]  # word ids of `before`
     oov: tuple[str, ...]  # the piece's words outside the vocabulary
+    mark: str = ""  # the mark right after it that one types (，。？！；：、), else ""
 
     @property
     def letters(self) -> str:
@@ -211,9 +216,11 @@ def source_pieces(documents: Iterable[Document], vocab: Vocab, count: int, seed:
             counts["no_reading"] += 1
             continue
         before = passage[:offset]
+        after = passage[offset + len(text):offset + len(text) + 1]
         chosen.append(Piece(source, text, before, syllables,
                             tuple(vocab.encode(tokenizer.tokenize(before))),
-                            tuple(oov_words(tokenizer.tokenize(text), vocab))))
+                            tuple(oov_words(tokenizer.tokenize(text), vocab)),
+                            after if after in TYPED_MARKS else ""))
     tallies = {"clauses": dict(sorted(counts.items())), "candidates": len(candidates),
                "oov_share_all_pieces": oov_all / max(1, len(candidates))}
     return chosen, tallies
@@ -396,7 +403,8 @@ def ratios(rows: list[dict], sources: list[str]) -> dict:
     for source in sources:
         peer = next((r for r in rows if r["source"] == source and r["ranker"] == Peer.name), None)
         for row in rows:
-            if row["source"] != source or not row["product"] or peer is None:
+            if row["source"] != source or not row["product"] or peer is None \
+                    or row["context"] not in (WITH, WITHOUT):
                 continue
             p, ours = peer["sentence_top1"], row["sentence_top1"]
             out.setdefault(source, {})[row["context"]] = ours / p if p else None
@@ -412,13 +420,18 @@ def markdown(result: dict) -> str:
              "Chinese characters cut at sentence and clause punctuation, none left out for "
              f"holding a word outside the vocabulary; beam {result['beam']}, top {K}). "
              "Context: the passage before the piece (`passage`) or none. The peer "
-             "(Pinyin2Hanzi) is handed the right syllables; our decoder gets raw letters.", ""]
+             "(Pinyin2Hanzi) is handed the right syllables; our decoder gets raw letters. "
+             f"`{THEN_MARK.lstrip(', ')}`: what the product commits when the mark that follows "
+             "the piece in the text (，。？！；：、) is typed after its letters, ranked knowing "
+             "the mark; a piece followed by no such mark (a quote, a space, the passage's end) "
+             "counts as decoded alone.", ""]
     for source, info in result["sources"].items():
         clause_counts = ", ".join(f"{k} {v}" for k, v in info["clauses"].items())
         lines.append(f"- **{source}**: {info['pieces']} pieces ({info['mean_chars']:.1f} "
                      f"characters on average), {info['oov_share']:.1%} hold a word outside the "
                      f"vocabulary ({info['oov_share_all_pieces']:.1%} of all "
-                     f"{info['candidates']} pieces); clauses: {clause_counts}")
+                     f"{info['candidates']} pieces), {info['mark_share']:.1%} followed by a "
+                     f"mark one types; clauses: {clause_counts}")
     if result.get("peer_note"):
         lines.append(f"- peer: {result['peer_note']}")
     lines += ["", "| source | ranker | context | sentence top-1 | top-5 | characters right | "
@@ -522,6 +535,7 @@ def all_pieces(args: argparse.Namespace, sources: list[str], test: list[Document
         by_source[source] = chosen
         info[source] = {"pieces": len(chosen),
                         "oov_share": sum(bool(p.oov) for p in chosen) / max(1, len(chosen)),
+                        "mark_share": sum(bool(p.mark) for p in chosen) / max(1, len(chosen)),
                         "mean_chars": float(np.mean([len(p.text) for p in chosen]))
                         if chosen else 0.0, **tallies}
         _log(f"{source}: {len(chosen)} pieces, {info[source]['oov_share']:.1%} OOV")
@@ -563,6 +577,11 @@ def run_rankers(scorers: list[tuple[Scorer, bool]], by_source: dict[str, list[Pi
                 metrics = evaluate(lambda p, s=scorer, m=mode: decode_texts(
                     s, p.letters, p.context if m == WITH else (), beam), pieces)
                 rows.append(flat_row(source, scorer.name, mode, metrics, product))
+            for mode in (WITH, WITHOUT) if product else ():
+                metrics = evaluate(lambda p, s=scorer, m=mode: decode_texts(
+                    s, p.letters, p.context if m == WITH else (), beam,
+                    followed_by=p.mark), pieces)
+                rows.append(flat_row(source, scorer.name, mode + THEN_MARK, metrics, product))
         _log(f"{scorer.name}: done")
     return rows
 

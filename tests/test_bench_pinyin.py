@@ -38,6 +38,18 @@ def test_a_piece_is_four_to_twelve_chinese_characters_and_the_rest_is_counted():
     assert counts == {"piece": 2, "digits_latin": 1, "short": 1}
 
 
+def test_a_piece_keeps_the_mark_one_types_after_it():
+    from rnn_ime.corpus import Document
+    from rnn_ime.vocab import SPECIALS, Vocab
+
+    passage = "我们今天去北京吗？“明天再去看看”，大家都很高兴"
+    vocab = Vocab(SPECIALS + ("我们",), (0, 0, 0, 1))
+    pieces, _ = bench.source_pieces([Document("s", (passage,))], vocab, 10, 0, "s")
+    marks = {p.text: p.mark for p in pieces}
+    # a quote or the passage's end after a piece is not a mark one types
+    assert marks == {"我们今天去北京吗": "？", "明天再去看看": "", "大家都很高兴": ""}
+
+
 def test_oov_pieces_hold_a_word_outside_the_vocabulary():
     vocab = {"<pad>", "<unk>", "<s>", "我", "今天", "去"}
     assert bench.oov_words(["我", "今天", "去"], vocab) == []

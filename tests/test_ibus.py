@@ -47,11 +47,15 @@ class FakeRanker:
     def __init__(self) -> None:
         self.decoded: list[tuple[str, str, int]] = []
         self.suggested: list[str] = []
+        self.followed: list[str] = []  # the marks decodings were asked to rank with
+        self.first_before: dict[str, str] = {}  # a mark → the phrase it ranks first
 
-    def decode(self, letters: str, context: str, k: int) -> Decoding:
+    def decode(self, letters: str, context: str, k: int, followed_by: str = "") -> Decoding:
         self.decoded.append((letters, context, k))
+        if followed_by:
+            self.followed.append(followed_by)
         found = pieces(letters.replace("'", ""))
-        whole = "".join(char for _, char in found)
+        whole = self.first_before.get(followed_by) or "".join(char for _, char in found)
         phrases = [Candidate((whole,), len(letters), -1.0, -1.0)]
         phrases += [Candidate((f"字{i}",), len(letters), -5.0 - i, -5.0 - i) for i in range(k)]
         first = [Candidate((found[0][1],), len(found[0][0]), -2.0, -2.0)] if found else []
@@ -184,6 +188,16 @@ def test_a_mark_commits_the_best_phrase_in_full_width_or_types_alone():
     reaction = machine.key(ord("?"), SHIFT)
     assert reaction.commits == ("？",) and reaction.view.kind == "suggestions"
     assert learner.calls[-1] == ("learn", "？", None)
+
+
+def test_a_mark_ranks_the_phrases_again_knowing_the_clause_ends_with_it():
+    machine, ranker, learner = make()
+    ranker.first_before["？"] = "你好吗"  # p(？ | 你好吗) beats p(？ | 你号码)
+    type_into(machine, "nihaoma")
+    assert machine.view().shown[0] != "你好吗"
+    assert machine.key(ord("?"), SHIFT).commits == ("你好吗？",)
+    assert ranker.followed == ["？"]
+    assert learner.calls[-1] == ("learn", "你好吗？", [("你好吗", "nihaoma")])
 
 
 def test_marks_after_a_digit_stay_half_width():

@@ -23,6 +23,7 @@ from rnn_ime.ime import (
     commit_of,
     commit_text,
     decode,
+    mark_after,
     normalize,
     segmentations,
     split_mark,
@@ -504,6 +505,47 @@ def test_a_mark_commits_the_first_phrase_in_full_width():
     assert commit_of(found, "nihao.").as_dict() == {"text": "你好。", "letters": 6}
     assert commit_of(found, "nihao") is None
     assert commit_of(Decoding([], [], letters="xx"), "x'x?").text == "x'x？"  # letters as typed
+
+
+def test_a_mark_typed_after_the_letters_ranks_the_phrases_with_it():
+    """你号码 edges out 你好吗 alone, but a question mark after them is far likelier after 吗:
+    with the mark, each whole phrase scores log p(？ | phrase) more (exactly), and a mark the
+    vocabulary lacks changes nothing."""
+    words = ("你", "号码", "你好", "吗", "？")
+    table_vocab = Vocab(SPECIALS + words, (0, 0, 0, 5, 5, 5, 5, 5))
+    lexicon = build_lexicon(table_vocab, base_of({}, "你好号码吗"))
+    after = {"<s>": {"你": 0.5, "你好": 0.4}, "你": {"号码": 0.5}, "你好": {"吗": 0.6},
+             "号码": {"？": 0.01, "你": 0.9}, "吗": {"？": 0.9}}
+
+    class Table(Scorer[int]):
+        name = "table"
+        vocab = table_vocab
+
+        def start(self) -> int:
+            return 0
+
+        def step_batch(self, states, word_ids):
+            out = []
+            for word_id in word_ids:
+                row = torch.full((len(table_vocab),), 1e-6, dtype=torch.float64)
+                for word, p in after.get(table_vocab.words[word_id], {}).items():
+                    row[table_vocab.id(word)] = p
+                out.append((word_id, torch.log(row / row.sum())))
+            return out
+
+    plain = decode(Table(), "nihaoma", (), DecoderSettings(), lexicon)
+    assert texts(plain)[:2] == ["你号码", "你好吗"]
+    marked = decode(Table(), "nihaoma", (), DecoderSettings(), lexicon, followed_by="？")
+    assert texts(marked)[:2] == ["你好吗", "你号码"]
+    scores = {c.text: c.score for c in plain.phrases}
+    mark_after_ma = math.log(0.9 / (0.9 + 1e-6 * (len(table_vocab) - 1)))
+    assert marked.phrases[0].score == pytest.approx(scores["你好吗"] + mark_after_ma)
+    assert marked.phrases[0].log_prob == next(c.log_prob for c in plain.phrases
+                                              if c.text == "你好吗")  # the phrase's own
+    unknown = decode(Table(), "nihaoma", (), DecoderSettings(), lexicon, followed_by="！")
+    assert [(c.text, c.score) for c in unknown.phrases] == \
+        [(c.text, c.score) for c in plain.phrases]
+    assert mark_after("nihaoma?") == "？" and mark_after("nihaoma") == ""
 
 
 def test_the_mark_pattern_allows_exactly_the_marks():

@@ -489,6 +489,14 @@ def test_the_decoder_s_unmixed_steps_give_the_mixed_numbers(vocab, lexicon):
     batch = scorer.lexicon_log_probs_batch([s for s, _ in stepped], [lp for _, lp in stepped],
                                            lexicon, words)
     np.testing.assert_allclose(batch, np.stack(expected), rtol=1e-5, atol=1e-6)
+    # one vocabulary word (the mark typed after a phrase), unmixed steps or mixed
+    for word, (state, unmixed) in zip(after, stepped, strict=True):
+        [(mixed_state, mixed)] = scorer.step_words([start], [word])
+        for word_id in (vocab.id("我们"), vocab.id("去")):
+            assert scorer.word_log_prob(state, unmixed, word_id) == pytest.approx(
+                float(mixed[word_id]), abs=1e-5)
+            assert scorer.word_log_prob(mixed_state, mixed.numpy(), word_id) == pytest.approx(
+                float(mixed[word_id]), abs=1e-6)
 
 
 def test_beam_completion_offers_the_user_s_own_words_as_suggest_does(vocab):

@@ -652,7 +652,15 @@ def add_pinyin(sub) -> None:
 
 def run_pinyin(args) -> None:
     from .errors import ConfigError
-    from .ime import DecoderSettings, commit_of, decode, normalize, open_lexicon, split_mark
+    from .ime import (
+        DecoderSettings,
+        commit_of,
+        decode,
+        mark_after,
+        normalize,
+        open_lexicon,
+        split_mark,
+    )
     from .ime.lexicon import skipped_note
     from .predict import Predictor
 
@@ -673,7 +681,8 @@ def run_pinyin(args) -> None:
     if profile is not None:
         scorer, lexicon = profile.scorer, profile.lexicon(lexicon)
     _, context = predictor.encode(args.context)
-    found = decode(scorer, letters, context, settings, lexicon)
+    found = decode(scorer, letters, context, settings, lexicon,
+                   followed_by=mark_after(args.letters.strip()))
     commit = commit_of(found, args.letters.strip())
     if args.json:
         answer = {"context": args.context, **found.as_dict(limit=args.k)}

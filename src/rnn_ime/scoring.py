@@ -108,6 +108,11 @@ class Scorer(ABC, Generic[StateT]):
         return [(state, log_probs.float().cpu().numpy())
                 for state, log_probs in self.step_words(states, words)]
 
+    def word_log_prob(self, state: StateT, log_probs: np.ndarray, word_id: int) -> float:
+        """log p(word | history) of one vocabulary word, given what step_words_for_lexicon
+        handed back for the state (a scorer that hands back less there overrides this)."""
+        return float(log_probs[word_id])
+
     def step(self, state: StateT, word_id: int) -> tuple[StateT, torch.Tensor]:
         """Commit one word: the new state and the (V,) next-word log-probabilities."""
         return self.step_batch([state], [word_id])[0]

@@ -67,6 +67,7 @@ from .ime import (
     check_fuzzy,
     commit_of,
     decode,
+    mark_after,
     open_lexicon,
     split_mark,
 )
@@ -438,7 +439,7 @@ class Engine:
             ranking = scoring(profile, self.predictor.scorer, self.base_lexicon(), read)
             memo = self._memos.for_key(memo_key(ranking, context, profile, user or ""))
             found = decode(ranking.scorer, letters, read.ids, settings, ranking.lexicon,
-                           start=ranking.start, memo=memo)
+                           start=ranking.start, memo=memo, followed_by=mark_after(typed))
         answer = found.as_dict(limit=k)
         commit = commit_of(found, typed)
         if commit is not None:

@@ -13,7 +13,8 @@ Composing: letters (and apostrophes) build the preedit; the lookup table shows
 Space commits the first candidate of the page, 1–9 that one; a candidate that consumes only
 some of the letters leaves the rest composing, decoded again with the pick as context. Enter
 commits the letters as typed, Esc drops them, a mark (, . ? ! ; : \\) commits the best phrase
-and the mark in full width (`ime.punctuation.commit_of`). - = PageUp PageDown Up Down page.
+with the mark after it (ranked again knowing the mark, p(？ | phrase)) and the mark in full
+width (`ime.punctuation.commit_of`). - = PageUp PageDown Up Down page.
 
 Idle, Chinese mode: a letter starts a composition; a mark types its full-width form (not right
 after a digit: 3.14 stays as typed); after any commit the table holds next-word suggestions,
@@ -59,8 +60,9 @@ def is_modifier(keyval: int) -> bool:
 class Ranker(Protocol):
     """What the machine asks of the language model (`ranker.ModelRanker` is the real one)."""
 
-    def decode(self, letters: str, context: str, k: int) -> Decoding:
-        """The decoding of pinyin `letters` typed after the text `context`."""
+    def decode(self, letters: str, context: str, k: int, followed_by: str = "") -> Decoding:
+        """The decoding of pinyin `letters` typed after the text `context` (and before
+        `followed_by`, when known)."""
 
     def suggest(self, context: str, k: int) -> list[str]:
         """The k likeliest next words after `context`."""
@@ -270,6 +272,9 @@ class Machine:
         """The best phrase for all the letters (the letters, when nothing decodes), and the
         mark in full width when there is one."""
         decoding = self._decoding or Decoding([], [])
+        if mark and decoding.phrases:  # ranked again with the mark after them
+            decoding = self.ranker.decode(self.letters, self._model_context(), PAGE_SIZE,
+                                          followed_by=FULL_WIDTH[mark])
         found = commit_of(decoding, self.letters + mark) if mark else None
         text = found.text if found is not None \
             else decoding.phrases[0].text if decoding.phrases else self.letters

@@ -61,11 +61,12 @@ class ModelRanker:
         lexicon = self.lexicon or open_lexicon(self.predictor.vocab)
         return scoring(self.profile, self.predictor.scorer, lexicon, read), read.ids
 
-    def decode(self, letters: str, context: str, k: int) -> Decoding:
+    def decode(self, letters: str, context: str, k: int, followed_by: str = "") -> Decoding:
         ranking, ids = self._scoring(context)
         return decode(ranking.scorer, letters, ids,
                       DecoderSettings(k=k, beam=self.beam, fuzzy=self.fuzzy), ranking.lexicon,
-                      start=ranking.start, memo=self._memo_for(ranking, context))
+                      start=ranking.start, memo=self._memo_for(ranking, context),
+                      followed_by=followed_by)
 
     def _memo_for(self, ranking: Scoring, context: str) -> StepMemo:
         """The steps kept while one composition is typed: the same context, scorer and user

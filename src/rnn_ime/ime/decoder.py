@@ -10,6 +10,10 @@ stepped together in one `step_batch`), and a position whose best hypothesis, plu
 optimistic unigram estimate of the rest, falls far behind the best seen is skipped. Works with
 any Scorer: the recurrent model, the n-gram, their mixture, ONNX.
 
+A mark typed after the letters (`nihaoma?`) says that the phrase ends a clause: the whole-input
+phrases are then ranked with p(？ | phrase) as well, as a language model scores a sentence with
+its end (`followed_by`).
+
 The context's own words count too (a cache model, Kuhn & De Mori 1990: a text uses its words
 again): each word's probability is (1 − μ)·p(word | history) + μ·c(word)/N, c counting the
 context's words the lexicon can type and N their sum (`DecoderSettings.context_weight`, μ).
@@ -197,11 +201,14 @@ def _estimates(lattice: list[list[Edges]], unigram: np.ndarray, lexicon: Lexicon
 
 def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
            settings: DecoderSettings = DecoderSettings(), lexicon: Lexicon | None = None,
-           start: tuple[Any, Any] | None = None, memo: StepMemo | None = None) -> Decoding:
+           start: tuple[Any, Any] | None = None, memo: StepMemo | None = None,
+           followed_by: str = "") -> Decoding:
     """Ranked candidates for the typed pinyin `raw` after the word ids `context`.
 
     `start`: the scorer's (state, log_probs) after the context, when the caller has it.
-    `memo`: steps kept from the composition's earlier keystrokes (same context and scorer)."""
+    `memo`: steps kept from the composition's earlier keystrokes (same context and scorer).
+    `followed_by`: a word known to come next (the full-width mark typed after the letters):
+    whole-input phrases are ranked with its probability after them."""
     vocab = scorer.vocab
     lexicon = lexicon or open_lexicon(vocab)
     if lexicon.vocab_sha256 != vocab.sha256:
@@ -222,6 +229,9 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
         found = _search(scorer, lattice, n, state, root_lp, lexicon,
                         replace(settings, margin=math.inf), memo, recent)
     finals, steps = found or ([], 0)
+    if followed_by and finals:
+        finals, more = _followed_by(finals, scorer, memo, followed_by)
+        steps += more
     make = _Maker(letters, lexicon, consumed)
     starts = _Starts(scorer, state, root_lp, lexicon, letters, breaks, recent)
     phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)
@@ -260,6 +270,20 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
     if not at.get(n):
         return None if settings.margin != math.inf else ([], steps)
     return sorted(at[n], key=lambda h: -h.score), steps
+
+
+def _followed_by(finals: list[_Hyp], scorer: Scorer, memo: StepMemo | None, word: str
+                 ) -> tuple[list[_Hyp], int]:
+    """The whole-input hypotheses with log p(word | hypothesis) added to their scores, best
+    first, and the steps that took (a word outside the vocabulary, such as a mark it never
+    saw, changes nothing)."""
+    word_id = scorer.vocab.id(word)
+    if word_id < len(SPECIALS):
+        return finals, 0
+    steps = _expand(finals, scorer, memo)
+    for hyp in finals:
+        hyp.score += scorer.word_log_prob(hyp.state, hyp.log_probs, word_id)
+    return sorted(finals, key=lambda h: -h.score), steps
 
 
 def _position_log_probs(scorer: Scorer, hyps: Sequence[_Hyp], edges_at: list[Edges],

@@ -29,6 +29,13 @@ def split_mark(typed: str) -> tuple[str, str]:
     return typed, ""
 
 
+def mark_after(typed: str) -> str:
+    """The full-width form of the mark `typed` ends with (what its phrase is followed by: the
+    decoder ranks with it), or ""."""
+    _, mark = split_mark(typed)
+    return FULL_WIDTH[mark] if mark else ""
+
+
 def commit_text(candidate_text: str, mark: str) -> str:
     """What typing `mark` after a composition inserts: its first candidate, then the mark in
     full width (你好 + `,` → 你好，)."""

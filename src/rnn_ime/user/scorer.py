@@ -168,6 +168,14 @@ class UserScorer(Scorer[UserState]):
         return [(state, log_probs.float().cpu().numpy()) for state, log_probs in
                 self._step(states, [self.vocab.id(w) for w in words], list(words), mix=False)]
 
+    def word_log_prob(self, state: UserState, log_probs: np.ndarray, word_id: int) -> float:
+        """The word's probability mixed with the user's, also after step_words_for_lexicon
+        (which hands back the base's unmixed)."""
+        if not state.unmixed:
+            return float(log_probs[word_id])
+        return float(self.mix(torch.from_numpy(np.asarray(log_probs)), state.prev,
+                              state.prev2)[word_id])
+
     def _step(self, states: Sequence[UserState], word_ids: Sequence[int],
               names: Sequence[str | None], mix: bool = True
               ) -> list[tuple[UserState, torch.Tensor]]:
