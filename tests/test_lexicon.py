@@ -213,20 +213,23 @@ def test_writing_a_cache_file_removes_its_kind_unused_for_30_days(tmp_path, monk
 
     monkeypatch.setenv("RNN_IME_CACHE", str(tmp_path))
     old = time.time() - 31 * 86400
-    stale, recent, other_kind, left_tmp = (tmp_path / "overlay-1-stale.npz",
-                                           tmp_path / "overlay-1-recent.npz",
-                                           tmp_path / "lexicon-stale.npz",
-                                           tmp_path / ".overlay-1-x.npz.abc.tmp")
-    for path in (stale, recent, other_kind, left_tmp):
+    key = "0123456789abcdef"
+    stale, recent, other_kind, left_tmp = (tmp_path / f"overlay-0-{key}.npz",
+                                           tmp_path / f"overlay-1-{key[::-1]}.npz",
+                                           tmp_path / f"lexicon-{key}.npz",
+                                           tmp_path / f".overlay-1-{key}.npz.k2j4s.tmp")
+    not_ours = [tmp_path / name for name in ("overlay-1-mine.npz", ".notes.tmp", "x.npz")]
+    for path in (stale, recent, other_kind, left_tmp, *not_ours):
         path.write_bytes(b"x")
-    for path in (stale, other_kind, left_tmp):
+    for path in (stale, other_kind, left_tmp, *not_ours):
         os.utime(path, (old, old))
     vocab = Vocab(SPECIALS + ("今天", "你们"), (0, 0, 0, 5, 3), outside=(("张颖", 2),))
     base = small_base()
     lexicon_module.cached_lexicon(vocab, base)
-    [written] = set(tmp_path.glob("overlay-*.npz")) - {recent}
+    [written] = set(tmp_path.glob("overlay-*.npz")) - {recent, *not_ours}
     assert not stale.exists() and not left_tmp.exists()
     assert recent.exists() and other_kind.exists()  # used lately; another kind of file
+    assert all(path.exists() for path in not_ours)  # names rnn-ime does not write
     # a file in use is kept: each read marks it, and it is the one written anyway
     os.utime(written, (old, old))
     lexicon_module.cached_lexicon(vocab, base)

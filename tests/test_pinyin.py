@@ -507,15 +507,10 @@ def test_a_mark_commits_the_first_phrase_in_full_width():
     assert commit_of(Decoding([], [], letters="xx"), "x'x?").text == "x'x？"  # letters as typed
 
 
-def test_a_mark_typed_after_the_letters_ranks_the_phrases_with_it():
-    """你号码 edges out 你好吗 alone, but a question mark after them is far likelier after 吗:
-    with the mark, each whole phrase scores log p(？ | phrase) more (exactly), and a mark the
-    vocabulary lacks changes nothing."""
-    words = ("你", "号码", "你好", "吗", "？")
-    table_vocab = Vocab(SPECIALS + words, (0, 0, 0, 5, 5, 5, 5, 5))
-    lexicon = build_lexicon(table_vocab, base_of({}, "你好号码吗"))
-    after = {"<s>": {"你": 0.5, "你好": 0.4}, "你": {"号码": 0.5}, "你好": {"吗": 0.6},
-             "号码": {"？": 0.01, "你": 0.9}, "吗": {"？": 0.9}}
+def table_scorer(words: tuple[str, ...], after: dict[str, dict[str, float]]) -> Scorer:
+    """A scorer of fixed next-word probabilities: `after[word]` (else a tiny floor), each row
+    normalised; the state is the last word."""
+    table_vocab = Vocab(SPECIALS + words, (0, 0, 0) + (5,) * len(words))
 
     class Table(Scorer[int]):
         name = "table"
@@ -533,19 +528,42 @@ def test_a_mark_typed_after_the_letters_ranks_the_phrases_with_it():
                 out.append((word_id, torch.log(row / row.sum())))
             return out
 
-    plain = decode(Table(), "nihaoma", (), DecoderSettings(), lexicon)
+    return Table()
+
+
+def test_a_mark_typed_after_the_letters_ranks_the_phrases_with_it():
+    """你号码 edges out 你好吗 alone, but a question mark after them is far likelier after 吗:
+    with the mark, each whole phrase scores log p(？ | phrase) more (exactly), and a mark the
+    vocabulary lacks changes nothing."""
+    scorer = table_scorer(("你", "号码", "你好", "吗", "？"), {
+        "<s>": {"你": 0.5, "你好": 0.4}, "你": {"号码": 0.5}, "你好": {"吗": 0.6},
+        "号码": {"？": 0.01, "你": 0.9}, "吗": {"？": 0.9}})
+    lexicon = build_lexicon(scorer.vocab, base_of({}, "你好号码吗"))
+    plain = decode(scorer, "nihaoma", (), DecoderSettings(), lexicon)
     assert texts(plain)[:2] == ["你号码", "你好吗"]
-    marked = decode(Table(), "nihaoma", (), DecoderSettings(), lexicon, followed_by="？")
+    marked = decode(scorer, "nihaoma", (), DecoderSettings(), lexicon, followed_by="？")
     assert texts(marked)[:2] == ["你好吗", "你号码"]
     scores = {c.text: c.score for c in plain.phrases}
-    mark_after_ma = math.log(0.9 / (0.9 + 1e-6 * (len(table_vocab) - 1)))
+    mark_after_ma = math.log(0.9 / (0.9 + 1e-6 * (len(scorer.vocab) - 1)))
     assert marked.phrases[0].score == pytest.approx(scores["你好吗"] + mark_after_ma)
     assert marked.phrases[0].log_prob == next(c.log_prob for c in plain.phrases
                                               if c.text == "你好吗")  # the phrase's own
-    unknown = decode(Table(), "nihaoma", (), DecoderSettings(), lexicon, followed_by="！")
+    unknown = decode(scorer, "nihaoma", (), DecoderSettings(), lexicon, followed_by="！")
     assert [(c.text, c.score) for c in unknown.phrases] == \
         [(c.text, c.score) for c in plain.phrases]
     assert mark_after("nihaoma?") == "？" and mark_after("nihaoma") == ""
+
+
+def test_a_mark_after_one_syllable_ranks_its_characters_too():
+    """`ma?`: 马 stands alone best and begins more words (马上), yet 吗 ends questions; with the
+    mark the characters are ranked by it alone, none by the words it may begin."""
+    scorer = table_scorer(("马", "马上", "吗", "妈", "？"), {
+        "<s>": {"马": 0.3, "马上": 0.3, "妈": 0.2, "吗": 0.01}, "马": {"？": 0.001, "上": 0.5},
+        "妈": {"？": 0.01, "马": 0.5}, "吗": {"？": 0.9}})
+    lexicon = build_lexicon(scorer.vocab, base_of({}, "马吗妈上"))
+    assert texts(decode(scorer, "ma", (), DecoderSettings(k=3), lexicon))[0] == "马"
+    marked = decode(scorer, "ma", (), DecoderSettings(k=3), lexicon, followed_by="？")
+    assert texts(marked) == ["吗", "妈", "马"]
 
 
 def test_the_mark_pattern_allows_exactly_the_marks():

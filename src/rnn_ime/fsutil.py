@@ -122,14 +122,18 @@ def mark_used(path: Path) -> None:
         pass  # a read-only cache is still a cache
 
 
+KEY_PATTERN = "[0-9a-f]" * 16  # the 16 hex digits that key a cache file's name
+
+
 def prune_cache(kept: Path, pattern: str, days: float = CACHE_UNUSED_DAYS) -> list[Path]:
-    """Remove the files of `kept`'s folder that match `pattern` (and temporary files a killed
-    write left there) when neither written nor read (mark_used) for `days`; `kept` stays.
-    Every model, library and code version keys files of its own (13–22 MB each), so without
-    this the cache only grows. Returns the files removed."""
+    """Remove the files of `kept`'s folder that match `pattern` (and the temporary files a
+    killed write of such a file left, named by atomic_path) when neither written nor read
+    (mark_used) for `days`; `kept` stays. Every model, library and code version keys files of
+    its own (13–22 MB each), so without this the cache only grows. A pattern names rnn-ime's
+    files only (KEY_PATTERN), should the cache dir be shared. Returns the files removed."""
     cutoff = time.time() - days * 86400.0
     removed = []
-    for path in (*kept.parent.glob(pattern), *kept.parent.glob(".*.tmp")):
+    for path in (*kept.parent.glob(pattern), *kept.parent.glob(f".{pattern}.*.tmp")):
         try:
             if path != kept and path.is_file() and path.stat().st_mtime < cutoff:
                 path.unlink()

@@ -46,6 +46,9 @@ STEP_MEMO = 256  # paths a StepMemo keeps (4 bytes a word each: 32 MB with 31k w
 # μ: the share of a word's probability given by how often the context used it (validation
 # pieces, 500 per source: 0.02 / 0.05 / 0.1 all help, 0.05 a little more)
 CONTEXT_WEIGHT = 0.05
+# whole-input hypotheses kept for a mark typed after the letters to rank: a word that ends
+# clauses (吗 of `ma?`) may stand low before the mark is known
+MARK_END_WIDTH = 16
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,8 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
     `start`: the scorer's (state, log_probs) after the context, when the caller has it.
     `memo`: steps kept from the composition's earlier keystrokes (same context and scorer).
     `followed_by`: a word known to come next (the full-width mark typed after the letters):
-    whole-input phrases are ranked with its probability after them."""
+    whole-input phrases (MARK_END_WIDTH of them) are ranked with its probability after them,
+    and a single character gets no bonus for the longer words it may begin."""
     vocab = scorer.vocab
     lexicon = lexicon or open_lexicon(vocab)
     if lexicon.vocab_sha256 != vocab.sha256:
@@ -224,10 +228,12 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
     # the first search's steps are kept for a second one (this decoding's own memo if the
     # caller keeps none)
     memo = memo if memo is not None else StepMemo(key=None)
-    found = _search(scorer, lattice, n, state, root_lp, lexicon, settings, memo, recent)
+    end_width = MARK_END_WIDTH if followed_by else 0
+    found = _search(scorer, lattice, n, state, root_lp, lexicon, settings, memo, recent,
+                    end_width)
     if found is None:  # pruned every way to the end: search again without pruning
         found = _search(scorer, lattice, n, state, root_lp, lexicon,
-                        replace(settings, margin=math.inf), memo, recent)
+                        replace(settings, margin=math.inf), memo, recent, end_width)
     finals, steps = found or ([], 0)
     if followed_by and finals:
         finals, more = _followed_by(finals, scorer, memo, followed_by)
@@ -237,8 +243,11 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
     phrases = _unique(make(h.path, h.log_prob, h.score) for h in finals)
     if any(not c.literal for c in phrases):  # letters kept as typed only when nothing else fits
         phrases = [c for c in phrases if not c.literal]
-    phrases = _with_characters(phrases, [e for e in lattice[0] if e.end == n], starts, make,
-                               settings.k)
+    if followed_by:  # the text ends here: no bonus for the words a character may begin
+        phrases = phrases[:settings.k]
+    else:
+        phrases = _with_characters(phrases, [e for e in lattice[0] if e.end == n], starts,
+                                   make, settings.k)
     first = _first_words(lattice[0], starts, phrases, make, settings.k)
     literal = any(e.literal for edges in lattice for e in edges)
     return Decoding(phrases, first, steps, letters, literal)
@@ -246,11 +255,11 @@ def decode(scorer: Scorer, raw: str, context: Sequence[int] = (),
 
 def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
             root_lp: np.ndarray, lexicon: Lexicon, settings: DecoderSettings,
-            memo: StepMemo | None = None, recent: ContextWords | None = None
-            ) -> tuple[list[_Hyp], int] | None:
+            memo: StepMemo | None = None, recent: ContextWords | None = None,
+            end_width: int = 0) -> tuple[list[_Hyp], int] | None:
     estimate = _estimates(lattice, scorer.vocab.log_unigram, lexicon, n,
                           settings.penalties.literal)
-    beam, width = settings.beam, max(settings.beam, settings.k)
+    beam, width = settings.beam, max(settings.beam, settings.k, end_width)
     root = _Hyp(0.0, 0.0, (), (), None, state, root_lp)
     at: dict[int, list[_Hyp]] = defaultdict(list)
     at[0].append(root)

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..corpus import decode_utf8
 from ..errors import RnnImeError
-from ..fsutil import cache_dir, mark_used, prune_cache, sha256_file, write_bytes
+from ..fsutil import KEY_PATTERN, cache_dir, mark_used, prune_cache, sha256_file, write_bytes
 from ..vocab import SPECIALS, UNK_ID, Vocab
 from .syllables import all_syllables, initial, strip_tone, syllable_ids
 
@@ -382,7 +382,7 @@ def cached_base(path: Path, build: Callable[[], BaseLexicon]) -> BaseLexicon:
     try:
         save_base(base, path)
         where = f"cached in {path}"
-        prune_cache(path, "lexicon-*.npz")
+        prune_cache(path, f"lexicon-{KEY_PATTERN}.npz")
     except OSError as error:
         where = f"not cached ({error.strerror or error})"
     _note(f"lexicon: {len(base.words):,} words, built in "
@@ -734,7 +734,7 @@ def cached_lexicon(vocab: Vocab, base: BaseLexicon) -> Lexicon:
     lexicon = build_lexicon(vocab, base)
     try:
         save_overlay(lexicon, base, path)
-        prune_cache(path, "overlay-*.npz")
+        prune_cache(path, f"overlay-[0-9]*-{KEY_PATTERN}.npz")  # every format
     except OSError:
         pass  # an unwritable cache dir costs only time
     return lexicon
@@ -811,6 +811,7 @@ class _ReadingsCache:
         self.path, self.changed = path, False
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
+            mark_used(path)
             self.known = {key: [tuple(r) for r in readings] for key, readings in found.items()}
             syllables = syllable_ids()
             if not all(isinstance(key, str) and isinstance(s, str) and s in syllables
@@ -829,7 +830,7 @@ class _ReadingsCache:
         if self.changed:
             try:
                 write_bytes(self.path, json.dumps(self.known, ensure_ascii=False).encode())
-                prune_cache(self.path, "readings-*.json")
+                prune_cache(self.path, f"readings-{KEY_PATTERN}.json")
             except OSError:
                 pass  # an unwritable cache dir costs only time
 
