@@ -284,8 +284,8 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
 def _followed_by(finals: list[_Hyp], scorer: Scorer, memo: StepMemo | None, word: str
                  ) -> tuple[list[_Hyp], int]:
     """The whole-input hypotheses with log p(word | hypothesis) added to their scores, best
-    first, and the steps that took (a word outside the vocabulary, such as a mark it never
-    saw, changes nothing)."""
+    first, and the steps that took (a word outside the vocabulary, such as a mark the
+    training text never had, adds nothing)."""
     word_id = scorer.vocab.id(word)
     if word_id < len(SPECIALS):
         return finals, 0
