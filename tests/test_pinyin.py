@@ -554,6 +554,21 @@ def test_a_mark_typed_after_the_letters_ranks_the_phrases_with_it():
     assert mark_after("nihaoma?") == "？" and mark_after("nihaoma") == ""
 
 
+def test_the_phrase_shown_first_stays_unless_the_mark_beats_it_clearly():
+    """The user saw 你号码 first: with the mark, 你好吗 is ahead by 0.37 nats only (less than
+    MARK_MARGIN), so typing ？ commits what was shown."""
+    from rnn_ime.ime.decoder import MARK_MARGIN
+
+    scorer = table_scorer(("你", "号码", "你好", "吗", "？"), {
+        "<s>": {"你": 0.5, "你好": 0.4}, "你": {"号码": 0.5}, "你好": {"吗": 0.6},
+        "号码": {"？": 0.6, "你": 0.4}, "吗": {"？": 0.9}})
+    lexicon = build_lexicon(scorer.vocab, base_of({}, "你好号码吗"))
+    marked = decode(scorer, "nihaoma", (), DecoderSettings(), lexicon, followed_by="？")
+    assert texts(marked)[:2] == ["你号码", "你好吗"]
+    behind = marked.phrases[1].score - marked.phrases[0].score
+    assert 0 < behind <= MARK_MARGIN
+
+
 def test_a_mark_after_one_syllable_ranks_its_characters_too():
     """`ma?`: 马 stands alone best and begins more words (马上), yet 吗 ends questions; with the
     mark the characters are ranked by it alone, none by the words it may begin."""
