@@ -87,6 +87,30 @@ def run(scorer, raw, lexicon, context=(), **settings):
     return decode(scorer, raw, context, DecoderSettings(**settings), lexicon)
 
 
+def table_scorer(words: tuple[str, ...], after: dict[str, dict[str, float]]) -> Scorer:
+    """A scorer of fixed next-word probabilities: `after[word]` (else a tiny floor), each row
+    normalised; the state is the last word."""
+    table_vocab = Vocab(SPECIALS + words, (0, 0, 0) + (5,) * len(words))
+
+    class Table(Scorer[int]):
+        name = "table"
+        vocab = table_vocab
+
+        def start(self) -> int:
+            return 0
+
+        def step_batch(self, states, word_ids):
+            out = []
+            for word_id in word_ids:
+                row = torch.full((len(table_vocab),), 1e-6, dtype=torch.float64)
+                for word, p in after.get(table_vocab.words[word_id], {}).items():
+                    row[table_vocab.id(word)] = p
+                out.append((word_id, torch.log(row / row.sum())))
+            return out
+
+    return Table()
+
+
 # ---------------------------------------------------------------- syllables and input
 def test_segmentations_ambiguous_and_apostrophes():
     assert segmentations("xian")[:2] == [("xian",), ("xi", "an")]
@@ -178,22 +202,9 @@ def test_a_syllable_cut_short_where_a_longer_one_fits_costs_a_split(lexicon):
 def test_a_rare_reading_costs_more_than_a_common_word_is_worth(vocab):
     """是 also reads ti (rarely): typed ti, a word whose common reading is ti comes first even
     when the model likes 是 far more."""
-    rich = Vocab(SPECIALS + ("是", "题"), (0, 0, 0, 1000, 10))
-    lexicon = build_lexicon(rich, base_of({}, "是题"))
-
-    class Likes(Scorer[int]):
-        name = "likes"
-        vocab = rich
-
-        def start(self) -> int:
-            return 0
-
-        def step_batch(self, states, word_ids):
-            table = torch.log(torch.tensor([1e-9, 1e-9, 1e-9, 0.99, 0.01 - 3e-9],
-                                           dtype=torch.float64))
-            return [(0, table) for _ in word_ids]
-
-    assert texts(run(Likes(), "ti", lexicon))[0] == "题"
+    likes = table_scorer(("是", "题"), {"<s>": {"是": 0.99, "题": 0.01}})
+    lexicon = build_lexicon(likes.vocab, base_of({}, "是题"))
+    assert texts(run(likes, "ti", lexicon))[0] == "题"
 
 
 def test_traditional_forms_are_not_offered_and_rare_characters_cost_more(tmp_path):
@@ -505,30 +516,6 @@ def test_a_mark_commits_the_first_phrase_in_full_width():
     assert commit_of(found, "nihao.").as_dict() == {"text": "你好。", "letters": 6}
     assert commit_of(found, "nihao") is None
     assert commit_of(Decoding([], [], letters="xx"), "x'x?").text == "x'x？"  # letters as typed
-
-
-def table_scorer(words: tuple[str, ...], after: dict[str, dict[str, float]]) -> Scorer:
-    """A scorer of fixed next-word probabilities: `after[word]` (else a tiny floor), each row
-    normalised; the state is the last word."""
-    table_vocab = Vocab(SPECIALS + words, (0, 0, 0) + (5,) * len(words))
-
-    class Table(Scorer[int]):
-        name = "table"
-        vocab = table_vocab
-
-        def start(self) -> int:
-            return 0
-
-        def step_batch(self, states, word_ids):
-            out = []
-            for word_id in word_ids:
-                row = torch.full((len(table_vocab),), 1e-6, dtype=torch.float64)
-                for word, p in after.get(table_vocab.words[word_id], {}).items():
-                    row[table_vocab.id(word)] = p
-                out.append((word_id, torch.log(row / row.sum())))
-            return out
-
-    return Table()
 
 
 def test_a_mark_typed_after_the_letters_ranks_the_phrases_with_it():

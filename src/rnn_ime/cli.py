@@ -666,7 +666,8 @@ def run_pinyin(args) -> None:
 
     settings = DecoderSettings(k=args.k, beam=args.beam, fuzzy=_fuzzy_option(args.fuzzy),
                                context_weight=args.context_weight)
-    letters, _ = split_mark(args.letters.strip())
+    typed = args.letters.strip()
+    letters, _ = split_mark(typed)
     # a bad input fails before the model loads; nothing, or apostrophes alone, decodes nothing
     if not normalize(letters)[0]:
         raise ConfigError("no pinyin letters to decode: give some, like `rnn-ime pinyin "
@@ -682,8 +683,8 @@ def run_pinyin(args) -> None:
         scorer, lexicon = profile.scorer, profile.lexicon(lexicon)
     _, context = predictor.encode(args.context)
     found = decode(scorer, letters, context, settings, lexicon,
-                   followed_by=mark_after(args.letters.strip()))
-    commit = commit_of(found, args.letters.strip())
+                   followed_by=mark_after(typed))
+    commit = commit_of(found, typed)
     if args.json:
         answer = {"context": args.context, **found.as_dict(limit=args.k)}
         if commit is not None:

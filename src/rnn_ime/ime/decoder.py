@@ -287,10 +287,10 @@ def _search(scorer: Scorer, lattice: list[list[Edges]], n: int, state: Any,
 
 def _followed_by(finals: list[_Hyp], scorer: Scorer, memo: StepMemo | None, word: str
                  ) -> tuple[list[_Hyp], int]:
-    """The whole-input hypotheses (best first) with log p(word | hypothesis) added to their
-    scores, best first, but the first without it stays first unless beaten by more than
-    MARK_MARGIN; and the steps that took (a word outside the vocabulary, such as a mark the
-    training text never had, adds nothing)."""
+    """The whole-input hypotheses (given best first) with log p(word | hypothesis) added to
+    their scores and ranked by them, except that the first stays first unless beaten by more
+    than MARK_MARGIN; and the steps that took (a word outside the vocabulary, such as a mark
+    the training text never had, adds nothing)."""
     word_id = scorer.vocab.id(word)
     if word_id < len(SPECIALS):
         return finals, 0
@@ -299,7 +299,7 @@ def _followed_by(finals: list[_Hyp], scorer: Scorer, memo: StepMemo | None, word
         hyp.score += scorer.word_log_prob(hyp.state, hyp.log_probs, word_id)
     shown = finals[0]
     ranked = sorted(finals, key=lambda h: -h.score)
-    if ranked[0].score - shown.score <= MARK_MARGIN:
+    if ranked[0] is not shown and ranked[0].score - shown.score <= MARK_MARGIN:
         ranked.remove(shown)
         ranked.insert(0, shown)
     return ranked, steps
