@@ -47,7 +47,7 @@ from rnn_ime.ime import DecoderSettings, decode, open_lexicon  # noqa: E402
 from rnn_ime.keystrokes import COMMIT_KEYS, SELECT_KEYS, typing_keystrokes  # noqa: E402
 from rnn_ime.predict import Predictor  # noqa: E402
 from rnn_ime.prepare import DEFAULT_CORPUS, PrepareConfig, split_corpus  # noqa: E402
-from rnn_ime.user import Profile, UserModel, UserScorer, UserWeights  # noqa: E402
+from rnn_ime.user import LearnOptions, Profile, UserModel, UserScorer, UserWeights  # noqa: E402
 from rnn_ime.user.model import HALF_LIFE  # noqa: E402
 from rnn_ime.vocab import BOS_ID  # noqa: E402
 
@@ -196,22 +196,36 @@ def measure(scorer, lexicon, text: Text, profile: Profile | None = None,
         tally.add_words(scorer, words)
         tally.add_pinyin(scorer, profile.lexicon(lexicon) if profile else lexicon, items)
         if profile is not None:
-            profile.learn(passage, known=lexicon)
+            learn(profile, passage, lexicon)
     return tally
 
 
 def new_profile(predictor, settings: dict) -> Profile:
-    profile = Profile(predictor.scorer, UserModel(None, half_life=settings["half_life"]))
-    profile.scorer = UserScorer(predictor.scorer, profile.model, UserWeights(
+    """A profile in memory with the settings' weights; `adapt` (default on): its own copy of
+    the model learns too, as the product's."""
+    profile = Profile(predictor.scorer, UserModel(None, half_life=settings["half_life"]),
+                      LearnOptions(adapt=settings.get("adapt", True)))
+    base = profile.adaptation.scorer if profile.adaptation is not None else predictor.scorer
+    profile.scorer = UserScorer(base, profile.model, UserWeights(
         **{f.name: settings[f.name] for f in fields(UserWeights)}))
     return profile
+
+
+def learn(profile: Profile, passage: str, lexicon):
+    """Learn a passage as committed, then pause as a typist does between passages (the
+    model's adaptation takes its step on the passage before; the newest waits for the next
+    commit, as Backspace could still take it back)."""
+    lesson = profile.learn(passage, known=lexicon)
+    if profile.adaptation is not None:
+        profile.adaptation.settle()
+    return lesson
 
 
 def learn_until(profile: Profile, typed: list[str], index: int, typed_words: int, target: int,
                 lexicon) -> tuple[int, int]:
     """Learn the typed passages from `index` until `target` words are typed."""
     while index < len(typed) and typed_words < target:
-        lesson = profile.learn(typed[index], known=lexicon)
+        lesson = learn(profile, typed[index], lexicon)
         typed_words += len(lesson.words) if lesson else 0
         index += 1
     return index, typed_words
@@ -242,6 +256,19 @@ def run_curve(predictor, base_lexicon, typed, text: Text, settings: dict, checkp
           f"{going['ksr5']:.1%}  pinyin {going['pinyin_top1']:.1%}", file=sys.stderr,
           flush=True)
     return rows, going
+
+
+def counts_only(predictor, lexicon, typed, text: Text, settings: dict) -> dict:
+    """The same typing with a profile whose model does not adapt (--no-adapt): the user's
+    counts alone, after the first half (paused) and with learning on."""
+    profile = new_profile(predictor, {**settings, "adapt": False})
+    learn_until(profile, typed, 0, 0, 10 ** 9, lexicon)
+    paused = measure(profile.scorer, profile.lexicon(lexicon), text).figures()
+    going = measure(profile.scorer, lexicon, text, profile).figures()
+    print(f"  counts only: paused top-1 {paused['top1']:.1%}, learning on top-1 "
+          f"{going['top1']:.1%}  KSR@5 {going['ksr5']:.1%}  pinyin {going['pinyin_top1']:.1%}",
+          file=sys.stderr, flush=True)
+    return {"first_half_learned": paused, "learning_on": going}
 
 
 def long_documents(args: argparse.Namespace, predictor: Predictor) -> list[tuple[list[str], Text]]:
@@ -303,7 +330,8 @@ def fit(args, predictor, lexicon, typed, text: Text) -> list[dict]:
             args.trigram_weights, args.trigram_spreads, args.half_lives):
         settings = {"unigram": unigram, "prior": prior, "bigram": bigram, "spread": spread,
                     "trigram": trigram, "trigram_spread": trigram_spread,
-                    "warmup": UserWeights().warmup, "half_life": half_life}
+                    "warmup": UserWeights().warmup, "half_life": half_life,
+                    "adapt": not args.no_adapt}
         curve, going = run_curve(predictor, lexicon, typed, text, settings, (args.words,))
         rows.append({**settings, **going, "paused_top1": curve[-1]["top1"],
                      "paused_ksr5": curve[-1]["ksr5"],
@@ -375,10 +403,20 @@ def markdown(result: dict) -> str:
     going = result["learning_on"]
     lines.append(figures_row(f"{result['words']:,}, learning on through the second half",
                              going, " – |"))
+    counts = result.get("counts_only")
+    if counts:
+        lines.append(figures_row(f"{result['words']:,}, then paused, counts only (no model "
+                                 "adaptation)", counts["first_half_learned"], " – |"))
+        lines.append(figures_row(f"{result['words']:,}, learning on, counts only",
+                                 counts["learning_on"], " – |"))
     last = result["curve"][-1]
     seen = result["overlap"]
     lines += ["", f"After the first half, learning paused: {ratio_line(base, last)}; learning "
-              f"on as the user goes on typing: {ratio_line(base, going)}.", "",
+              f"on as the user goes on typing: {ratio_line(base, going)}."
+              + (f" The counts alone, learning on: {ratio_line(base, counts['learning_on'])}."
+                 if counts else "") + (" The profile's copy of the model adapts too."
+                                       if result.get("adapt", True) else
+                                       " The model does not adapt (--no-adapt)."), "",
               f"What the typed half could teach: {seen['words_seen']:.1%} of the measured "
               f"words occur in it, {seen['pairs_seen']:.1%} of the (previous word, word) "
               f"pairs; {seen['outside_vocabulary']:.1%} of the measured words are outside the "
@@ -413,6 +451,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pieces", type=int, default=150, help="pinyin pieces measured")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fit", action="store_true", help="choose weight, prior, half-life")
+    parser.add_argument("--no-adapt", action="store_true",
+                        help="the user's counts only: the profile's copy of the model does not "
+                             "learn (the product adapts it)")
     defaults = UserWeights()
     parser.add_argument("--unigram-weights", type=float, nargs="+",
                         default=[0.05, defaults.unigram, 0.2])
@@ -461,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
         (OUT / f"{name}_fit.json").write_text(json.dumps(
             {"split": args.split, "rows": rows, "machine": machine()}, indent=2) + "\n")
         return
-    settings = {**asdict(UserWeights()), "half_life": HALF_LIFE}
+    settings = {**asdict(UserWeights()), "half_life": HALF_LIFE, "adapt": not args.no_adapt}
     base = measure(predictor.scorer, lexicon, text).figures()
     curve, going = run_curve(predictor, lexicon, typed, text, settings,
                              sorted({*(c for c in CHECKPOINTS if c <= args.words), args.words}))
@@ -471,6 +512,8 @@ def main(argv: list[str] | None = None) -> None:
               "pinyin_pieces": text.piece_count, **settings, "min_words": args.min_words,
               "overlap": overlap(typed, text, predictor),
               "without_learning": base, "curve": curve, "learning_on": going,
+              "counts_only": counts_only(predictor, lexicon, typed, text, settings)
+              if settings["adapt"] else None,
               "documents": run_documents(args, predictor, lexicon, settings)
               if args.documents else None, "machine": machine()}
     print_table([{"words_typed": "none", **base},

@@ -1,13 +1,21 @@
 """What learning costs: a commit learned, a profile opened, and suggestions and pinyin with a
 profile beside the same model without one, side by side in one run (one CPU thread).
 
-- learn: `Profile.learn` of a commit (a clause of the test text), into an SQLite file, p50/p99;
+- learn: `Profile.learn` of a commit (a clause of the test text), into an SQLite file, p50/p99:
+  the counts alone (--no-adapt) and with the model adapting, back to back (the adaptation's
+  steps wait for a pause), and with a pinyin decoding between commits, as a typist's next
+  composition (which leaves the caches colder), the adapting profile's step taken there too
+  (its time, in the background, a row of its own);
 - open: a profile of `--profile-words` learned words (from the vocabulary, with made words
   among them), with `--commits` commits of ten random words typed (their bigrams and trigrams)
   and the measured texts typed 20 times each (so their contexts have rows to mix), opened
   from its file, the best of 3;
 - suggest / pinyin: the served path (the base context cache, then the user's mixing) for the
-  same inputs with the big profile and with none, alternating, p50/p99 and the ratio.
+  same inputs with the big profile and with none, alternating, p50/p99 and the ratio; the big
+  profile's copy of the model has adapted to its commits, so it reads contexts itself;
+- pinyin right after a commit (the user model mixes anew after each), with the big profile:
+  counts only, model adapting, and the worst case, a decoding while the adaptation's step on
+  the commit before runs (the product waits for a pause before it steps).
 
     .venv/bin/python bench/user_latency.py --model models/default
 """
@@ -30,7 +38,7 @@ from common import OUT, machine, print_table  # noqa: E402
 
 from rnn_ime.ime import DecoderSettings, decode, open_lexicon  # noqa: E402
 from rnn_ime.predict import ContextReader, Predictor, suggestions_of  # noqa: E402
-from rnn_ime.user import Profile, UserModel, UserStore  # noqa: E402
+from rnn_ime.user import LearnOptions, Profile, UserModel, UserStore, adaptation  # noqa: E402
 from rnn_ime.vocab import SPECIALS  # noqa: E402
 
 TEXTS = ["这家酒店的服务很好，房间也很干净", "我们明天一起去北京看看", "经济发展的速度越来越快",
@@ -66,6 +74,33 @@ def big_profile(path: Path, vocab, words: int, commits: int, seed: int) -> None:
     model.store.close()
 
 
+def after_commits(profile: Profile, reader: ContextReader, user_lexicon, lexicon, runs: int,
+                  step_at_once: bool = False) -> dict:
+    """Decodings each started right after a commit (the user model mixes anew); with
+    `step_at_once`, while the adaptation's step on the commit before runs (the product waits
+    for a pause: this is the worst case)."""
+    times = []
+    adapting = profile.adaptation is not None
+    adaptation.PAUSE_S, pause = (0.0 if step_at_once else adaptation.PAUSE_S), \
+        adaptation.PAUSE_S
+    try:
+        for i in range(runs):
+            text, letters = TEXTS[i % len(TEXTS)], PINYIN[i % len(PINYIN)]
+            profile.learn(text, known=lexicon)
+            if step_at_once:
+                time.sleep(0.001)  # the thread picks the step up
+            started = time.perf_counter()
+            read = reader.read(text[:1 + i % len(text)])
+            decode(profile.scorer, letters, read.ids, DecoderSettings(k=9), user_lexicon,
+                   start=profile.start_after(read))
+            times.append(time.perf_counter() - started)
+            if adapting:
+                profile.adaptation.settle()
+    finally:
+        adaptation.PAUSE_S = pause
+    return percentiles(times)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
@@ -80,15 +115,33 @@ def main(argv: list[str] | None = None) -> None:
     reader = ContextReader(predictor)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        learner = Profile.open(predictor.scorer, Path(tmp) / "learn.db")
         clauses = [c for t in TEXTS for c in t.split("，")]
-        times = []
-        for i in range(args.runs):
-            started = time.perf_counter()
-            learner.learn(clauses[i % len(clauses)], before=clauses[(i - 1) % len(clauses)],
-                          known=lexicon)
-            times.append(time.perf_counter() - started)
-        rows.append({"what": "learn a commit", **percentiles(times)})
+        for label, adapt, paced in (
+                ("learn a commit, counts only, back to back", False, False),
+                ("learn a commit, model adapting, back to back", True, False),
+                ("learn a commit, counts only, a decoding between commits", False, True),
+                ("learn a commit, model adapting, a decoding and the step between commits",
+                 True, True)):
+            learner = Profile.open(predictor.scorer, Path(tmp) / f"learn-{len(rows)}.db",
+                                   LearnOptions(adapt=adapt))
+            times, steps = [], []
+            for i in range(args.runs):
+                started = time.perf_counter()
+                learner.learn(clauses[i % len(clauses)],
+                              before=clauses[(i - 1) % len(clauses)], known=lexicon)
+                times.append(time.perf_counter() - started)
+                if paced:  # what a typist does between commits: the next composition
+                    decode(learner.scorer, PINYIN[i % len(PINYIN)], (), DecoderSettings(k=9),
+                           lexicon)
+                if paced and adapt:
+                    started = time.perf_counter()
+                    learner.adaptation.settle()
+                    steps.append(time.perf_counter() - started)
+            rows.append({"what": label, **percentiles(times)})
+            if steps:
+                rows.append({"what": "an adaptation step (in the background)",
+                             **percentiles(steps[1:])})
+            learner.close()
 
         path = Path(tmp) / "big.db"
         started = time.perf_counter()
@@ -97,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(20 * len(TEXTS)):
             typist.learn(TEXTS[i % len(TEXTS)], before=TEXTS[(i - 1) % len(TEXTS)],
                          known=lexicon)
-        typist.model.store.close()
+        typist.close()
         build = time.perf_counter() - started
         opens = []
         for _ in range(3):
@@ -139,6 +192,17 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"what": f"{name}, no profile", **a})
             rows.append({"what": f"{name}, the big profile", **b,
                          "ratio_p99": b["p99_ms"] / a["p99_ms"]})
+        profile.close()
+        plain_p99 = percentiles(plain_p)["p99_ms"]
+        for label, adapt, at_once in (
+                ("pinyin right after a commit, the big profile, counts only", False, False),
+                ("pinyin right after a commit, the big profile, model adapting", True, False),
+                ("pinyin right after a commit, while the adaptation's step runs", True, True)):
+            profile = Profile.open(predictor.scorer, path, LearnOptions(adapt=adapt))
+            found = after_commits(profile, reader, profile.lexicon(lexicon), lexicon,
+                                  args.runs // 4, at_once)
+            rows.append({"what": label, **found, "ratio_p99": found["p99_ms"] / plain_p99})
+            profile.close()
     print_table(rows, [("what", "what", "s"), ("p50_ms", "p50 ms", ".2f"),
                        ("p99_ms", "p99 ms", ".2f"), ("ratio_p99", "p99 ×", ".2f")])
     OUT.mkdir(parents=True, exist_ok=True)

@@ -438,7 +438,10 @@ def test_a_user_file_of_schema_1_gains_the_trigrams_table(tmp_path):
     model.learn_words(["我们", "去", "北京"])
     assert model.counts.trigram_probability("北京", "我们", "去") == 1.0
     schema = model.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    assert schema == ("2",)
+    assert schema == ("3",)
+    tables = {row[0] for row in model.store.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"trigrams", "adaptation"} <= tables
     model.store.close()
 
 

@@ -433,7 +433,11 @@ def run_predict(args) -> None:
     if args.text is not None:
         print(_answer(predictor, args.text, args.k, args.json, beam))
     elif interactive_run:
-        interactive(predictor, args.k, beam, profile)
+        try:
+            interactive(predictor, args.k, beam, profile)
+        finally:
+            if profile is not None:
+                profile.close()
     else:
         for number, raw in enumerate(sys.stdin.buffer, 1):
             line = utf8_text(raw, f"stdin line {number}").removesuffix("\n").removesuffix("\r")
@@ -559,6 +563,9 @@ def add_serve(sub) -> None:
                    help="no profiles: requests naming a `user` are answered without one")
     p.add_argument("--max-profiles", type=int, default=16, metavar="N",
                    help="profiles open at once; a new name past them gets 403 (default: 16)")
+    p.add_argument("--no-adapt", action="store_true",
+                   help="the profiles' counts only: no profile uses or trains its own copy of "
+                        "the model")
     p.set_defaults(func=run_serve)
 
 
@@ -587,12 +594,14 @@ def _profile_options(args):
     from .user.directory import ProfileDirConfig, default_dir
 
     if args.no_user:
-        if args.user_dir or args.no_learn:
-            raise ConfigError("--no-user keeps no profiles: drop --user-dir and --no-learn")
+        if args.user_dir or args.no_learn or args.no_adapt:
+            raise ConfigError("--no-user keeps no profiles: drop --user-dir, --no-learn and "
+                              "--no-adapt")
         return None
     directory = Path(args.user_dir).expanduser() if args.user_dir else default_dir()
     return check_profiles(ProfileDirConfig(directory, learn=not args.no_learn,
-                                           max_profiles=args.max_profiles))
+                                           max_profiles=args.max_profiles,
+                                           adapt=not args.no_adapt))
 
 
 # ---------------------------------------------------------------- pinyin
@@ -697,8 +706,8 @@ def run_pinyin(args) -> None:
 
 
 # ---------------------------------------------------------------- what the user taught
-def _add_user_options(p, learns: bool, default_on: bool = True, ignorable: bool = True
-                      ) -> None:
+def _add_user_options(p, learns: bool, default_on: bool = True, ignorable: bool = True,
+                      adapts: bool = True) -> None:
     where = "default: $XDG_DATA_HOME/rnn-ime/user.db, else ~/.local/share/rnn-ime/user.db"
     p.add_argument("--user-db", metavar="PATH",
                    help=f"the file of what the user taught ({where})" if default_on else
@@ -708,6 +717,10 @@ def _add_user_options(p, learns: bool, default_on: bool = True, ignorable: bool 
     if learns:
         p.add_argument("--no-learn", action="store_true",
                        help="use what the user taught, but learn nothing new from this run")
+    if adapts:
+        p.add_argument("--no-adapt", action="store_true",
+                       help="the user's counts only: neither use nor train the profile's own "
+                            "copy of the model")
 
 
 def _profile(args, scorer, learns: bool = False):
@@ -725,8 +738,12 @@ def _profile(args, scorer, learns: bool = False):
             raise UserStoreError(f"{path}: no such user file")
         return None
     learn = learns and not getattr(args, "no_learn", False)
+    options = LearnOptions(learn=learn, adapt=not getattr(args, "no_adapt", False))
     # the default location's directory is made; a typed --user-db's must exist (a typo)
-    return Profile.open(scorer, path, LearnOptions(learn=learn), make_dirs=not args.user_db)
+    profile = Profile.open(scorer, path, options, make_dirs=not args.user_db)
+    if profile.adaptation is not None and profile.adaptation.load_problem:
+        _stderr(f"note: {path}: {profile.adaptation.load_problem}")
+    return profile
 
 
 def add_learn(sub) -> None:
@@ -766,12 +783,15 @@ def run_learn(args) -> None:
     profile = _profile(args, predictor.scorer, learns=True)
     lexicon = open_lexicon(predictor.vocab)
     words, made, commits = 0, [], 0
-    for line in lines:
-        lesson = profile.learn(line, known=lexicon)
-        if lesson is not None:
-            commits += 1
-            words += len(lesson.words)
-            made.extend(w for w, _ in lesson.made)
+    try:
+        for line in lines:
+            lesson = profile.learn(line, known=lexicon)
+            if lesson is not None:
+                commits += 1
+                words += len(lesson.words)
+                made.extend(w for w, _ in lesson.made)
+    finally:
+        profile.close()  # the model's adaptation trained on every line, and saved
     note = f"; new words: {'、'.join(made[:20])}" + (" …" if len(made) > 20 else "") \
         if made else ""
     print(f"learned {counted(words, 'word')} from {counted(commits, 'commit')} into "
@@ -784,7 +804,7 @@ def add_user(sub) -> None:
     p.add_argument("action", choices=["stats", "export", "import", "forget"])
     p.add_argument("argument", nargs="?", help="import: a file of `word<TAB>count[<TAB>"
                    "reading]` lines (- for stdin); forget: the word")
-    _add_user_options(p, learns=False, ignorable=False)
+    _add_user_options(p, learns=False, ignorable=False, adapts=False)
     p.set_defaults(func=run_user)
 
 
@@ -882,8 +902,12 @@ def run_ibus(args) -> None:
     ranker.decode("nihao", "", 9)  # jieba and the lexicon's memo now, not on the first key
     ranker.suggest("你好", 1)
     learner = ProfileLearner(profile, lexicon) if profile is not None else NoLearning()
-    serve(bus, ranker, learner, started_by_ibus=args.ibus,
-          say=lambda line: print(line, flush=True))
+    try:
+        serve(bus, ranker, learner, started_by_ibus=args.ibus,
+              say=lambda line: print(line, flush=True))
+    finally:
+        if profile is not None:
+            profile.close()  # the model's adaptation trained on what waits, and saved
 
 
 def _install_ibus(args, fuzzy: frozenset[str], word_lists: list[str]) -> None:
@@ -897,8 +921,8 @@ def _install_ibus(args, fuzzy: frozenset[str], word_lists: list[str]) -> None:
         options.append("--no-mixture")
     if args.user_db:
         options += ["--user-db", str(Path(args.user_db).resolve())]
-    options += [flag for flag, on in (("--no-user", args.no_user), ("--no-learn", args.no_learn))
-                if on]
+    options += [flag for flag, on in (("--no-user", args.no_user), ("--no-learn", args.no_learn),
+                                      ("--no-adapt", args.no_adapt)) if on]
     done = install(Path(args.model), Path(args.out) if args.out else None, options)
     print(f"wrote {done.path}")
     if done.copy_command:

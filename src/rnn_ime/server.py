@@ -40,8 +40,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -316,6 +316,8 @@ class StatsResponse(BaseModel):
     words_typed: int
     effective_words: float = Field(description="words typed, each weighed by its age")
     half_life: float
+    model_steps: int = Field(description="steps the profile's copy of the model has taken on "
+                             "its commits (0: no adaptation, or a model that does not adapt)")
     max_words: int
     learn: bool
 
@@ -470,7 +472,7 @@ class Engine:
 
     def forget(self, user: str, word: str) -> dict[str, Any]:
         with self._learning().using(user) as profile:
-            known = profile.model.forget(word) if profile is not None else False
+            known = profile.forget(word) if profile is not None else False
             return {"user": user, "word": word, "forgotten": known}
 
     def stats(self, user: str) -> dict[str, Any]:
@@ -478,8 +480,7 @@ class Engine:
             raise LearningOffError("profiles are off on this server (rnn-ime serve --no-user)")
         config = self.profiles.config
         with self.profiles.using(user) as profile:
-            model = profile.model if profile is not None else UserModel(None)
-            found = model.stats()
+            found = profile.stats() if profile is not None else UserModel(None).stats()
         found.pop("file", None)  # never a local path
         return {"user": user, "exists": profile is not None, **found,
                 "max_words": config.max_words, "learn": config.learn}
@@ -629,8 +630,15 @@ def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
                             user=UserInfo(enabled=directory is not None,
                                           learn=directory is not None and directory.config.learn))
     # docs_url/redoc_url load their scripts from a CDN, which the page must never need.
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if directory is not None:  # the profiles' model adaptations trained and saved
+            directory.close()
+
     app = FastAPI(title="rnn-ime", version="1", docs_url=None, redoc_url=None,
-                  description="Next-word suggestions from a recurrent neural network.")
+                  description="Next-word suggestions from a recurrent neural network.",
+                  lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for kind in (RnnImeError, *ERROR_STATUS):

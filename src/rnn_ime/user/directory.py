@@ -58,6 +58,7 @@ class ProfileDirConfig:
     learn: bool = True  # --no-learn: False (profiles score, nothing updates them)
     max_profiles: int = MAX_PROFILES  # --max-profiles
     max_words: int = MAX_WORDS  # words one profile keeps
+    adapt: bool = True  # --no-adapt: False (the counts only, no profile's copy of the model)
 
 
 def check_name(name: str) -> str:
@@ -89,8 +90,7 @@ class _Open:
     users: int = 0  # requests between _get and the end of `using` (guarded by the directory)
 
     def close(self) -> None:
-        if self.profile.model.store is not None:
-            self.profile.model.store.close()
+        self.profile.close()
 
 
 class ProfileDirectory:
@@ -134,7 +134,7 @@ class ProfileDirectory:
             except sqlite3.Error as error:
                 raise ProfileBusyError(f"profile {name}: its file cannot be read now "
                                        f"({error})") from None
-            options = LearnOptions(use=True, learn=self.config.learn)
+            options = LearnOptions(use=True, learn=self.config.learn, adapt=self.config.adapt)
             found = self._open[name] = _Open(Profile(self.base, model, options),
                                              threading.Lock(), users=1)
             return found

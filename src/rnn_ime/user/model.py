@@ -481,7 +481,8 @@ class UserModel:
 
     def forget(self, word: str) -> bool:
         """Remove a word and everything learned from it (its counts, its bigrams both ways,
-        the commits that taught it); whether it was known."""
+        the commits that taught it, the saved adaptation of the model); whether it was
+        known."""
         known = False
 
         def change() -> _Change:
@@ -498,7 +499,9 @@ class UserModel:
                 ("DELETE FROM trigrams WHERE prev2 = ? OR prev = ? OR word = ?",
                  (word, word, word)),
                 ("DELETE FROM commits WHERE instr(lesson, ?) > 0",
-                 (json.dumps(word, ensure_ascii=False),))))
+                 (json.dumps(word, ensure_ascii=False),)),
+                # the model's adaptation cannot tell what the word taught it: all of it goes
+                *((("DELETE FROM adaptation", ()),) if known else ())))
 
         self._persist(change)
         if self._last is not None and any(w == word for w, _ in self._last[2].words):
@@ -591,6 +594,7 @@ class UserModel:
                 "words_typed": int(counts.clock),
                 "effective_words": round(counts.words_typed(), 1),
                 "half_life": counts.half_life,
+                "model_steps": self.store.adaptation_steps() if self.store is not None else 0,
                 "file": str(self.store.path) if self.store is not None else None}
 
     def export_lines(self) -> list[str]:

@@ -4,6 +4,10 @@
     profile.learn("我们明天去蕲春", picks=[("蕲", "qi"), ("春", "chun")])
     profile.undo()                                     # Backspace right after the commit
     scorer, lexicon = profile.scorer, profile.lexicon(base_lexicon)
+    profile.close()                                    # the model's adaptation saved
+
+With a recurrent model run by torch, the profile also adapts its own copy of the model to what
+is committed (adaptation.py); its scorer is the user's counts over that copy.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, Either, Lexicon, word_reading
 from ..scoring import Scorer
 from ..text import get_tokenizer
 from ..vocab import UNK_ID, Vocab
+from .adaptation import ModelAdaptation
 from .model import MAX_COMMIT_CHARS, Lesson, UserLimitError, UserModel, made_from_picks
 from .scorer import UserScorer, UserState
 from .store import UserStore
@@ -28,6 +33,7 @@ from .store import UserStore
 class LearnOptions:
     use: bool = True  # score with the profile (--no-user: False)
     learn: bool = True  # update it from commits (--no-learn: False)
+    adapt: bool = True  # adapt the model too, not only the counts (--no-adapt: False)
 
 
 class Profile:
@@ -35,7 +41,10 @@ class Profile:
                  ) -> None:
         self.model, self.options = model, options
         self.vocab: Vocab = base.vocab
-        self.scorer: Scorer = UserScorer(base, model) if options.use else base
+        self.adaptation = ModelAdaptation.of(base, model.store) \
+            if options.use and options.adapt else None
+        adapted = self.adaptation.scorer if self.adaptation is not None else base
+        self.scorer: Scorer = UserScorer(adapted, model) if options.use else base
         self._lexicon: tuple[Lexicon, int, Lexicon] | None = None
         self.tokenizer = get_tokenizer()
 
@@ -66,6 +75,10 @@ class Profile:
         state, log_probs = context.state, context.log_probs
         if not isinstance(self.scorer, UserScorer):
             return state, log_probs
+        if self.adaptation is not None:
+            self.adaptation.touch()
+            if self.adaptation.active:
+                state, log_probs = self.adaptation.read(context.ids)
         last = [w if w.strip() else None for w in context.last_words]  # a space: no word
         prev = last[-1] if last else None
         prev2 = last[-2] if prev is not None and len(last) > 1 else None
@@ -73,8 +86,11 @@ class Profile:
                 self.scorer.mix(log_probs, prev, prev2))
 
     def refresh(self) -> None:
-        """Pick up what another process (the CLI, another server) wrote to the same file."""
-        self.model.refresh()
+        """Pick up what another process (the CLI, another server) wrote to the same file (a
+        forget there takes back the model's adaptation here too)."""
+        if self.model.refresh() and self.adaptation is not None and self.model.store \
+                is not None and self.adaptation.saved and not self.model.store.adaptation_steps():
+            self.adaptation.reset()
 
     def learn(self, text: str, picks: Sequence[tuple[str, str]] | None = None,
               before: str = "", known: Lexicon | None = None) -> Lesson | None:
@@ -109,10 +125,40 @@ class Profile:
             if before else []
         prev = before_words[-1] if before_words else None
         prev2 = before_words[-2] if len(before_words) > 1 else None
-        return self.model.learn_words(words, prev, made, prev2=prev2)
+        lesson = self.model.learn_words(words, prev, made, prev2=prev2)
+        if lesson is not None and self.adaptation is not None:
+            self.adaptation.learn(self.vocab.encode(before_words), self.vocab.encode(words))
+        return lesson
 
     def undo(self) -> Lesson | None:
-        return self.model.undo() if self.options.learn else None
+        if not self.options.learn:
+            return None
+        lesson = self.model.undo()
+        if lesson is not None and self.adaptation is not None:
+            self.adaptation.undo()
+        return lesson
+
+    def forget(self, word: str) -> bool:
+        """Remove a word and everything learned from it (the counts' forget); the model's
+        adaptation cannot tell what the word taught it, so it starts again from the base
+        model. Whether the word was known."""
+        known = self.model.forget(word)
+        if known and self.adaptation is not None:
+            self.adaptation.reset()
+        return known
+
+    def stats(self) -> dict:
+        found = self.model.stats()
+        if self.adaptation is not None:
+            found["model_steps"] = self.adaptation.steps
+        return found
+
+    def close(self) -> None:
+        """Train the model's adaptation on what waits, save it, and close the file."""
+        if self.adaptation is not None:
+            self.adaptation.close()
+        if self.model.store is not None:
+            self.model.store.close()
 
 
 @dataclass(frozen=True)
@@ -124,9 +170,10 @@ class Scoring:
 
 
 def memo_key(ranking: Scoring, context: str, profile: Profile | None, user: str = "") -> tuple:
-    """What a decoder's StepMemo is valid for: the context's text, the scorer, and the version
-    of the user's counts (a profile that learned ranks anew)."""
-    version = profile.model.counts.version if profile is not None else None
+    """What a decoder's StepMemo is valid for: the context's text, the scorer, and the versions
+    of the user's counts and adapted model (a profile that learned ranks anew)."""
+    version = (profile.model.counts.version, profile.adaptation.version
+               if profile.adaptation is not None else 0) if profile is not None else None
     return (user, context, id(ranking.scorer), version)
 
 

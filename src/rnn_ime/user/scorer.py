@@ -81,6 +81,7 @@ class UserScorer(Scorer[UserState]):
         self._lexicon_cache: tuple[WordTable, int, tuple[np.ndarray, ...]] | None = None
         self._outside: tuple[int, list[str]] | None = None
         self._memo: tuple[int, dict[tuple, Any]] = (-1, {})
+        self._places: dict[int | None, tuple[list[str], np.ndarray]] = {}
 
     def _memoised(self) -> dict[tuple, Any]:
         """What was worked out for these counts (mixing weights, context rows by id), emptied
@@ -138,13 +139,40 @@ class UserScorer(Scorer[UserState]):
         if self._dense is None or self._dense[0] != counts.version:
             dense = np.zeros(len(self.vocab))
             if counts.total > 0:
-                for word, value in counts.unigram.items():
-                    word_id = self.vocab.id(word)
-                    dense[word_id if word_id >= len(SPECIALS) else UNK_ID] += value
+                ids, values = self._user_words(None)
+                dense = np.bincount(ids, weights=values, minlength=len(self.vocab))
                 dense /= counts.total
             unigram = torch.from_numpy(dense).float()
             self._dense = (counts.version, unigram, torch.log(unigram))
         return self._dense[1], self._dense[2]
+
+    def _user_words(self, lexicon: WordTable | None) -> tuple[np.ndarray, np.ndarray]:
+        """(where each word the user typed is, its count), in the counts' order: its
+        vocabulary id (<unk> outside it) or, with a lexicon, its position there (−1 outside).
+
+        After each commit the user model mixes anew, and looking 100,000 words up one by one
+        took 0.3 s; the places of words already looked up are kept (words are only added at
+        the end of the counts' dict; anything else, an undo or a forget, looks all up again)."""
+        counts = self.model.counts
+        words = list(counts.unigram)
+        values = np.fromiter(counts.unigram.values(), dtype=np.float64, count=len(words))
+        key = id(lexicon) if lexicon is not None else None
+        known, places = self._places.get(key, ([], np.zeros(0, dtype=np.int64)))
+        if len(known) > len(words) or words[:len(known)] != known:
+            known, places = [], np.zeros(0, dtype=np.int64)
+        if len(known) < len(words):
+            new = words[len(known):]
+            if lexicon is None:
+                ids = [self.vocab.id(w) for w in new]
+                more = [i if i >= len(SPECIALS) else UNK_ID for i in ids]
+            else:
+                position = lexicon.position.get
+                more = [-1 if (i := position(w)) is None else i for w in new]
+            places = np.concatenate([places, np.asarray(more, dtype=np.int64)])
+            if len(self._places) > 4:  # one per lexicon a decoding used, and the vocabulary
+                self._places.clear()
+            self._places[key] = (words, places)
+        return places, values
 
     # ------------------------------------------------------------ the Scorer interface
     def start(self) -> UserState:
@@ -349,11 +377,10 @@ class UserScorer(Scorer[UserState]):
         cached = self._lexicon_cache
         if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
             unigram = np.zeros(len(lexicon.words))
-            position = lexicon.position
-            for word, value in counts.unigram.items():
-                i = position.get(word)
-                if i is not None:
-                    unigram[i] = value / counts.total
+            if counts.total > 0:
+                places, values = self._user_words(lexicon)
+                listed = places >= 0
+                unigram[places[listed]] = values[listed] / counts.total
             outside = lexicon.step_id == UNK_ID
             cached = self._lexicon_cache = (lexicon, counts.version, (
                 unigram, np.where(outside, lexicon.extra, 0.0),

@@ -6,6 +6,8 @@
     trigrams  (prev2, prev, word) → decayed count as of `seen` (schema 2; a file of schema 1 gains
               the table when opened)
     commits   the last commits, with what each taught (for undo)
+    adaptation  base model key → the user's adapted copy of its weights (adaptation.py; schema
+              3, gained by an older file when opened)
 
 Counts decay with the words typed since (see model.py); `seen` is the word clock when a count
 was last brought up to date. Every learning step is one transaction: once `commit` returns, the
@@ -27,8 +29,10 @@ from pathlib import Path
 
 from ..errors import RnnImeError
 
-SCHEMA_VERSION = 2
-MIGRATES_FROM = {"1"}  # older schemas opening adds to (the trigrams table)
+SCHEMA_VERSION = 3
+MIGRATES_FROM = {"1", "2"}  # older schemas opening adds to
+ADDED_IN = {"trigrams": 2, "adaptation": 3}  # tables an older schema lacks
+KEEP_ADAPTATIONS = 2  # base models whose adaptation a file keeps (the newest saved)
 APPLICATION = "rnn-ime user model"
 KEEP_COMMITS = 50  # commits remembered for undo
 BUSY_TIMEOUT_S = 5.0
@@ -73,13 +77,16 @@ CREATE TABLE IF NOT EXISTS trigrams (
     seen REAL NOT NULL, PRIMARY KEY (prev2, prev, word));
 CREATE TABLE IF NOT EXISTS commits (
     id INTEGER PRIMARY KEY AUTOINCREMENT, clock REAL NOT NULL, lesson TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS adaptation (
+    model TEXT PRIMARY KEY, steps INTEGER NOT NULL, saved REAL NOT NULL, weights BLOB NOT NULL);
 """
 
 
 COLUMNS = {"meta": {"key", "value"}, "words": {"word", "count", "seen", "reading", "made"},
            "bigrams": {"prev", "word", "count", "seen"},
            "trigrams": {"prev2", "prev", "word", "count", "seen"},
-           "commits": {"id", "clock", "lesson"}}
+           "commits": {"id", "clock", "lesson"},
+           "adaptation": {"model", "steps", "saved", "weights"}}
 MAX_CLOCK = 2.0 ** 53  # words typed; past it a float no longer counts one by one
 MAX_COUNT = 1e15  # one word's count (times 2^500 between rebases, far from the float's limit)
 
@@ -105,10 +112,11 @@ def is_number(value: object) -> bool:
 
 
 def missing_part(columns: dict[str, set[str]], schema: str = str(SCHEMA_VERSION)) -> str | None:
-    """What a user file's tables (table → its columns) lack, or None; a file of schema 1 has no
-    trigrams table yet."""
+    """What a user file's tables (table → its columns) lack, or None; a file of an older schema
+    lacks the tables added since (ADDED_IN)."""
     for table, needed in COLUMNS.items():
-        if table == "trigrams" and schema in MIGRATES_FROM and table not in columns:
+        if schema in MIGRATES_FROM and int(schema) < ADDED_IN.get(table, 0) \
+                and table not in columns:
             continue
         if table not in columns:
             return f"no {table} table"
@@ -216,6 +224,8 @@ class UserStore:
             self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                       isolation_level=None, check_same_thread=False)
             self.checkpointer = Checkpointer(self.path)
+            # one connection, written by the caller's thread and the adaptation's
+            self.writing = threading.RLock()
             self._check_and_create()
         except sqlite3.DatabaseError as error:  # OperationalError too
             raise_if_busy(error, self.path)
@@ -269,17 +279,18 @@ class UserStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise_if_busy(error, self.path)
-            raise UserStoreError(f"{self.path}: cannot write ({error})") from None
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.writing:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise_if_busy(error, self.path)
+                raise UserStoreError(f"{self.path}: cannot write ({error})") from None
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
         self.checkpointer.committed()
 
     def data_version(self) -> int:
@@ -289,9 +300,9 @@ class UserStore:
     # ------------------------------------------------------------ reading everything
     # Everything read is checked: a file another program (or a disk fault) changed gives a
     # one-line UserStoreError naming what is damaged, never a TypeError further on.
-    def _select(self, query: str, what: str) -> list[tuple]:
+    def _select(self, query: str, what: str, parameters: tuple = ()) -> list[tuple]:
         try:
-            return self.db.execute(query).fetchall()
+            return self.db.execute(query, parameters).fetchall()
         except sqlite3.DatabaseError as error:  # OperationalError too
             raise_if_busy(error, self.path)
             raise damaged(self.path, f"cannot read its {what} ({error})") from None
@@ -343,6 +354,45 @@ class UserStore:
             raise damaged(self.path, f"commit {_shown(commit_id)} is not a number, a time and "
                                      "a lesson")
         return commit_id, clock, lesson
+
+    # ------------------------------------------------------------ the model's adaptation
+    def adaptation(self, model: str) -> tuple[int, bytes] | None:
+        """(steps, weights blob) saved for the base model `model`, or None."""
+        with self.writing:
+            rows = self._select("SELECT steps, weights FROM adaptation WHERE model = ?",
+                                "model adaptation", (model,))
+        if not rows:
+            return None
+        steps, blob = rows[0]
+        if type(steps) is not int or steps < 0 or type(blob) is not bytes:
+            raise damaged(self.path, "its model adaptation is not a count and weights")
+        return steps, blob
+
+    def save_adaptation(self, model: str, steps: int, weights: bytes) -> None:
+        """Keep `weights` for the base model `model` (and the newest KEEP_ADAPTATIONS)."""
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO adaptation VALUES (?, ?, ?, ?)",
+                           (model, steps, time.time(), weights))
+                db.execute("DELETE FROM adaptation WHERE model NOT IN (SELECT model FROM "
+                           "adaptation ORDER BY saved DESC LIMIT ?)", (KEEP_ADAPTATIONS,))
+        except sqlite3.Error as error:
+            raise UserStoreError(f"{self.path}: could not save the model adaptation "
+                                 f"({error})") from None
+
+    def clear_adaptation(self) -> None:
+        try:
+            with self.transaction() as db:
+                db.execute("DELETE FROM adaptation")
+        except sqlite3.Error as error:
+            raise UserStoreError(f"{self.path}: could not write ({error})") from None
+
+    def adaptation_steps(self) -> int:
+        """The steps of the newest saved adaptation (0: none)."""
+        with self.writing:
+            rows = self._select("SELECT steps FROM adaptation ORDER BY saved DESC LIMIT 1",
+                                "model adaptation")
+        return rows[0][0] if rows and type(rows[0][0]) is int else 0
 
     def close(self) -> None:
         self.checkpointer.close()

@@ -1,0 +1,176 @@
+"""The profile's own copy of the recurrent model, trained on what the user commits: it learns,
+the base model and other profiles do not change, Backspace right after a commit drops its step,
+forget starts it again, and it is saved into the user's file and read back exactly."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import torch
+
+from rnn_ime.ime import open_lexicon
+from rnn_ime.ngram import NgramScorer
+from rnn_ime.predict import ContextReader, Predictor
+from rnn_ime.user import LearnOptions, Profile, UserStore, memo_key, scoring
+from rnn_ime.user.adaptation import model_key
+
+TAUGHT = "我们明天去图书馆看看书。"
+
+
+@pytest.fixture(scope="module")
+def predictor(small_model) -> Predictor:
+    return Predictor.from_dir(small_model, mixture=False)
+
+
+def log_prob_after(scorer, predictor: Predictor, context: str, word: str) -> float:
+    _, log_probs = scorer.read(predictor.encode(context)[1])
+    return float(log_probs[predictor.vocab.id(word)])
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+def taught(profile: Profile, times: int) -> None:
+    for _ in range(times):
+        profile.learn(TAUGHT)
+    profile.adaptation.settle(flush=True)
+
+
+def test_the_model_learns_what_is_committed_and_nothing_else_changes(predictor, tmp_path):
+    base_weights = weights(predictor.scorer.model)
+    profile = Profile.open(predictor.scorer, tmp_path / "a.db")
+    other = Profile.open(predictor.scorer, tmp_path / "b.db")
+    assert profile.adaptation is not None and not profile.adaptation.active
+    before = log_prob_after(profile.adaptation.scorer, predictor, "我们明天去", "图书馆")
+    taught(profile, 8)
+    assert profile.adaptation.steps == 8
+    after = log_prob_after(profile.adaptation.scorer, predictor, "我们明天去", "图书馆")
+    assert after > before + 0.1
+    for name, tensor in predictor.scorer.model.state_dict().items():
+        assert torch.equal(tensor, base_weights[name]), name
+    # the embedding is shared with the base, not copied; the other profile is the base still
+    assert profile.adaptation.model.embedding.weight.data_ptr() == \
+        predictor.scorer.model.embedding.weight.data_ptr()
+    assert log_prob_after(other.adaptation.scorer, predictor, "我们明天去", "图书馆") == \
+        pytest.approx(before, abs=1e-6)
+    profile.close()
+    other.close()
+
+
+def test_a_commit_waits_for_the_next_and_undo_drops_it(predictor):
+    profile = Profile.in_memory(predictor.scorer)
+    profile.learn("我们明天去北京。")
+    profile.adaptation.settle()
+    assert profile.adaptation.steps == 0  # the newest waits: Backspace may still take it back
+    profile.learn("今天天气很好。")
+    profile.adaptation.settle()
+    assert profile.adaptation.steps == 1  # the first, once the second came
+    assert profile.undo() is not None
+    profile.adaptation.settle(flush=True)
+    assert profile.adaptation.steps == 1  # the undone one never taught the model
+    profile.learn("我们去看看。")
+    profile.adaptation.settle(flush=True)
+    assert profile.adaptation.steps == 2
+
+
+def test_the_adaptation_is_saved_and_read_back_exactly(predictor, tmp_path):
+    path = tmp_path / "u.db"
+    profile = Profile.open(predictor.scorer, path)
+    taught(profile, 3)
+    ids = predictor.encode("我们明天去")[1]
+    _, adapted = profile.adaptation.scorer.read(ids)
+    profile.close()
+    again = Profile.open(predictor.scorer, path, LearnOptions(learn=False))
+    assert again.adaptation.steps == 3 and again.stats()["model_steps"] == 3
+    _, read_back = again.adaptation.scorer.read(ids)
+    assert torch.equal(adapted, read_back)
+    # the served path (a context read by the base, then start_after) ranks with the copy
+    read = ContextReader(predictor).read("我们明天去")
+    state, served = again.start_after(read)
+    _, direct = again.scorer.read(ids)
+    assert torch.allclose(served, direct, atol=1e-5)
+    ranking = scoring(again, predictor.scorer, open_lexicon(predictor.vocab), read)
+    assert memo_key(ranking, "我们明天去", again)[-1] == (again.model.counts.version,
+                                                    again.adaptation.version)
+    again.close()
+
+
+def test_forget_starts_the_adaptation_again(predictor, tmp_path):
+    path = tmp_path / "u.db"
+    profile = Profile.open(predictor.scorer, path)
+    taught(profile, 3)
+    profile.close()
+    profile = Profile.open(predictor.scorer, path)
+    assert profile.adaptation.steps == 3
+    assert not profile.forget("没打过的词")  # an unknown word changes nothing
+    assert profile.adaptation.steps == 3
+    assert profile.forget("图书馆")
+    assert profile.adaptation.steps == 0
+    ids = predictor.encode("我们明天去")[1]
+    assert torch.equal(profile.adaptation.scorer.read(ids)[1], predictor.scorer.read(ids)[1])
+    profile.close()
+    assert Profile.open(predictor.scorer, path).adaptation.steps == 0
+
+
+def test_another_process_forgetting_resets_a_profile_kept_open(predictor, tmp_path):
+    path = tmp_path / "u.db"
+    profile = Profile.open(predictor.scorer, path)
+    taught(profile, 2)
+    profile.adaptation.save()
+    from rnn_ime.user import UserModel
+
+    elsewhere = UserModel(UserStore(path))  # the CLI's `user forget`, while a server runs
+    assert elsewhere.forget("图书馆")
+    elsewhere.store.close()
+    profile.refresh()
+    assert profile.adaptation.steps == 0
+    profile.close()
+
+
+def test_an_adaptation_for_another_model_or_a_damaged_one_is_left_alone(predictor, tmp_path):
+    path = tmp_path / "u.db"
+    store = UserStore(path)
+    store.save_adaptation("0" * 64, 5, b"weights of some other model")
+    store.save_adaptation(model_key(predictor.scorer), 7, b"not a torch file")
+    store.close()
+    profile = Profile.open(predictor.scorer, path)
+    assert profile.adaptation.steps == 0
+    assert "cannot be used" in profile.adaptation.load_problem
+    taught(profile, 1)
+    profile.close()
+    rows = dict(sqlite3.connect(path).execute("SELECT model, steps FROM adaptation"))
+    assert rows == {"0" * 64: 5, model_key(predictor.scorer): 1}
+
+
+def test_the_cli_says_a_damaged_adaptation_in_one_line(small_model, tmp_path, capsys):
+    from rnn_ime.cli import main
+
+    path = tmp_path / "u.db"
+    predictor = Predictor.from_dir(small_model)
+    store = UserStore(path)
+    store.save_adaptation(model_key(predictor.scorer), 7, b"not a torch file")
+    store.close()
+    main(["pinyin", "--model", str(small_model), "--user-db", str(path), "women"])
+    err = capsys.readouterr().err
+    assert "the saved model adaptation cannot be used" in err and "Traceback" not in err
+
+
+def test_only_a_torch_recurrent_model_adapts(predictor, small_data):
+    """The n-gram alone has no adaptation; in the mixture the recurrent model adapts and the
+    n-gram is shared; --no-adapt turns it off."""
+    from rnn_ime.data import DataDir
+    from rnn_ime.mixture import CONTEXT_BUCKETS, MixtureScorer
+
+    data = DataDir(small_data)
+    ngram = NgramScorer.train(data.split("train"), data.vocab, order=3)
+    assert Profile.in_memory(ngram).adaptation is None
+    assert Profile.in_memory(predictor.scorer, LearnOptions(adapt=False)).adaptation is None
+    mixture = MixtureScorer(predictor.scorer, ngram, [0.5] * len(CONTEXT_BUCKETS))
+    profile = Profile.in_memory(mixture)
+    adapted = profile.adaptation.scorer
+    assert isinstance(adapted, MixtureScorer) and adapted.ngram is ngram
+    taught(profile, 2)
+    ids = predictor.encode("我们明天去")[1]
+    assert not torch.equal(adapted.read(ids)[1], mixture.read(ids)[1])
