@@ -114,26 +114,140 @@ def test_forget_starts_the_adaptation_again(predictor, tmp_path):
     assert Profile.open(predictor.scorer, path).adaptation.steps == 0
 
 
-def test_another_process_forgetting_resets_a_profile_kept_open(predictor, tmp_path):
+@pytest.mark.parametrize("saved_first", [True, False])
+def test_another_process_forgetting_resets_a_profile_kept_open(predictor, tmp_path,
+                                                               saved_first):
+    """The CLI's `user forget` while a server holds the profile: its copy starts again, whether
+    or not it had saved, and a save racing the forget is refused."""
+    from rnn_ime.user import UserModel
+
     path = tmp_path / "u.db"
     profile = Profile.open(predictor.scorer, path)
     taught(profile, 2)
-    profile.adaptation.save()
-    from rnn_ime.user import UserModel
-
-    elsewhere = UserModel(UserStore(path))  # the CLI's `user forget`, while a server runs
+    if saved_first:
+        profile.adaptation.save()
+    elsewhere = UserModel(UserStore(path))
     assert elsewhere.forget("图书馆")
     elsewhere.store.close()
-    profile.refresh()
+    forgets = profile.adaptation._forgets
+    assert not profile.model.store.save_adaptation(profile.adaptation.key, 2, b"w", forgets)
+    profile.learn("今天天气很好。")  # learning picks the forget up too
+    assert profile.adaptation.steps == 0
+    profile.close()  # trains on the commit after the forget, and only on it
+    assert Profile.open(predictor.scorer, path).adaptation.steps == 1
+
+
+def test_a_second_undo_takes_back_a_commit_still_waiting(predictor, tmp_path):
+    profile = Profile.open(predictor.scorer, tmp_path / "u.db")
+    profile.learn("我们明天去北京。")
+    profile.learn("今天天气很好。")  # the first now waits for a pause
+    assert profile.undo() is not None and profile.undo() is not None
+    profile.adaptation.settle(flush=True)
     assert profile.adaptation.steps == 0
     profile.close()
+
+
+def test_a_process_that_never_closes_its_profile_exits_cleanly(small_model):
+    """The training thread of a profile nobody closed is stopped at exit (a thread left inside
+    torch aborts the process)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        from rnn_ime.predict import Predictor
+        from rnn_ime.user import Profile, adaptation
+        adaptation.PAUSE_S = 0.0
+        profile = Profile.in_memory(Predictor.from_dir({str(small_model)!r}).scorer)
+        for i in range(40):
+            profile.learn("我们明天去北京看看。" * 3)
+        print("done")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "done" and "terminate" not in done.stderr
+
+
+def test_a_save_the_file_refuses_is_a_note_and_the_file_still_closes(predictor, tmp_path,
+                                                                      monkeypatch):
+    from rnn_ime.user import UserStoreError
+
+    profile = Profile.open(predictor.scorer, tmp_path / "u.db")
+    taught(profile, 1)
+
+    def refuse(*_):
+        raise UserStoreError("u.db: could not save the model adaptation (disk I/O error)")
+
+    monkeypatch.setattr(profile.model.store, "save_adaptation", refuse)
+    profile.close()
+    assert profile.notes == ["the model adaptation was not saved (u.db: could not save the "
+                             "model adaptation (disk I/O error))"]
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        profile.model.store.db.execute("SELECT 1")
+
+
+def test_a_tied_model_saves_and_reloads_its_adaptation(predictor, tmp_path):
+    from rnn_ime.model import ModelConfig, NextWordModel
+    from rnn_ime.scoring import NeuralScorer
+
+    config = ModelConfig(vocab_size=len(predictor.vocab), embed=16, hidden=16, cell="gru",
+                         tie_weights=True, softmax="full")
+    tied = NeuralScorer(NextWordModel(config.resolved()).eval(), predictor.vocab)
+    path = tmp_path / "u.db"
+    profile = Profile.open(tied, path)
+    assert "decoder.weight" not in dict(profile.adaptation.model.named_parameters())
+    taught(profile, 2)
+    profile.close()
+    again = Profile.open(tied, path)
+    assert again.adaptation.steps == 2 and not again.notes
+    again.close()
+
+
+def test_a_damaged_adaptation_row_leaves_the_counts_usable(predictor, tmp_path):
+    path = tmp_path / "u.db"
+    profile = Profile.open(predictor.scorer, path)
+    taught(profile, 1)
+    profile.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE adaptation SET weights = 'text, not weights', steps = 3")
+    profile = Profile.open(predictor.scorer, path)
+    assert profile.adaptation.steps == 0 and len(profile.notes) == 1
+    assert "\n" not in profile.notes[0] and "cannot be used" in profile.notes[0]
+    assert profile.model.counts.unigram["图书馆"] > 0
+    profile.close()
+
+
+def test_the_user_unigram_over_rebuilt_lexicons_is_the_plain_sum(predictor):
+    """The places of the user's words are kept between commits; with a lexicon rebuilt after
+    each new word (a new object, maybe at a freed one's address), the unigram over it is what
+    looking every word up gives."""
+    import numpy as np
+
+    base = open_lexicon(predictor.vocab)
+    profile = Profile.in_memory(predictor.scorer, LearnOptions(adapt=False))
+    names = ["柯谧", "蕲春", "芈月", "邗江"]
+    for i, name in enumerate(names):
+        profile.learn(f"我们去{name}看看。", picks=[(name[0], "x"), (name[1], "y")],
+                      known=base)
+        lexicon = profile.lexicon(base)
+        got = profile.scorer._lexicon_arrays(lexicon)[0]
+        counts = profile.model.counts
+        want = np.zeros(len(lexicon.words))
+        for word, value in counts.unigram.items():
+            if (j := lexicon.position.get(word)) is not None:
+                want[j] = value / counts.total
+        assert np.array_equal(got, want), i
+    profile.undo()
+    lexicon = profile.lexicon(base)
+    assert profile.scorer._lexicon_arrays(lexicon)[0][lexicon.position["邗江"]] == 0.0
 
 
 def test_an_adaptation_for_another_model_or_a_damaged_one_is_left_alone(predictor, tmp_path):
     path = tmp_path / "u.db"
     store = UserStore(path)
-    store.save_adaptation("0" * 64, 5, b"weights of some other model")
-    store.save_adaptation(model_key(predictor.scorer), 7, b"not a torch file")
+    store.save_adaptation("0" * 64, 5, b"weights of some other model", 0)
+    store.save_adaptation(model_key(predictor.scorer), 7, b"not a torch file", 0)
     store.close()
     profile = Profile.open(predictor.scorer, path)
     assert profile.adaptation.steps == 0
@@ -150,7 +264,7 @@ def test_the_cli_says_a_damaged_adaptation_in_one_line(small_model, tmp_path, ca
     path = tmp_path / "u.db"
     predictor = Predictor.from_dir(small_model)
     store = UserStore(path)
-    store.save_adaptation(model_key(predictor.scorer), 7, b"not a torch file")
+    store.save_adaptation(model_key(predictor.scorer), 7, b"not a torch file", 0)
     store.close()
     main(["pinyin", "--model", str(small_model), "--user-db", str(path), "women"])
     err = capsys.readouterr().err

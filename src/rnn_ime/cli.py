@@ -436,8 +436,7 @@ def run_predict(args) -> None:
         try:
             interactive(predictor, args.k, beam, profile)
         finally:
-            if profile is not None:
-                profile.close()
+            _close_profile(profile)
     else:
         for number, raw in enumerate(sys.stdin.buffer, 1):
             line = utf8_text(raw, f"stdin line {number}").removesuffix("\n").removesuffix("\r")
@@ -741,9 +740,21 @@ def _profile(args, scorer, learns: bool = False):
     options = LearnOptions(learn=learn, adapt=not getattr(args, "no_adapt", False))
     # the default location's directory is made; a typed --user-db's must exist (a typo)
     profile = Profile.open(scorer, path, options, make_dirs=not args.user_db)
-    if profile.adaptation is not None and profile.adaptation.load_problem:
-        _stderr(f"note: {path}: {profile.adaptation.load_problem}")
+    for note in profile.notes:
+        _stderr(f"note: {path}: {note}")
     return profile
+
+
+def _close_profile(profile) -> None:
+    """Close a profile that learned (its model adaptation trained on what waits and saved);
+    a save its file refused is one line."""
+    if profile is None:
+        return
+    loaded = set(profile.notes)
+    profile.close()
+    for note in profile.notes:
+        if note not in loaded:
+            _stderr(f"note: {profile.model.store.path}: {note}")
 
 
 def add_learn(sub) -> None:
@@ -791,7 +802,7 @@ def run_learn(args) -> None:
                 words += len(lesson.words)
                 made.extend(w for w, _ in lesson.made)
     finally:
-        profile.close()  # the model's adaptation trained on every line, and saved
+        _close_profile(profile)  # the model's adaptation trained on every line, and saved
     note = f"; new words: {'、'.join(made[:20])}" + (" …" if len(made) > 20 else "") \
         if made else ""
     print(f"learned {counted(words, 'word')} from {counted(commits, 'commit')} into "
@@ -906,8 +917,7 @@ def run_ibus(args) -> None:
         serve(bus, ranker, learner, started_by_ibus=args.ibus,
               say=lambda line: print(line, flush=True))
     finally:
-        if profile is not None:
-            profile.close()  # the model's adaptation trained on what waits, and saved
+        _close_profile(profile)  # the model's adaptation trained on what waits, and saved
 
 
 def _install_ibus(args, fuzzy: frozenset[str], word_lists: list[str]) -> None:

@@ -613,12 +613,14 @@ class LimitBodySize:
 
 def create_app(predictor: Predictor, config: dict[str, Any] | None = None,
                context_cache: int = DEFAULT_ENTRIES, lexicon: Lexicon | None = None,
-               fuzzy: Iterable[str] = (), profiles: ProfileDirConfig | None = None) -> FastAPI:
+               fuzzy: Iterable[str] = (), profiles: ProfileDirConfig | None = None,
+               log_note: Callable[[str], None] = lambda _: None) -> FastAPI:
     """The ASGI app around one predictor; `config` is the model dir's config.json, shown by
     /api/health without its local paths (public_config); `context_cache`, `lexicon` (the
     pinyin lexicon, with a user's word lists) and `fuzzy` (the default rules): see Engine;
     `profiles`: where users' profiles live (None: no profiles, `user` is ignored)."""
-    directory = ProfileDirectory(predictor.scorer, profiles) if profiles is not None else None
+    directory = ProfileDirectory(predictor.scorer, profiles, log_note) \
+        if profiles is not None else None
     engine = Engine(predictor, context_cache, lexicon, fuzzy, directory)
     options = PinyinOptions(fuzzy_rules=list(FUZZY_RULES),
                             fuzzy_default=[r for r in FUZZY_RULES if r in engine.fuzzy],
@@ -788,7 +790,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000,
     if note := skipped_note(lexicon):
         log_note(note)
     app = create_app(predictor, load_config(Path(model_dir)), context_cache, lexicon, fuzzy,
-                     profiles)
+                     profiles, log_note)
     predictor.suggest("你好", 1)  # jieba builds its dictionary now, not on the first request
     # What is loaded now lives as long as the server: out of the collector's sight, or every
     # full collection walks it all (≈0.2 s with the lexicon, stalling every request in flight).

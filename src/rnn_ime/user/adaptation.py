@@ -21,12 +21,14 @@ or an ONNX model has no adaptation, and the counts do all the learning.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import hashlib
 import io
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,9 +50,26 @@ CLIP = 1.0  # gradient norm, as in training
 CONTEXT_WORDS = 20  # words before a commit read for its context (not trained on)
 SAVE_EVERY = 20  # steps between saves into the user file (and at close)
 MAX_WAITING = 512  # commits waiting for the thread; past it the oldest are dropped, counted
-CONTEXT_ENTRIES = 256  # states the adapted model's context cache keeps
+CONTEXT_ENTRIES = 32  # states the adapted model's context cache keeps (V floats each)
 PAUSE_S = 0.3  # seconds without a commit or a ranking before a step is taken
 FORMAT = 1  # of the saved blob
+
+
+_RUNNING: weakref.WeakSet[ModelAdaptation] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_threads() -> None:
+    """Stop the training threads of profiles nobody closed before the interpreter goes (a
+    thread still inside torch then aborts the process); what they had not trained is lost, the
+    counts are in the file."""
+    for adaptation in list(_RUNNING):
+        adaptation.stop()
+
+
+def one_line(error: BaseException) -> str:
+    """An error's first line (torch's load errors run over several)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def adaptable(base: Scorer) -> NeuralScorer | None:
@@ -68,13 +87,18 @@ def _trained(name: str) -> bool:
     return not name.startswith("embedding.")
 
 
+def trained_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The weights a profile's copy trains: every parameter but the embeddings (a tied output
+    layer's weights are the embeddings, and stay too), each once."""
+    return {name: param for name, param in model.named_parameters() if _trained(name)}
+
+
 def model_key(neural: NeuralScorer) -> str:
     """Which base model a saved adaptation belongs to: its vocabulary and trained weights."""
     digest = hashlib.sha256(neural.vocab.sha256.encode())
-    for name, tensor in neural.model.state_dict().items():
-        if _trained(name):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for name, tensor in trained_parameters(neural.model).items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -102,7 +126,7 @@ class ModelAdaptation:
         adapted = NeuralScorer(self.model, neural.vocab, name=neural.name)
         self.scorer: Scorer = MixtureScorer(adapted, base.ngram, base.weights) \
             if isinstance(base, MixtureScorer) else adapted
-        self.params = [p for n, p in self.model.named_parameters() if _trained(n)]
+        self.params = list(trained_parameters(self.model).values())
         self.store = store
         self.optimizer: torch.optim.Optimizer | None = None
         self.steps = 0  # steps taken (and loaded) since the base model
@@ -116,11 +140,14 @@ class ModelAdaptation:
         self._stopping = False
         self._urgent = False  # settle(): train without waiting for a pause
         self._last_use = 0.0  # monotonic time of the last commit or ranking
+        self._threads = torch.get_num_threads()
         self._thread: threading.Thread | None = None
         self._wake = threading.Condition()
         self._weights = threading.Lock()  # taken to change the weights
         self._contexts: tuple[int, ContextCache] | None = None
         self.load_problem: str | None = None  # why a saved adaptation was not used
+        self.save_problem: str | None = None  # why the last save failed
+        self._forgets = store.forgets() if store is not None else 0  # see `forgotten`
         if store is not None:
             self._load()
 
@@ -179,10 +206,16 @@ class ModelAdaptation:
             self._newest = lesson
 
     def undo(self) -> bool:
-        """Drop the last commit before it is trained on; whether there was one."""
+        """Drop the last commit not yet trained on (the newest, held back for this; again: the
+        one before, if it still waits for a pause); whether there was one."""
         with self._wake:
-            dropped, self._newest = self._newest is not None, None
-            return dropped
+            if self._newest is not None:
+                self._newest = None
+                return True
+            if self._ready:
+                self._ready.pop()
+                return True
+            return False
 
     def settle(self, flush: bool = False) -> None:
         """Wait until every commit handed to the thread is trained on (`flush`: the last one
@@ -208,18 +241,19 @@ class ModelAdaptation:
             while self._busy:
                 self._wake.wait()
             with self._weights, torch.no_grad():
-                base = dict(self.base_neural.model.named_parameters())
-                for name, param in self.model.named_parameters():
-                    if _trained(name):
-                        param.copy_(base[name])
+                base = trained_parameters(self.base_neural.model)
+                for name, param in trained_parameters(self.model).items():
+                    param.copy_(base[name])
                 self.optimizer = None
                 self.steps = self._saved_steps = 0
                 self.version += 1
         if self.store is not None:  # a save that ran while forget wrote is taken back too
+            self._forgets = self.store.forgets()
             self.store.clear_adaptation()
 
     def close(self) -> None:
-        """Train on what waits, save, and stop the thread."""
+        """Train on what waits, save, and stop the thread; a save the file refuses is kept in
+        `save_problem` (the counts are safe in the file already)."""
         self.settle(flush=True)
         with self._wake:
             self._stopping = True
@@ -227,7 +261,10 @@ class ModelAdaptation:
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.join()
-        self.save()
+        try:
+            self.save()
+        except UserStoreError as error:
+            self.save_problem = f"the model adaptation was not saved ({one_line(error)})"
 
     def _start(self) -> None:
         """Start the training thread if it is not running (under self._wake)."""
@@ -235,11 +272,22 @@ class ModelAdaptation:
             self._thread = threading.Thread(target=self._run, name="rnn-ime-adapt",
                                             daemon=True)
             self._thread.start()
+            _RUNNING.add(self)
+
+    def stop(self) -> None:
+        """Stop the thread after the step it is taking; what waits is not trained."""
+        with self._wake:
+            self._stopping = True
+            self._ready.clear()
+            self._wake.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
 
     def _run(self) -> None:
-        # one thread: OpenMP's setting is per thread, and a second pool spinning beside the
-        # typist's decoding on a laptop's cores slows it tenfold
-        torch.set_num_threads(1)
+        # OpenMP's setting is per thread: the one the program chose (a new thread would start
+        # with every core's; setting it here is the same value, so no other thread changes)
+        torch.set_num_threads(self._threads)
         while True:
             with self._wake:
                 while not self._stopping:
@@ -260,8 +308,8 @@ class ModelAdaptation:
                 self._step(lesson)
                 if self.steps - self._saved_steps >= SAVE_EVERY:
                     self.save()
-            except UserStoreError:
-                pass  # the next save, or the one at close, writes it
+            except UserStoreError as error:  # the next save, or the one at close, writes it
+                self.save_problem = f"the model adaptation was not saved ({one_line(error)})"
             except Exception:  # noqa: BLE001 — a step that fails is skipped, the typing goes on
                 self.failed += 1
             finally:
@@ -288,30 +336,45 @@ class ModelAdaptation:
     # ------------------------------------------------------------ the user's file
     def _weights_blob(self) -> bytes:
         with self._weights:
-            state = {name: tensor.detach().clone() for name, tensor
-                     in self.model.state_dict().items() if _trained(name)}
+            state = {name: param.detach().clone()
+                     for name, param in trained_parameters(self.model).items()}
             steps = self.steps
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, "steps": steps, "weights": state}, buffer)
         return buffer.getvalue()
 
     def save(self) -> None:
-        """Write the adapted weights into the user's file (nothing when they did not change)."""
+        """Write the adapted weights into the user's file (nothing when they did not change,
+        or when a word was forgotten since they started: `forgotten` resets them)."""
         if self.store is None or self.steps == self._saved_steps:
             return
         steps = self.steps
         if steps == 0:
             self.store.clear_adaptation()
-        else:
-            self.store.save_adaptation(self.key, steps, self._weights_blob())
+        elif not self.store.save_adaptation(self.key, steps, self._weights_blob(),
+                                            self._forgets):
+            return
         self._saved_steps = steps
+
+    def forgotten(self) -> bool:
+        """Whether a word was forgotten in the user's file since these weights started (by
+        this process or another): then they start again from the base model."""
+        if self.store is None or self.store.forgets() == self._forgets:
+            return False
+        self.reset()
+        return True
 
     def _load(self) -> None:
         """The saved adaptation of this base model, when the file has one that fits."""
         assert self.store is not None
-        if not self.store.adaptation_steps():  # none saved: no key to work out
+        try:
+            if not self.store.adaptation_steps():  # none saved: no key to work out
+                return
+            found = self.store.adaptation(self.key)
+        except UserStoreError as error:  # a damaged row: the counts are still good
+            self.load_problem = f"the saved model adaptation cannot be used " \
+                                f"({one_line(error)}); starting afresh"
             return
-        found = self.store.adaptation(self.key)
         if found is None:
             return
         steps, blob = found
@@ -320,7 +383,7 @@ class ModelAdaptation:
             weights = saved["weights"]
             if saved.get("format") != FORMAT:
                 raise ValueError(f"format {saved.get('format')!r}")
-            own = {n: p for n, p in self.model.named_parameters() if _trained(n)}
+            own = trained_parameters(self.model)
             if set(weights) != set(own) or any(weights[n].shape != p.shape
                                                for n, p in own.items()):
                 raise ValueError("its weights are not this model's")
@@ -328,8 +391,8 @@ class ModelAdaptation:
                 for name, param in own.items():
                     param.copy_(weights[name])
         except Exception as error:  # noqa: BLE001 — whatever the blob holds, start afresh
-            self.load_problem = f"the saved model adaptation cannot be used ({error}); " \
-                                "starting afresh"
+            self.load_problem = f"the saved model adaptation cannot be used " \
+                                f"({one_line(error)}); starting afresh"
             return
         self.steps = self._saved_steps = steps
         self.version += 1

@@ -18,7 +18,7 @@ import re
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,18 +89,21 @@ class _Open:
     lock: threading.Lock
     users: int = 0  # requests between _get and the end of `using` (guarded by the directory)
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Close the profile; what it has to say (a save its file refused)."""
         self.profile.close()
+        return self.profile.notes
 
 
 class ProfileDirectory:
     """The profiles in one directory, opened on demand, each behind its lock."""
 
-    def __init__(self, base: Scorer, config: ProfileDirConfig | None = None) -> None:
+    def __init__(self, base: Scorer, config: ProfileDirConfig | None = None,
+                 note: Callable[[str], None] = lambda _: None) -> None:
         config = config if config is not None else ProfileDirConfig()
         if config.max_profiles < 1:
             raise ConfigError("--max-profiles must be at least 1")
-        self.base, self.config = base, config
+        self.base, self.config, self.note = base, config, note
         self.directory = Path(config.directory)
         self._open: OrderedDict[str, _Open] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()  # guards _open
@@ -114,6 +117,23 @@ class ProfileDirectory:
             return sorted(self._open)
 
     def _get(self, name: str, create: bool) -> _Open | None:
+        evicted: list[tuple[str, _Open]] = []
+        try:
+            return self._open_or_get(name, create, evicted)
+        finally:  # outside the lock: closing trains the adaptation on what waits, and saves
+            for old_name, old in evicted:
+                self._close(old_name, old)
+
+    def _close(self, name: str, found: _Open) -> None:
+        try:
+            notes = found.close()
+        except (UserStoreError, sqlite3.Error) as error:
+            notes = [str(error)]
+        for note in notes:
+            self.note(f"profile {name}: {note}")
+
+    def _open_or_get(self, name: str, create: bool, evicted: list[tuple[str, _Open]]
+                     ) -> _Open | None:
         path = self.path_of(name)
         with self._lock:
             found = self._open.get(name)
@@ -123,7 +143,7 @@ class ProfileDirectory:
                 return found
             if not create and not path.exists():
                 return None
-            if len(self._open) >= self.config.max_profiles and not self._close_idle():
+            if len(self._open) >= self.config.max_profiles and not self._close_idle(evicted):
                 raise ProfileLimitError(f"this server keeps at most {self.config.max_profiles} "
                                         "profiles open, and every one is in use right now; "
                                         "try again")
@@ -135,16 +155,19 @@ class ProfileDirectory:
                 raise ProfileBusyError(f"profile {name}: its file cannot be read now "
                                        f"({error})") from None
             options = LearnOptions(use=True, learn=self.config.learn, adapt=self.config.adapt)
-            found = self._open[name] = _Open(Profile(self.base, model, options),
-                                             threading.Lock(), users=1)
+            profile = Profile(self.base, model, options)
+            for note in profile.notes:
+                self.note(f"profile {name}: {note}")
+            found = self._open[name] = _Open(profile, threading.Lock(), users=1)
             return found
 
-    def _close_idle(self) -> bool:
-        """Close the least recently used profile no request is using (under self._lock)."""
+    def _close_idle(self, evicted: list[tuple[str, _Open]]) -> bool:
+        """Take the least recently used profile no request is using out of the open ones
+        (under self._lock), into `evicted` for the caller to close."""
         for name, found in self._open.items():
             if found.users == 0:
                 del self._open[name]
-                found.close()
+                evicted.append((name, found))
                 return True
         return False
 
@@ -171,8 +194,10 @@ class ProfileDirectory:
                 found.users -= 1
 
     def close(self) -> None:
+        """Close every profile (each saves its model adaptation; one that fails says so and
+        the others still close)."""
         with self._lock:
-            for found in self._open.values():
+            for name, found in self._open.items():
                 with found.lock:
-                    found.close()
+                    self._close(name, found)
             self._open.clear()

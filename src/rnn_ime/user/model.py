@@ -500,8 +500,11 @@ class UserModel:
                  (word, word, word)),
                 ("DELETE FROM commits WHERE instr(lesson, ?) > 0",
                  (json.dumps(word, ensure_ascii=False),)),
-                # the model's adaptation cannot tell what the word taught it: all of it goes
-                *((("DELETE FROM adaptation", ()),) if known else ())))
+                # the model's adaptation cannot tell what the word taught it: all of it goes,
+                # here and in every process with the profile open (they watch `forgets`)
+                *((("DELETE FROM adaptation", ()),
+                   ("INSERT INTO meta VALUES ('forgets', '1') ON CONFLICT(key) DO UPDATE SET "
+                    "value = CAST(value AS INTEGER) + 1", ())) if known else ())))
 
         self._persist(change)
         if self._last is not None and any(w == word for w, _ in self._last[2].words):

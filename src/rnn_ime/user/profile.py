@@ -88,9 +88,16 @@ class Profile:
     def refresh(self) -> None:
         """Pick up what another process (the CLI, another server) wrote to the same file (a
         forget there takes back the model's adaptation here too)."""
-        if self.model.refresh() and self.adaptation is not None and self.model.store \
-                is not None and self.adaptation.saved and not self.model.store.adaptation_steps():
-            self.adaptation.reset()
+        self.model.refresh()
+        if self.adaptation is not None:
+            self.adaptation.forgotten()
+
+    @property
+    def notes(self) -> list[str]:
+        """What a front end should say about the profile (an adaptation not loaded or not
+        saved), one line each."""
+        found = self.adaptation
+        return [n for n in (found.load_problem, found.save_problem) if n] if found else []
 
     def learn(self, text: str, picks: Sequence[tuple[str, str]] | None = None,
               before: str = "", known: Lexicon | None = None) -> Lesson | None:
@@ -102,7 +109,7 @@ class Profile:
         if len(text) > MAX_COMMIT_CHARS:
             raise UserLimitError(f"a commit of {len(text):,} characters; learn at most "
                                  f"{MAX_COMMIT_CHARS:,} at once")
-        self.model.refresh()
+        self.refresh()
         known_words = Either(self.vocab, known.position if known is not None else {})
         made = []
         assembled = made_from_picks(picks or [], known_words)
@@ -154,27 +161,38 @@ class Profile:
         return found
 
     def close(self) -> None:
-        """Train the model's adaptation on what waits, save it, and close the file."""
-        if self.adaptation is not None:
-            self.adaptation.close()
-        if self.model.store is not None:
-            self.model.store.close()
+        """Train the model's adaptation on what waits, save it (a save the file refuses is in
+        `notes`), and close the file."""
+        try:
+            if self.adaptation is not None:
+                self.adaptation.close()
+        finally:
+            if self.model.store is not None:
+                self.model.store.close()
 
 
 @dataclass(frozen=True)
 class Scoring:
-    """What to rank with after a context: a scorer, its lexicon, and its (state, log_probs)."""
+    """What to rank with after a context: a scorer, its lexicon, its (state, log_probs), and
+    the versions of the user's counts and adapted model it was read with."""
     scorer: Scorer
     lexicon: Lexicon
     start: tuple[Any, torch.Tensor]
+    version: Any = None
+
+
+def versions(profile: Profile | None) -> Any:
+    if profile is None:
+        return None
+    return (profile.model.counts.version,
+            profile.adaptation.version if profile.adaptation is not None else 0)
 
 
 def memo_key(ranking: Scoring, context: str, profile: Profile | None, user: str = "") -> tuple:
     """What a decoder's StepMemo is valid for: the context's text, the scorer, and the versions
     of the user's counts and adapted model (a profile that learned ranks anew)."""
-    version = (profile.model.counts.version, profile.adaptation.version
-               if profile.adaptation is not None else 0) if profile is not None else None
-    return (user, context, id(ranking.scorer), version)
+    return (user, context, id(ranking.scorer),
+            ranking.version if ranking.version is not None else versions(profile))
 
 
 def scoring(profile: Profile | None, base: Scorer, lexicon: Lexicon, context: Any) -> Scoring:
@@ -182,4 +200,6 @@ def scoring(profile: Profile | None, base: Scorer, lexicon: Lexicon, context: An
     `predict.Context`), or, with a profile, the user's on top of it."""
     if profile is None:
         return Scoring(base, lexicon, (context.state, context.log_probs))
-    return Scoring(profile.scorer, profile.lexicon(lexicon), profile.start_after(context))
+    version = versions(profile)  # before start_after: a step may land while it reads
+    return Scoring(profile.scorer, profile.lexicon(lexicon), profile.start_after(context),
+                   version)

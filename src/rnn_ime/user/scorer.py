@@ -81,7 +81,7 @@ class UserScorer(Scorer[UserState]):
         self._lexicon_cache: tuple[WordTable, int, tuple[np.ndarray, ...]] | None = None
         self._outside: tuple[int, list[str]] | None = None
         self._memo: tuple[int, dict[tuple, Any]] = (-1, {})
-        self._places: dict[int | None, tuple[list[str], np.ndarray]] = {}
+        self._places: dict[int | None, tuple[WordTable | None, list[str], np.ndarray]] = {}
 
     def _memoised(self) -> dict[tuple, Any]:
         """What was worked out for these counts (mixing weights, context rows by id), emptied
@@ -157,8 +157,8 @@ class UserScorer(Scorer[UserState]):
         words = list(counts.unigram)
         values = np.fromiter(counts.unigram.values(), dtype=np.float64, count=len(words))
         key = id(lexicon) if lexicon is not None else None
-        known, places = self._places.get(key, ([], np.zeros(0, dtype=np.int64)))
-        if len(known) > len(words) or words[:len(known)] != known:
+        held, known, places = self._places.get(key, (None, [], np.zeros(0, dtype=np.int64)))
+        if held is not lexicon or len(known) > len(words) or words[:len(known)] != known:
             known, places = [], np.zeros(0, dtype=np.int64)
         if len(known) < len(words):
             new = words[len(known):]
@@ -171,7 +171,7 @@ class UserScorer(Scorer[UserState]):
             places = np.concatenate([places, np.asarray(more, dtype=np.int64)])
             if len(self._places) > 4:  # one per lexicon a decoding used, and the vocabulary
                 self._places.clear()
-            self._places[key] = (words, places)
+            self._places[key] = (lexicon, words, places)  # held: its id is not reused
         return places, values
 
     # ------------------------------------------------------------ the Scorer interface

@@ -287,10 +287,11 @@ class UserStore:
                 raise UserStoreError(f"{self.path}: cannot write ({error})") from None
             try:
                 yield self.db
+                self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # a COMMIT that failed leaves it open too
+                    self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
         self.checkpointer.committed()
 
     def data_version(self) -> int:
@@ -368,10 +369,14 @@ class UserStore:
             raise damaged(self.path, "its model adaptation is not a count and weights")
         return steps, blob
 
-    def save_adaptation(self, model: str, steps: int, weights: bytes) -> None:
-        """Keep `weights` for the base model `model` (and the newest KEEP_ADAPTATIONS)."""
+    def save_adaptation(self, model: str, steps: int, weights: bytes, forgets: int) -> bool:
+        """Keep `weights` for the base model `model` (and the newest KEEP_ADAPTATIONS), unless
+        a word was forgotten since they started (`forgets`, as `forgets()` said then): whether
+        they were saved."""
         try:
             with self.transaction() as db:
+                if self.forgets() != forgets:
+                    return False
                 db.execute("INSERT OR REPLACE INTO adaptation VALUES (?, ?, ?, ?)",
                            (model, steps, time.time(), weights))
                 db.execute("DELETE FROM adaptation WHERE model NOT IN (SELECT model FROM "
@@ -379,6 +384,15 @@ class UserStore:
         except sqlite3.Error as error:
             raise UserStoreError(f"{self.path}: could not save the model adaptation "
                                  f"({error})") from None
+        return True
+
+    def forgets(self) -> int:
+        """How many forgets the file has seen (a forget resets the model's adaptation, in
+        every process that has the profile open)."""
+        with self.writing:
+            rows = self._select("SELECT value FROM meta WHERE key = 'forgets'", "meta")
+        value = rows[0][0] if rows else "0"
+        return int(value) if isinstance(value, str) and value.isdigit() else 0
 
     def clear_adaptation(self) -> None:
         try:
@@ -392,7 +406,7 @@ class UserStore:
         with self.writing:
             rows = self._select("SELECT steps FROM adaptation ORDER BY saved DESC LIMIT 1",
                                 "model adaptation")
-        return rows[0][0] if rows and type(rows[0][0]) is int else 0
+        return rows[0][0] if rows and type(rows[0][0]) is int and rows[0][0] > 0 else 0
 
     def close(self) -> None:
         self.checkpointer.close()
