@@ -50,7 +50,7 @@ CLIP = 1.0  # gradient norm, as in training
 CONTEXT_WORDS = 20  # words before a commit read for its context (not trained on)
 SAVE_EVERY = 20  # steps between saves into the user file (and at close)
 MAX_WAITING = 512  # commits waiting for the thread; past it the oldest are dropped, counted
-CONTEXT_ENTRIES = 32  # states the adapted model's context cache keeps (V floats each)
+CONTEXT_ENTRIES = 128  # states the adapted model's context cache keeps (V floats each: 16 MB)
 PAUSE_S = 0.3  # seconds without a commit or a ranking before a step is taken
 FORMAT = 1  # of the saved blob
 
