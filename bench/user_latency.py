@@ -13,9 +13,11 @@ profile beside the same model without one, side by side in one run (one CPU thre
 - suggest / pinyin: the served path (the base context cache, then the user's mixing) for the
   same inputs with the big profile and with none, alternating, p50/p99 and the ratio; the big
   profile's copy of the model has adapted to its commits, so it reads contexts itself;
-- pinyin right after a commit (the user model mixes anew after each), with the big profile:
-  counts only, model adapting, and the worst case, a decoding while the adaptation's step on
-  the commit before runs (the product waits for a pause before it steps).
+- pinyin right after a commit, a passage typed clause by clause with the big profile (the user
+  model mixes anew after each commit): counts only, model adapting (a pause after each
+  decoding: the step, then the last context read again), and the worst case, a decoding while
+  the adaptation's step on the commit before runs (the product waits for a pause);
+  against the same decodings after the same passages with no profile.
 
     .venv/bin/python bench/user_latency.py --model models/default
 """
@@ -76,28 +78,49 @@ def big_profile(path: Path, vocab, words: int, commits: int, seed: int) -> None:
 
 def after_commits(profile: Profile, reader: ContextReader, user_lexicon, lexicon, runs: int,
                   step_at_once: bool = False) -> dict:
-    """Decodings each started right after a commit (the user model mixes anew); with
-    `step_at_once`, while the adaptation's step on the commit before runs (the product waits
-    for a pause: this is the worst case)."""
+    """A passage typed clause by clause: each clause committed, then the next composition's
+    first decoding timed, after the passage so far (the user model mixes anew after each
+    commit). With the model adapting, a pause follows (its step, then the last context read
+    again with the new weights); with `step_at_once`, the step runs while the decoding does
+    (the worst case: the product waits for a pause)."""
     times = []
     adapting = profile.adaptation is not None
+    clauses = [c for t in TEXTS for c in t.split("，")]
     adaptation.PAUSE_S, pause = (0.0 if step_at_once else adaptation.PAUSE_S), \
         adaptation.PAUSE_S
+    passage = ""
     try:
         for i in range(runs):
-            text, letters = TEXTS[i % len(TEXTS)], PINYIN[i % len(PINYIN)]
-            profile.learn(text, known=lexicon)
+            clause = clauses[i % len(clauses)]
+            profile.learn(clause, before=passage, known=lexicon)
+            passage = clause if len(passage) > 40 else passage + clause + "，"
             if step_at_once:
                 time.sleep(0.001)  # the thread picks the step up
             started = time.perf_counter()
-            read = reader.read(text[:1 + i % len(text)])
-            decode(profile.scorer, letters, read.ids, DecoderSettings(k=9), user_lexicon,
-                   start=profile.start_after(read))
+            read = reader.read(passage)
+            decode(profile.scorer, PINYIN[i % len(PINYIN)], read.ids, DecoderSettings(k=9),
+                   user_lexicon, start=profile.start_after(read))
             times.append(time.perf_counter() - started)
             if adapting:
                 profile.adaptation.settle()
     finally:
         adaptation.PAUSE_S = pause
+    return percentiles(times)
+
+
+def passage_decodings(predictor: Predictor, reader: ContextReader, lexicon, runs: int) -> dict:
+    """after_commits' decodings, after the same passages, with no profile."""
+    times = []
+    clauses = [c for t in TEXTS for c in t.split("，")]
+    passage = ""
+    for i in range(runs):
+        clause = clauses[i % len(clauses)]
+        passage = clause if len(passage) > 40 else passage + clause + "，"
+        started = time.perf_counter()
+        read = reader.read(passage)
+        decode(predictor.scorer, PINYIN[i % len(PINYIN)], read.ids, DecoderSettings(k=9),
+               lexicon, start=(read.state, read.log_probs))
+        times.append(time.perf_counter() - started)
     return percentiles(times)
 
 
@@ -193,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"what": f"{name}, the big profile", **b,
                          "ratio_p99": b["p99_ms"] / a["p99_ms"]})
         profile.close()
-        plain_p99 = percentiles(plain_p)["p99_ms"]
+        plain = passage_decodings(predictor, reader, lexicon, args.runs // 4)
+        rows.append({"what": "pinyin after the same passages, no profile", **plain})
+        plain_p99 = plain["p99_ms"]
         for label, adapt, at_once in (
                 ("pinyin right after a commit, the big profile, counts only", False, False),
                 ("pinyin right after a commit, the big profile, model adapting", True, False),

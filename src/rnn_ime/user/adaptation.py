@@ -145,6 +145,7 @@ class ModelAdaptation:
         self._wake = threading.Condition()
         self._weights = threading.Lock()  # taken to change the weights
         self._contexts: tuple[int, ContextCache] | None = None
+        self._last_read: tuple[int, ...] | None = None  # the context `read` was last asked for
         self.load_problem: str | None = None  # why a saved adaptation was not used
         self.save_problem: str | None = None  # why the last save failed
         self._forgets = store.forgets() if store is not None else 0  # see `forgotten`
@@ -180,9 +181,22 @@ class ModelAdaptation:
         """The adapted scorer's (state, log_probs) after <s> and `ids`, through a cache of
         states that is emptied whenever the weights change."""
         version = self.version
-        if self._contexts is None or self._contexts[0] != version:
-            self._contexts = (version, ContextCache(self.scorer, CONTEXT_ENTRIES))
-        return self._contexts[1].read(list(ids))
+        self._last_read = tuple(ids)
+        found = self._contexts
+        if found is None or found[0] != version:
+            found = self._contexts = (version, ContextCache(self.scorer, CONTEXT_ENTRIES))
+        return found[1].read(list(ids))
+
+    def _warm(self) -> None:
+        """After a step (in the thread, during the pause): read the last context again with
+        the new weights, so that the next keystroke finds it read."""
+        ids, version = self._last_read, self.version
+        if ids is None:
+            return
+        cache = ContextCache(self.scorer, CONTEXT_ENTRIES)
+        cache.read(list(ids))
+        if self.version == version:
+            self._contexts = (version, cache)
 
     # ------------------------------------------------------------ learning
     def learn(self, before: Sequence[int], words: Sequence[int]) -> None:
@@ -306,6 +320,8 @@ class ModelAdaptation:
                 self._busy = True
             try:
                 self._step(lesson)
+                if not self._ready:  # the last of the pause's steps
+                    self._warm()
                 if self.steps - self._saved_steps >= SAVE_EVERY:
                     self.save()
             except UserStoreError as error:  # the next save, or the one at close, writes it
