@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import RnnImeError
@@ -384,6 +384,10 @@ class UserStore:
         except sqlite3.Error as error:
             raise UserStoreError(f"{self.path}: could not save the model adaptation "
                                  f"({error})") from None
+        # the weights are megabytes of log: copied into the file now, in the saving thread's
+        # pause, not by SQLite's automatic checkpoint inside a later commit of the typist's
+        with self.writing, suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return True
 
     def forgets(self) -> int:
