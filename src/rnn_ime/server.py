@@ -317,7 +317,8 @@ class StatsResponse(BaseModel):
     effective_words: float = Field(description="words typed, each weighed by its age")
     half_life: float
     model_steps: int = Field(description="steps the profile's copy of the model has taken on "
-                             "its commits (0: no adaptation, or a model that does not adapt)")
+                             "its commits (0: none yet, or a model that does not adapt; with "
+                             "--no-adapt, the newest adaptation saved in its file)")
     max_words: int
     learn: bool
 
