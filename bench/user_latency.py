@@ -76,30 +76,39 @@ def big_profile(path: Path, vocab, words: int, commits: int, seed: int) -> None:
     model.store.close()
 
 
+def typed_passages(runs: int) -> list[tuple[str, str, str, str]]:
+    """A passage typed clause by clause, `runs` commits: (the clause committed, the passage
+    before it, the passage after it, the letters of the next composition)."""
+    clauses = [c for t in TEXTS for c in t.split("，")]
+    typed, passage = [], ""
+    for i in range(runs):
+        clause = clauses[i % len(clauses)]
+        after = clause if len(passage) > 40 else passage + clause + "，"
+        typed.append((clause, passage, after, PINYIN[i % len(PINYIN)]))
+        passage = after
+    return typed
+
+
 def after_commits(profile: Profile, reader: ContextReader, user_lexicon, lexicon, runs: int,
                   step_at_once: bool = False) -> dict:
-    """A passage typed clause by clause: each clause committed, then the next composition's
-    first decoding timed, after the passage so far (the user model mixes anew after each
-    commit). With the model adapting, a pause follows (its step, then the last context read
-    again with the new weights); with `step_at_once`, the step runs while the decoding does
-    (the worst case: the product waits for a pause)."""
+    """Each clause of `typed_passages` committed, then the next composition's first decoding
+    timed, after the passage so far (the user model mixes anew after each commit). With the
+    model adapting, a pause follows (its step, then the last context read again with the new
+    weights); with `step_at_once`, the step runs while the decoding does (the worst case: the
+    product waits for a pause)."""
     times = []
     adapting = profile.adaptation is not None
-    clauses = [c for t in TEXTS for c in t.split("，")]
     adaptation.PAUSE_S, pause = (0.0 if step_at_once else adaptation.PAUSE_S), \
         adaptation.PAUSE_S
-    passage = ""
     try:
-        for i in range(runs):
-            clause = clauses[i % len(clauses)]
-            profile.learn(clause, before=passage, known=lexicon)
-            passage = clause if len(passage) > 40 else passage + clause + "，"
+        for clause, before, passage, letters in typed_passages(runs):
+            profile.learn(clause, before=before, known=lexicon)
             if step_at_once:
                 time.sleep(0.001)  # the thread picks the step up
             started = time.perf_counter()
             read = reader.read(passage)
-            decode(profile.scorer, PINYIN[i % len(PINYIN)], read.ids, DecoderSettings(k=9),
-                   user_lexicon, start=profile.start_after(read))
+            decode(profile.scorer, letters, read.ids, DecoderSettings(k=9), user_lexicon,
+                   start=profile.start_after(read))
             times.append(time.perf_counter() - started)
             if adapting:
                 profile.adaptation.settle()
@@ -111,15 +120,11 @@ def after_commits(profile: Profile, reader: ContextReader, user_lexicon, lexicon
 def passage_decodings(predictor: Predictor, reader: ContextReader, lexicon, runs: int) -> dict:
     """after_commits' decodings, after the same passages, with no profile."""
     times = []
-    clauses = [c for t in TEXTS for c in t.split("，")]
-    passage = ""
-    for i in range(runs):
-        clause = clauses[i % len(clauses)]
-        passage = clause if len(passage) > 40 else passage + clause + "，"
+    for _, _, passage, letters in typed_passages(runs):
         started = time.perf_counter()
         read = reader.read(passage)
-        decode(predictor.scorer, PINYIN[i % len(PINYIN)], read.ids, DecoderSettings(k=9),
-               lexicon, start=(read.state, read.log_probs))
+        decode(predictor.scorer, letters, read.ids, DecoderSettings(k=9), lexicon,
+               start=(read.state, read.log_probs))
         times.append(time.perf_counter() - started)
     return percentiles(times)
 

@@ -19,3 +19,8 @@ class ModelError(RnnImeError):
 
 class ConfigError(RnnImeError):
     """An option or combination of options that cannot work."""
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line, for a one-line message (torch's errors run over several)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

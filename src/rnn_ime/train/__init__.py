@@ -44,7 +44,7 @@ from ..data import (
     window_batches,
     window_steps_per_epoch,
 )
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, first_line
 from ..fsutil import read_json_object, write_json, write_with
 from ..limits import MAX_BATCH_SIZE, MAX_BPTT, MAX_LR
 from ..metrics import evaluate
@@ -277,9 +277,8 @@ class Trainer:
             self.hidden = _unpack_state(state["hidden_by_rank"][self.group.rank], self.device)
             restore_rng_states(state, self.device, self.group.rank)
         except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path}: the training state does not fit this run ({first})"
-                             ) from None
+            raise ModelError(f"{path}: the training state does not fit this run "
+                             f"({first_line(exc)})") from None
         self._apply_lr(state.get("lr"))
         self.log(f"resumed at epoch {self.progress.epoch + 1}, step {self.progress.global_step}")
 

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..context_cache import ContextCache
+from ..errors import first_line
 from ..mixture import MixtureScorer
 from ..scoring import NeuralScorer, Scorer
 from ..vocab import BOS_ID
@@ -67,11 +68,6 @@ def _stop_threads() -> None:
         adaptation.stop()
 
 
-def one_line(error: BaseException) -> str:
-    """An error's first line (torch's load errors run over several)."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def adaptable(base: Scorer) -> NeuralScorer | None:
     """The torch recurrent model inside `base` that can adapt, or None."""
     neural = base.first if isinstance(base, MixtureScorer) else base
@@ -83,14 +79,11 @@ def adaptable(base: Scorer) -> NeuralScorer | None:
     return neural
 
 
-def _trained(name: str) -> bool:
-    return not name.startswith("embedding.")
-
-
 def trained_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """The weights a profile's copy trains: every parameter but the embeddings (a tied output
     layer's weights are the embeddings, and stay too), each once."""
-    return {name: param for name, param in model.named_parameters() if _trained(name)}
+    return {name: param for name, param in model.named_parameters()
+            if not name.startswith("embedding.")}
 
 
 def model_key(neural: NeuralScorer) -> str:
@@ -167,11 +160,6 @@ class ModelAdaptation:
     def key(self) -> str:
         """The base model's key in the user's file (worked out when first needed)."""
         return model_key(self.base_neural)
-
-    @property
-    def saved(self) -> bool:
-        """Whether the user's file holds steps of this adaptation."""
-        return self._saved_steps > 0
 
     def touch(self) -> None:
         """The typist is busy (a ranking): steps wait for a pause."""
@@ -269,16 +257,16 @@ class ModelAdaptation:
         """Train on what waits, save, and stop the thread; a save the file refuses is kept in
         `save_problem` (the counts are safe in the file already)."""
         self.settle(flush=True)
-        with self._wake:
-            self._stopping = True
-            self._wake.notify_all()
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
+        self.stop()
+        self._save_or_note()
+
+    def _save_or_note(self) -> None:
+        """save(), a refusal kept in `save_problem` (the next save, or the one at close,
+        writes it)."""
         try:
             self.save()
         except UserStoreError as error:
-            self.save_problem = f"the model adaptation was not saved ({one_line(error)})"
+            self.save_problem = f"the model adaptation was not saved ({first_line(error)})"
 
     def _start(self) -> None:
         """Start the training thread if it is not running (under self._wake)."""
@@ -323,9 +311,7 @@ class ModelAdaptation:
                 if not self._ready:  # the last of the pause's steps
                     self._warm()
                 if self.steps - self._saved_steps >= SAVE_EVERY:
-                    self.save()
-            except UserStoreError as error:  # the next save, or the one at close, writes it
-                self.save_problem = f"the model adaptation was not saved ({one_line(error)})"
+                    self._save_or_note()
             except Exception:  # noqa: BLE001 — a step that fails is skipped, the typing goes on
                 self.failed += 1
             finally:
@@ -389,7 +375,7 @@ class ModelAdaptation:
             found = self.store.adaptation(self.key)
         except UserStoreError as error:  # a damaged row: the counts are still good
             self.load_problem = f"the saved model adaptation cannot be used " \
-                                f"({one_line(error)}); starting afresh"
+                                f"({first_line(error)}); starting afresh"
             return
         if found is None:
             return
@@ -408,7 +394,7 @@ class ModelAdaptation:
                     param.copy_(weights[name])
         except Exception as error:  # noqa: BLE001 — whatever the blob holds, start afresh
             self.load_problem = f"the saved model adaptation cannot be used " \
-                                f"({one_line(error)}); starting afresh"
+                                f"({first_line(error)}); starting afresh"
             return
         self.steps = self._saved_steps = steps
         self.version += 1
