@@ -13,11 +13,12 @@ profile beside the same model without one, side by side in one run (one CPU thre
 - suggest / pinyin: the served path (the base context cache, then the user's mixing) for the
   same inputs with the big profile and with none, alternating, p50/p99 and the ratio; the big
   profile's copy of the model has adapted to its commits, so it reads contexts itself;
-- pinyin right after a commit, a passage typed clause by clause with the big profile (the user
-  model mixes anew after each commit): counts only, model adapting (a pause after each
-  decoding: the step, then the last context read again), and the worst case, a decoding while
-  the adaptation's step on the commit before runs (the product waits for a pause);
-  against the same decodings after the same passages with no profile.
+- suggestions and pinyin right after a commit, a passage typed clause by clause with the big
+  profile (the user model mixes anew after each commit): counts only, model adapting (a pause
+  after each commit: the step, then the last context read again), and the worst case, while
+  the adaptation's step on the commit before runs (the product waits for a pause); each
+  against the same rankings after the same passages with no profile, in turn, the context
+  cache holding only the passage before the commit (new text is never read before).
 
     .venv/bin/python bench/user_latency.py --model models/default
 """
@@ -89,44 +90,47 @@ def typed_passages(runs: int) -> list[tuple[str, str, str, str]]:
     return typed
 
 
-def after_commits(profile: Profile, reader: ContextReader, user_lexicon, lexicon, runs: int,
-                  step_at_once: bool = False) -> dict:
-    """Each clause of `typed_passages` committed, then the next composition's first decoding
-    timed, after the passage so far (the user model mixes anew after each commit). With the
-    model adapting, a pause follows (its step, then the last context read again with the new
-    weights); with `step_at_once`, the step runs while the decoding does (the worst case: the
-    product waits for a pause)."""
-    times = []
+def after_commits(profile: Profile, predictor: Predictor, reader: ContextReader, lexicon,
+                  runs: int, step_at_once: bool = False) -> dict[str, dict]:
+    """Each clause of `typed_passages` committed, then, timed after the passage so far, the
+    suggestions shown after the commit and the next composition's first decoding (the user
+    model mixes anew after each commit), with the profile and, on the same passage, with none,
+    in turn first: {"suggest" / "pinyin", with the profile or "… plain": percentiles}. Before
+    each, the context cache holds the passage before the commit and nothing else, as when a
+    person types new text (the composition before read it). With the model adapting, a pause
+    follows (its step, then the last context read again with the new weights); with
+    `step_at_once`, the step runs while the decoding does (the worst case: the product waits
+    for a pause)."""
+    times: dict[str, list[float]] = {}
     adapting = profile.adaptation is not None
+    user_lexicon = profile.lexicon(lexicon)
     adaptation.PAUSE_S, pause = (0.0 if step_at_once else adaptation.PAUSE_S), \
         adaptation.PAUSE_S
     try:
-        for clause, before, passage, letters in typed_passages(runs):
+        for i, (clause, before, passage, letters) in enumerate(typed_passages(runs)):
             profile.learn(clause, before=before, known=lexicon)
             if step_at_once:
                 time.sleep(0.001)  # the thread picks the step up
-            started = time.perf_counter()
-            read = reader.read(passage)
-            decode(profile.scorer, letters, read.ids, DecoderSettings(k=9), user_lexicon,
-                   start=profile.start_after(read))
-            times.append(time.perf_counter() - started)
+            for what in ("suggest", "pinyin"):
+                for use in (i % 2 == 0, i % 2 == 1):
+                    reader.states.clear()
+                    reader.read(before).state  # noqa: B018 — the composition before read it
+                    started = time.perf_counter()
+                    read = reader.read(passage)
+                    scorer = profile.scorer if use else predictor.scorer
+                    start = profile.start_after(read) if use else (read.state, read.log_probs)
+                    if what == "suggest":
+                        suggestions_of(scorer, *start, 5)
+                    else:
+                        decode(scorer, letters, read.ids, DecoderSettings(k=9),
+                               user_lexicon if use else lexicon, start=start)
+                    times.setdefault(what + ("" if use else " plain"), []).append(
+                        time.perf_counter() - started)
             if adapting:
                 profile.adaptation.settle()
     finally:
         adaptation.PAUSE_S = pause
-    return percentiles(times)
-
-
-def passage_decodings(predictor: Predictor, reader: ContextReader, lexicon, runs: int) -> dict:
-    """after_commits' decodings, after the same passages, with no profile."""
-    times = []
-    for _, _, passage, letters in typed_passages(runs):
-        started = time.perf_counter()
-        read = reader.read(passage)
-        decode(predictor.scorer, letters, read.ids, DecoderSettings(k=9), lexicon,
-               start=(read.state, read.log_probs))
-        times.append(time.perf_counter() - started)
-    return percentiles(times)
+    return {what: percentiles(found) for what, found in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,17 +225,17 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"what": f"{name}, the big profile", **b,
                          "ratio_p99": b["p99_ms"] / a["p99_ms"]})
         profile.close()
-        plain = passage_decodings(predictor, reader, lexicon, args.runs // 4)
-        rows.append({"what": "pinyin after the same passages, no profile", **plain})
-        plain_p99 = plain["p99_ms"]
         for label, adapt, at_once in (
-                ("pinyin right after a commit, the big profile, counts only", False, False),
-                ("pinyin right after a commit, the big profile, model adapting", True, False),
-                ("pinyin right after a commit, while the adaptation's step runs", True, True)):
+                ("right after a commit, the big profile, counts only", False, False),
+                ("right after a commit, the big profile, model adapting", True, False),
+                ("right after a commit, while the adaptation's step runs", True, True)):
             profile = Profile.open(predictor.scorer, path, LearnOptions(adapt=adapt))
-            found = after_commits(profile, reader, profile.lexicon(lexicon), lexicon,
-                                  args.runs // 4, at_once)
-            rows.append({"what": label, **found, "ratio_p99": found["p99_ms"] / plain_p99})
+            found = after_commits(profile, predictor, reader, lexicon, args.runs // 4, at_once)
+            for what in ("suggest", "pinyin"):
+                plain, user = found[what + " plain"], found[what]
+                rows.append({"what": f"{what} {label}: no profile, the same passages", **plain})
+                rows.append({"what": f"{what} {label}", **user,
+                             "ratio_p99": user["p99_ms"] / plain["p99_ms"]})
             profile.close()
     print_table(rows, [("what", "what", "s"), ("p50_ms", "p50 ms", ".2f"),
                        ("p99_ms", "p99 ms", ".2f"), ("ratio_p99", "p99 ×", ".2f")])

@@ -86,11 +86,14 @@ def test_the_adaptation_is_saved_and_read_back_exactly(predictor, tmp_path):
     assert again.adaptation.steps == 3 and again.stats()["model_steps"] == 3
     _, read_back = again.adaptation.scorer.read(ids)
     assert torch.equal(adapted, read_back)
-    # the served path (a context read by the base, then start_after) ranks with the copy
-    read = ContextReader(predictor).read("我们明天去")
+    # the served path (a context from the shared reader, then start_after) ranks with the
+    # copy, and the base model never reads that context (the reader's states stay empty)
+    reader = ContextReader(predictor)
+    read = reader.read("我们明天去")
     state, served = again.start_after(read)
     _, direct = again.scorer.read(ids)
     assert torch.allclose(served, direct, atol=1e-5)
+    assert len(reader.states) == 0
     ranking = scoring(again, predictor.scorer, open_lexicon(predictor.vocab), read)
     assert memo_key(ranking, "我们明天去", again)[-1] == (again.model.counts.version,
                                                     again.adaptation.version)
@@ -218,29 +221,48 @@ def test_a_damaged_adaptation_row_leaves_the_counts_usable(predictor, tmp_path):
     profile.close()
 
 
-def test_the_user_unigram_over_rebuilt_lexicons_is_the_plain_sum(predictor):
-    """The places of the user's words are kept between commits; with a lexicon rebuilt after
-    each new word (a new object, maybe at a freed one's address), the unigram over it is what
-    looking every word up gives."""
+def test_the_user_unigram_kept_between_commits_is_the_plain_sum(predictor):
+    """The unigram arrays are updated by what each commit changed, not rebuilt; with a lexicon
+    rebuilt after each new word (a new object, maybe at a freed one's address), through undo,
+    forget and a rebase of the counts, they hold what looking every word up gives."""
     import numpy as np
+
+    from rnn_ime.vocab import SPECIALS, UNK_ID
 
     base = open_lexicon(predictor.vocab)
     profile = Profile.in_memory(predictor.scorer, LearnOptions(adapt=False))
-    names = ["柯谧", "蕲春", "芈月", "邗江"]
-    for i, name in enumerate(names):
-        profile.learn(f"我们去{name}看看。", picks=[(name[0], "x"), (name[1], "y")],
-                      known=base)
-        lexicon = profile.lexicon(base)
-        got = profile.scorer._lexicon_arrays(lexicon)[0]
-        counts = profile.model.counts
+    scorer = profile.scorer
+
+    def check(step):
+        lexicon, counts = profile.lexicon(base), profile.model.counts
         want = np.zeros(len(lexicon.words))
+        dense = np.zeros(len(predictor.vocab))
         for word, value in counts.unigram.items():
             if (j := lexicon.position.get(word)) is not None:
-                want[j] = value / counts.total
-        assert np.array_equal(got, want), i
+                want[j] = value
+            i = predictor.vocab.id(word)
+            dense[i if i >= len(SPECIALS) else UNK_ID] += value
+        assert np.array_equal(scorer._lexicon_arrays(lexicon)[0], want), step
+        got = scorer._unigram().double().numpy()
+        assert np.allclose(got, dense / counts.total, rtol=1e-6, atol=1e-9), step
+
+    names = ["柯谧", "蕲春", "芈月", "邗江"]
+    for name in names:
+        profile.learn(f"我们去{name}看看。", picks=[(name[0], "x"), (name[1], "y")],
+                      known=base)
+        check(name)
+    assert profile.model.counts.changes, "updated by the changes, not rebuilt"
     profile.undo()
+    check("undo")
     lexicon = profile.lexicon(base)
-    assert profile.scorer._lexicon_arrays(lexicon)[0][lexicon.position["邗江"]] == 0.0
+    assert scorer._lexicon_arrays(lexicon)[0][lexicon.position["邗江"]] == 0.0
+    profile.forget("芈月")
+    check("forget")
+    generation = profile.model.counts.generation
+    profile.model.counts.rebase()
+    assert profile.model.counts.generation != generation
+    profile.learn("蕲春的天气很好", known=base)
+    check("rebase")
 
 
 def test_an_adaptation_for_another_model_or_a_damaged_one_is_left_alone(predictor, tmp_path):

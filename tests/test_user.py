@@ -446,6 +446,7 @@ def test_a_user_file_of_schema_1_gains_the_trigrams_table(tmp_path):
 
 
 def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon):
+    """Over the vocabulary, the lexicon and the user's words neither lists."""
     model = UserModel(None)
     model.learn_words(["我们", "去", "蕲春", "我们", "去", "北京", "气虚"])
     scorer = UserScorer(FlatScorer(vocab), model)
@@ -467,6 +468,11 @@ def test_the_user_mixture_sums_to_one_over_vocabulary_and_lexicon(vocab, lexicon
                      if i != UNK_ID and vocab.word(i) not in lexicon.position)
     unlisted = sum(scorer.user_probability(w, "我们") for w in ("OK", "2024"))
     assert np.exp(open_lp).sum() + vocab_only + unlisted == pytest.approx(1.0)
+    # the decoder's batched path gives the same numbers
+    [(unmixed_state, unmixed)] = scorer.step_words_for_lexicon(
+        [scorer.read([])[0]], ["我们"])
+    np.testing.assert_allclose(scorer.lexicon_log_probs_batch(
+        [unmixed_state], [unmixed], lexicon, words)[0], open_lp, rtol=1e-5, atol=1e-6)
 
 
 def test_the_decoder_s_unmixed_steps_give_the_mixed_numbers(vocab, lexicon):
@@ -520,6 +526,35 @@ def test_beam_completion_offers_the_user_s_own_words_as_suggest_does(vocab):
     assert [c.log_prob for c in one] == pytest.approx([math.log(p) for _, p in suggested])
     two = beam_search(scorer, [vocab.id("我们"), vocab.id("去")], beam=3, length=2)
     assert two[0].words == ("蕲春", "看看")  # stepped with its text: the user's bigram counts
+
+
+def test_the_user_s_own_words_kept_between_commits_are_the_most_frequent(vocab, monkeypatch):
+    """The words outside the vocabulary that suggestions offer are updated by each commit's
+    changes, not sorted anew; through new words, words that pass the last one kept, undo and
+    forget, they are the most frequent, as sorting all of them gives."""
+    import random
+
+    from rnn_ime.user.scorer import OutsideWords
+
+    monkeypatch.setattr(OutsideWords, "KEEP", 5)
+    model = UserModel(None)
+    scorer = UserScorer(FlatScorer(vocab), model)
+    rng = random.Random(0)
+    names = [f"词{i}" for i in range(12)]
+
+    def check(step):
+        counts = model.counts
+        outside = sorted((w for w in counts.unigram if w not in vocab),
+                         key=lambda w: (-counts.unigram[w], w))
+        assert scorer._outside.first(counts, 4) == outside[:4], step
+
+    for i in range(60):
+        model.learn_words(rng.choices(names, k=3) + ["我们"])
+        check(i)
+    model.undo()
+    check("undo")
+    model.forget(scorer._outside.first(model.counts, 1)[0])
+    check("forget")
 
 
 def test_a_word_typed_once_character_by_character_comes_first(small_model):

@@ -6,6 +6,8 @@ needed.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,14 +99,27 @@ class Predictor:
         return TypingSession(self)
 
 
-@dataclass(frozen=True)
 class Context:
     """Typed text as the scorer has read it: its word ids, the state and next-word
-    log-probabilities after <s> and them (shared with a cache: never write into them)."""
-    ids: list[int]
-    state: Any
-    log_probs: torch.Tensor
-    last_words: tuple[str, ...] = ()  # the text's last two words, in the vocabulary or not
+    log-probabilities after <s> and them (shared with a cache: never write into them). The
+    scorer reads the text only when the state is first asked for: a profile whose copy of the
+    model adapted reads it with that copy instead."""
+
+    def __init__(self, ids: list[int], read: Callable[[], tuple[Any, torch.Tensor]],
+                 last_words: tuple[str, ...] = ()) -> None:
+        self.ids, self._read, self.last_words = ids, read, last_words  # last two words
+
+    @functools.cached_property
+    def _read_once(self) -> tuple[Any, torch.Tensor]:
+        return self._read()
+
+    @property
+    def state(self) -> Any:
+        return self._read_once[0]
+
+    @property
+    def log_probs(self) -> torch.Tensor:
+        return self._read_once[1]
 
     @property
     def last_word(self) -> str | None:
@@ -135,9 +150,8 @@ class ContextReader:
         words = self.words(text)
         ids = self.predictor.vocab.encode(words)
         last = tuple(words[-2:])
-        if self.states is None:
-            return Context(ids, *self.predictor.scorer.read(ids), last)
-        return Context(ids, *self.states.read(ids), last)
+        reader = self.states.read if self.states is not None else self.predictor.scorer.read
+        return Context(ids, functools.partial(reader, ids), last)
 
     def suggest(self, text: str, k: int = 5) -> list[Suggestion]:
         """Predictor.suggest through the caches."""

@@ -50,6 +50,7 @@ MAX_WORDS = 1_000_000  # words one profile keeps
 MAX_COMMIT_CHARS = 10_000
 MAX_IMPORT_COUNT = 1e9  # an imported word's count, at most
 MAX_KEPT_COUNT = MAX_COUNT / 10  # imports stop adding there (the file's limit, with room)
+MAX_CHANGES = 50_000  # unigram changes kept for the scorer's arrays; past it they are rebuilt
 
 
 class UserLimitError(RnnImeError):
@@ -118,6 +119,11 @@ class Counts:
         default_factory=lambda: defaultdict(dict))
     following2: dict[tuple[str, str], float] = field(default_factory=dict)  # Σ over a row
     made: dict[str, str] = field(default_factory=dict)  # word → reading
+    # the words whose unigram changed, in order, with the change in internal units: the scorer
+    # keeps arrays over the vocabulary and the lexicon and updates only these (a commit
+    # changes a few of 100,000 words); `generation` moves when they cannot tell (a rebase)
+    changes: list[tuple[str, float]] = field(default_factory=list)
+    generation: int = 0
     version: int = 0  # changes with every update (callers cache on it)
     made_version: int = 0  # changes when `made` does (the lexicon of made words is cached on it)
 
@@ -140,16 +146,37 @@ class Counts:
         self.following2 = {p: v * scale for p, v in self.following2.items()}
         self.total *= scale
         self.epoch = self.clock
+        self._restart_changes()
+
+    def _restart_changes(self) -> None:
+        self.changes = []
+        self.generation += 1
 
     def add(self, word: str, at: float, times: float = 1.0) -> None:
         """`times` occurrences at clock `at` (negative: taken back)."""
         weight = times * self.unit(at)
-        value = self.unigram.get(word, 0.0) + weight
+        before = self.unigram.get(word, 0.0)
+        value = before + weight
         if value <= 1e-9 * self.unit(self.clock):
             self.unigram.pop(word, None)
+            value = 0.0
         else:
             self.unigram[word] = value
         self.total = max(0.0, self.total + weight)
+        self.note_change(word, value - before)
+
+    def remove(self, word: str) -> float:
+        """Drop `word` from the unigram; its internal value (0 when it was not there)."""
+        value = self.unigram.pop(word, 0.0)
+        self.total = max(0.0, self.total - value)
+        self.note_change(word, -value)
+        return value
+
+    def note_change(self, word: str, delta: float) -> None:
+        """Record that `word`'s unigram value moved by `delta` (internal units)."""
+        if len(self.changes) >= MAX_CHANGES:
+            self._restart_changes()
+        self.changes.append((word, delta))
         self.version += 1
 
     def add_bigram(self, prev: str, word: str, at: float, times: float = 1.0) -> None:
@@ -294,6 +321,7 @@ class UserModel:
         self.counts = Counts(half_life=half_life)
         self._seen_version = -1
         self._own: list[int] = []  # ids of this model's commits in the file (undo takes these)
+        self.reloads = 0  # times the file was read again (another process wrote, a failed write)
         if store is not None:
             try:
                 self.reload()
@@ -332,6 +360,7 @@ class UserModel:
         counts.version = self.counts.version + 1
         counts.made_version = self.counts.made_version + 1
         self.counts = counts
+        self.reloads += 1
         self._seen_version = self.store.data_version()
 
     def _internal_values(self, counts: Counts, rows: list[tuple], at: int, what: str
@@ -489,8 +518,7 @@ class UserModel:
             nonlocal known
             counts = self.counts
             known = word in counts.unigram or word in counts.made or word in counts.bigram
-            value = counts.unigram.pop(word, 0.0)
-            counts.total = max(0.0, counts.total - value)
+            counts.remove(word)
             counts.made_version += counts.made.pop(word, None) is not None
             counts.forget_in_contexts(word)
             return _Change(None, record=False, statements=(
@@ -551,30 +579,35 @@ class UserModel:
             version = self.store.data_version()
             if version != self._seen_version:  # another process wrote after our last read
                 raise _Stale
+            gone, kept = [], []
             for word in touched:
                 value = counts.unigram.get(word, 0.0) / now
                 reading = counts.made.get(word)
                 if value <= 0 and reading is None:
-                    db.execute("DELETE FROM words WHERE word = ?", (word,))
+                    gone.append((word,))
                 else:
-                    db.execute("INSERT INTO words (word, count, seen, reading, made) "
-                               "VALUES (?, ?, ?, ?, ?) ON CONFLICT(word) DO UPDATE SET "
-                               "count = excluded.count, seen = excluded.seen, "
-                               "reading = excluded.reading, made = excluded.made",
-                               (word, value, counts.clock, reading, int(reading is not None)))
+                    kept.append((word, value, counts.clock, reading, int(reading is not None)))
+            db.executemany("DELETE FROM words WHERE word = ?", gone)
+            db.executemany("INSERT INTO words (word, count, seen, reading, made) "
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT(word) DO UPDATE SET "
+                           "count = excluded.count, seen = excluded.seen, "
+                           "reading = excluded.reading, made = excluded.made", kept)
             for table, columns, rows, entries in (
                     ("bigrams", ("prev", "word"), counts.bigram, pairs),
                     ("trigrams", ("prev2", "prev", "word"), counts.trigram, triples)):
                 names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+                gone, kept = [], []
                 for entry in entries:
                     key = entry[0] if len(entry) == 2 else entry[:2]
                     value = rows.get(key, {}).get(entry[-1], 0.0) / now
                     if value <= 0:
-                        db.execute(f"DELETE FROM {table} WHERE ({names}) = ({marks})", entry)
+                        gone.append(entry)
                     else:
-                        db.execute(f"INSERT INTO {table} VALUES ({marks}, ?, ?) ON CONFLICT"
-                                   f"({names}) DO UPDATE SET count = excluded.count, "
-                                   "seen = excluded.seen", (*entry, value, counts.clock))
+                        kept.append((*entry, value, counts.clock))
+                db.executemany(f"DELETE FROM {table} WHERE ({names}) = ({marks})", gone)
+                db.executemany(f"INSERT INTO {table} VALUES ({marks}, ?, ?) ON CONFLICT"
+                               f"({names}) DO UPDATE SET count = excluded.count, "
+                               "seen = excluded.seen", kept)
             for statement, parameters in done.statements:
                 db.execute(statement, parameters)
             db.execute("UPDATE meta SET value = ? WHERE key = 'clock'", (repr(counts.clock),))

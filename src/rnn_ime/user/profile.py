@@ -21,12 +21,14 @@ import torch
 
 from ..ime.lexicon import HAN, MAX_WORD_SYLLABLES, Either, Lexicon, word_readings
 from ..scoring import Scorer
-from ..text import get_tokenizer
+from ..text import ClauseCache, get_tokenizer
 from ..vocab import UNK_ID, Vocab
 from .adaptation import ModelAdaptation
 from .model import MAX_COMMIT_CHARS, Lesson, UserLimitError, UserModel, made_from_picks
 from .scorer import UserScorer, UserState
 from .store import UserStore
+
+TOKENIZED_CLAUSES = 64
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ class Profile:
         adapted = self.adaptation.scorer if self.adaptation is not None else base
         self.scorer: Scorer = UserScorer(adapted, model) if options.use else base
         self._lexicon: tuple[Lexicon, int, Lexicon] | None = None
-        self.tokenizer = get_tokenizer()
+        # the text before a commit is mostly the commits before it: their clauses are kept
+        self.tokenizer = ClauseCache(get_tokenizer(), TOKENIZED_CLAUSES)
+        self._reloads = model.reloads  # the file read again: a forget there may be why
 
     @classmethod
     def open(cls, base: Scorer, path: str | Path, options: LearnOptions = LearnOptions(),
@@ -71,14 +75,16 @@ class Profile:
         """The profile scorer's (state, log_probs) after a context the base scorer has read
         (a `predict.Context`, e.g. from a shared context cache: its state, log-probabilities and
         last word): the base's, mixed with the user's distribution after that word. The same as
-        the profile's scorer reading the context, without stepping the base again."""
-        state, log_probs = context.state, context.log_probs
+        the profile's scorer reading the context, without stepping the base again. Once the
+        model adapted, its copy reads the context instead (the base never does)."""
         if not isinstance(self.scorer, UserScorer):
-            return state, log_probs
+            return context.state, context.log_probs
         if self.adaptation is not None:
             self.adaptation.touch()
-            if self.adaptation.active:
-                state, log_probs = self.adaptation.read(context.ids)
+        if self.adaptation is not None and self.adaptation.active:
+            state, log_probs = self.adaptation.read(context.ids)
+        else:
+            state, log_probs = context.state, context.log_probs
         last = [w if w.strip() else None for w in context.last_words]  # a space: no word
         prev = last[-1] if last else None
         prev2 = last[-2] if prev is not None and len(last) > 1 else None
@@ -89,8 +95,10 @@ class Profile:
         """Pick up what another process (the CLI, another server) wrote to the same file (a
         forget there takes back the model's adaptation here too)."""
         self.model.refresh()
-        if self.adaptation is not None:
-            self.adaptation.forgotten()
+        if self.model.reloads != self._reloads:  # else nothing was written from outside
+            self._reloads = self.model.reloads
+            if self.adaptation is not None:
+                self.adaptation.forgotten()
 
     @property
     def notes(self) -> list[str]:

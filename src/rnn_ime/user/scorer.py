@@ -18,18 +18,20 @@ any scorer.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import ChainMap, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..limits import MAX_K
 from ..scoring import Scorer, WordTable
 from ..vocab import BOS_ID, SPECIALS, UNK_ID
-from .model import UserModel
+from .model import Counts, UserModel
 
 MEMO_SIZE = 4096  # previous words whose mixing is remembered at once
 
@@ -46,6 +48,90 @@ def _positions(position: Mapping[str, int], words: Sequence[str]) -> list[int]:
         return found
     get = position.get
     return [get(w, -1) for w in words]
+
+
+class WordArray:
+    """The user's unigram counts (internal units) at each word's place in an index (the
+    vocabulary, or a lexicon), kept in step with the counts: a commit updates the few words it
+    changed (`Counts.changes`); a new Counts object (a reload) or generation builds it anew."""
+
+    def __init__(self, size: int, places: Callable[[Sequence[str]], list[int]],
+                 shared: int | None = None) -> None:
+        self.size, self.places, self.shared = size, places, shared  # shared: many words' place
+        self.array = np.zeros(size)
+        self._seen: tuple[Any, int, int] = (None, -1, 0)  # counts, generation, changes applied
+
+    def current(self, counts: Counts) -> np.ndarray:
+        held, generation, applied = self._seen
+        if held is not counts or generation != counts.generation \
+                or applied > len(counts.changes):
+            self._build(counts)
+        elif applied < len(counts.changes):
+            self._apply(counts, counts.changes[applied:])
+        self._seen = (counts, counts.generation, len(counts.changes))
+        return self.array
+
+    def _build(self, counts: Counts) -> None:
+        words = list(counts.unigram)
+        values = np.fromiter(counts.unigram.values(), dtype=np.float64, count=len(words))
+        places = np.asarray(self.places(words), dtype=np.int64)
+        listed = places >= 0
+        self.array = np.bincount(places[listed], weights=values[listed], minlength=self.size)
+
+    def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> None:
+        array = self.array
+        for (word, delta), place in zip(changes, self.places([w for w, _ in changes]),
+                                        strict=True):
+            if place < 0:
+                continue
+            if place == self.shared:  # a sum of many words: moved by the change
+                array[place] = max(0.0, array[place] + delta)
+            else:
+                array[place] = counts.unigram.get(word, 0.0)
+
+
+class OutsideWords:
+    """The user's most frequent words outside the vocabulary (the `KEEP` first), kept in step
+    with the counts: a commit's new or grown words enter if they pass the last one kept; a kept
+    word that fell (an undo, a forget) or a new Counts object or generation rebuilds the list."""
+
+    KEEP = 2 * MAX_K  # more than any suggestion asks for
+
+    def __init__(self, inside: Container[str]) -> None:
+        self.inside = inside
+        self.top: dict[str, float] = {}
+        self._seen: tuple[Any, int, int] = (None, -1, 0)  # counts, generation, changes applied
+
+    def first(self, counts: Counts, k: int) -> list[str]:
+        held, generation, applied = self._seen
+        changes = counts.changes
+        if held is not counts or generation != counts.generation or applied > len(changes) \
+                or not self._apply(counts, changes[applied:]):
+            self._build(counts)
+        self._seen = (counts, counts.generation, len(changes))
+        return sorted(self.top, key=lambda w: (-self.top[w], w))[:k]
+
+    def _build(self, counts: Counts) -> None:
+        outside = (w for w in counts.unigram if w not in self.inside)
+        self.top = {w: counts.unigram[w]
+                    for w in heapq.nlargest(self.KEEP, outside, key=counts.unigram.__getitem__)}
+
+    def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> bool:
+        """Whether the changes could be applied (else the list is built anew)."""
+        top = self.top
+        for word, _ in changes:
+            if word in self.inside:
+                continue
+            value = counts.unigram.get(word, 0.0)
+            if word in top:
+                if value < top[word]:  # a word not kept may now pass it
+                    return False
+                top[word] = value
+            elif value > 0.0 and (len(top) < self.KEEP or value > min(top.values())):
+                top[word] = value  # below KEEP words, every word outside is kept
+                if len(top) > self.KEEP:
+                    del top[min(top, key=top.__getitem__)]
+        return True
 
 
 @dataclass(frozen=True)
@@ -92,11 +178,9 @@ class UserScorer(Scorer[UserState]):
         self.vocab = base.vocab
         self.name = f"{base.name}+user"
         self._dense: tuple[int, torch.Tensor, torch.Tensor] | None = None
-        self._lexicon_cache: tuple[WordTable, int, tuple[np.ndarray, ...]] | None = None
-        self._outside: tuple[int, list[str]] | None = None
+        self._outside = OutsideWords(self.vocab)
         self._memo: tuple[int, dict[tuple, Any]] = (-1, {})
-        self._places: dict[int | None, tuple[WordTable | None, list[str], np.ndarray]] = {}
-        self._words: tuple[Any, int, list[str], np.ndarray] = (None, -1, [], np.zeros(0))
+        self._arrays: dict[int | None, tuple[WordTable | None, WordArray]] = {}
         self._extras: tuple[WordTable | None, tuple[np.ndarray, np.ndarray]] = (None, ())
 
     def _memoised(self) -> dict[tuple, Any]:
@@ -155,42 +239,30 @@ class UserScorer(Scorer[UserState]):
         if self._dense is None or self._dense[0] != counts.version:
             dense = np.zeros(len(self.vocab))
             if counts.total > 0:
-                ids, values = self._user_words(None)
-                dense = np.bincount(ids, weights=values, minlength=len(self.vocab))
-                dense /= counts.total
+                dense = self._word_array(None).current(counts) / counts.total
             unigram = torch.from_numpy(dense).float()
             self._dense = (counts.version, unigram, torch.log(unigram))
         return self._dense[1], self._dense[2]
 
-    def _user_words(self, lexicon: WordTable | None) -> tuple[np.ndarray, np.ndarray]:
-        """(where each word the user typed is, its count), in the counts' order: its
-        vocabulary id (<unk> outside it) or, with a lexicon, its position there (−1 outside).
-
-        After each commit the user model mixes anew, and looking 100,000 words up one by one
-        took 0.3 s; the places of words already looked up are kept (words are only added at
-        the end of the counts' dict; anything else, an undo or a forget, looks all up again)."""
-        counts = self.model.counts
-        if self._words[0] is not counts or self._words[1] != counts.version:
-            words = list(counts.unigram)
-            self._words = (counts, counts.version, words, np.fromiter(
-                counts.unigram.values(), dtype=np.float64, count=len(words)))
-        words, values = self._words[2], self._words[3]
+    def _word_array(self, lexicon: WordTable | None) -> WordArray:
+        """The user's unigram counts over the vocabulary (words outside it at <unk>) or, with
+        a lexicon, over its positions, one kept per lexicon a decoding used."""
         key = id(lexicon) if lexicon is not None else None
-        held, known, places = self._places.get(key, (None, [], np.zeros(0, dtype=np.int64)))
-        if held is not lexicon or len(known) > len(words) or words[:len(known)] != known:
-            known, places = [], np.zeros(0, dtype=np.int64)
-        if len(known) < len(words):
-            new = words[len(known):]
+        held = self._arrays.get(key)
+        if held is None or held[0] is not lexicon:
+            if len(self._arrays) > 4:
+                self._arrays.clear()
             if lexicon is None:
-                ids = [self.vocab.id(w) for w in new]
-                more = [i if i >= len(SPECIALS) else UNK_ID for i in ids]
+                def places(words: Sequence[str]) -> list[int]:
+                    ids = [self.vocab.id(w) for w in words]
+                    return [i if i >= len(SPECIALS) else UNK_ID for i in ids]
+
+                array = WordArray(len(self.vocab), places, shared=UNK_ID)
             else:
-                more = _positions(lexicon.position, new)
-            places = np.concatenate([places, np.asarray(more, dtype=np.int64)])
-            if len(self._places) > 4:  # one per lexicon a decoding used, and the vocabulary
-                self._places.clear()
-            self._places[key] = (lexicon, words, places)  # held: its id is not reused
-        return places, values
+                position = lexicon.position
+                array = WordArray(len(lexicon.words), lambda words: _positions(position, words))
+            held = self._arrays[key] = (lexicon, array)  # held: its id is not reused
+        return held[1]
 
     # ------------------------------------------------------------ the Scorer interface
     def start(self) -> UserState:
@@ -318,11 +390,7 @@ class UserScorer(Scorer[UserState]):
         """The user's k most frequent words outside the vocabulary, and those after `prev` and
         after `prev2 prev`."""
         counts = self.model.counts
-        if self._outside is None or self._outside[0] != counts.version:
-            words = [w for w in counts.unigram if w not in self.vocab]
-            words.sort(key=lambda w: -counts.unigram[w])
-            self._outside = (counts.version, words)
-        words = self._outside[1][:k]
+        words = self._outside.first(counts, k)
         rows = [counts.bigram.get(prev), counts.trigram.get((prev2, prev))] \
             if prev is not None else []
         for row in filter(None, rows):
@@ -358,12 +426,14 @@ class UserScorer(Scorer[UserState]):
         if not all(state.unmixed for state in states):
             return super().lexicon_log_probs_batch(states, log_probs, lexicon, words)
         unigram, extra_outside, extra_inside = self._lexicon_arrays(lexicon)
+        total = self.model.counts.total
         step = lexicon.step_id[words]
         # a word outside the vocabulary: its share of the base's <unk>, and the user's part
         base = np.stack([lp[step] for lp in log_probs]) + extra_outside[words]
         mixings = [self.mixing(state.prev, state.prev2) for state in states]
         keep = np.array([m.keep for m in mixings])[:, None]
-        user = np.array([m.unigram for m in mixings])[:, None] * unigram[words]
+        share = np.array([m.unigram / total if total > 0 else 0.0 for m in mixings])
+        user = share[:, None] * unigram[words]
         for row, state, mixing in zip(user, states, mixings, strict=True):
             self._add_context(row, lexicon, words, state.prev, state.prev2, mixing)
         return np.log(keep * np.exp(base) + user) + extra_inside[words]
@@ -373,7 +443,9 @@ class UserScorer(Scorer[UserState]):
         """The user's part of p(word | prev2, prev) for lexicon words (0 for a word the user
         never typed), vectorised: the unigram over the lexicon kept per lexicon and version of
         the counts, the words typed after `prev` and `prev2 prev` looked up by position."""
-        found = self._lexicon_arrays(lexicon)[0][words] * mixing.unigram
+        total = self.model.counts.total
+        found = self._lexicon_arrays(lexicon)[0][words] * \
+            (mixing.unigram / total if total > 0 else 0.0)
         self._add_context(found, lexicon, words, prev, prev2, mixing)
         return found
 
@@ -389,23 +461,15 @@ class UserScorer(Scorer[UserState]):
             found[hit] += part[where[hit]]
 
     def _lexicon_arrays(self, lexicon: WordTable) -> tuple[np.ndarray, ...]:
-        """Over the lexicon (rebuilt when it or the counts change): p_uni of every word, and
-        its `extra` split into the words outside the vocabulary's and the others'."""
+        """Over the lexicon: p_uni of every word (kept as counts: its share of `total` is
+        taken at the words looked up, so a commit updates only its words), and its `extra`
+        split into the words outside the vocabulary's and the others'."""
         counts = self.model.counts
-        cached = self._lexicon_cache
-        if cached is None or cached[0] is not lexicon or cached[1] != counts.version:
-            unigram = np.zeros(len(lexicon.words))
-            if counts.total > 0:
-                places, values = self._user_words(lexicon)
-                listed = places >= 0
-                unigram[places[listed]] = values[listed] / counts.total
-            if self._extras[0] is not lexicon:  # the lexicon's own: kept while it is
-                outside = lexicon.step_id == UNK_ID
-                self._extras = (lexicon, (np.where(outside, lexicon.extra, 0.0),
-                                          np.where(outside, 0.0, lexicon.extra)))
-            cached = self._lexicon_cache = (lexicon, counts.version,
-                                            (unigram, *self._extras[1]))
-        return cached[2]
+        if self._extras[0] is not lexicon:  # the lexicon's own: kept while it is
+            outside = lexicon.step_id == UNK_ID
+            self._extras = (lexicon, (np.where(outside, lexicon.extra, 0.0),
+                                      np.where(outside, 0.0, lexicon.extra)))
+        return (self._word_array(lexicon).current(counts), *self._extras[1])
 
     def _lexicon_context(self, lexicon: WordTable, prev: str | None, prev2: str | None,
                          mixing: Mixing) -> tuple[np.ndarray, np.ndarray] | None:
