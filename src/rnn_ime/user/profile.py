@@ -95,6 +95,11 @@ class Profile:
         """Pick up what another process (the CLI, another server) wrote to the same file (a
         forget there takes back the model's adaptation here too)."""
         self.model.refresh()
+        self._check_forgotten()
+
+    def _check_forgotten(self) -> None:
+        """After the file was read again (another process wrote): a forget there takes back
+        the model's adaptation here too."""
         if self.model.reloads != self._reloads:  # else nothing was written from outside
             self._reloads = self.model.reloads
             if self.adaptation is not None:
@@ -117,7 +122,8 @@ class Profile:
         if len(text) > MAX_COMMIT_CHARS:
             raise UserLimitError(f"a commit of {len(text):,} characters; learn at most "
                                  f"{MAX_COMMIT_CHARS:,} at once")
-        self.refresh()
+        # what another process wrote is read by learn_words before it learns (the counts
+        # looked at here may be a commit behind); its forget reaches the adaptation after
         known_words = Either(self.vocab, known.position if known is not None else {})
         made = []
         assembled = made_from_picks(picks or [], known_words)
@@ -141,6 +147,7 @@ class Profile:
         prev = before_words[-1] if before_words else None
         prev2 = before_words[-2] if len(before_words) > 1 else None
         lesson = self.model.learn_words(words, prev, made, prev2=prev2)
+        self._check_forgotten()
         if lesson is not None and self.adaptation is not None:
             self.adaptation.learn(self.vocab.encode(before_words), self.vocab.encode(words))
         return lesson
