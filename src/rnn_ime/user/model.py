@@ -537,6 +537,8 @@ class UserModel:
         self._persist(change)
         if self._last is not None and any(w == word for w, _ in self._last[2].words):
             self._last = None
+        if known and self.store is not None:
+            self.store.scrub()  # nothing of the word left in the log's older pages either
         return known
 
     _last: tuple[int, float, Lesson] | None = None  # the last commit, without a file

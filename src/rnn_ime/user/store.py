@@ -246,6 +246,7 @@ class UserStore:
         schema = self._check(tables) if tables else None  # before anything is written to it
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
+        self.db.execute("PRAGMA secure_delete = ON")  # deleted rows are zeroed, not left behind
         self.db.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         if schema == str(SCHEMA_VERSION):
             return
@@ -411,6 +412,18 @@ class UserStore:
             rows = self._select("SELECT steps FROM adaptation ORDER BY saved DESC LIMIT 1",
                                 "model adaptation")
         return rows[0][0] if rows and type(rows[0][0]) is int and rows[0][0] > 0 else 0
+
+    def scrub(self) -> bool:
+        """Copy the write-ahead log into the file and empty it, so that rows just deleted
+        (zeroed in the file by secure_delete) are not left in the log's older pages either;
+        whether it could (another process reading the file keeps the log until it lets go,
+        and the last connection to close empties it)."""
+        with self.writing:
+            try:
+                busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error:
+                return False
+        return busy == 0
 
     def close(self) -> None:
         self.checkpointer.close()
