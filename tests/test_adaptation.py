@@ -100,6 +100,36 @@ def test_the_adaptation_is_saved_and_read_back_exactly(predictor, tmp_path):
     again.close()
 
 
+def test_the_weights_are_saved_once_the_typist_pauses_longer(predictor, tmp_path,
+                                                           monkeypatch):
+    """A save writes megabytes, which slows the commit after it: due after SAVE_EVERY steps, it
+    waits for a longer pause (SAVE_PAUSE_S), or for SAVE_AT_MOST unsaved steps."""
+    import time
+
+    from rnn_ime.user import adaptation
+
+    monkeypatch.setattr(adaptation, "SAVE_EVERY", 2)
+    monkeypatch.setattr(adaptation, "SAVE_AT_MOST", 4)
+    monkeypatch.setattr(adaptation, "SAVE_PAUSE_S", 3600.0)
+    profile = Profile.open(predictor.scorer, tmp_path / "u.db")
+    store = profile.model.store
+    taught(profile, 3)
+    time.sleep(0.2)
+    assert profile.adaptation.steps == 3 and store.adaptation_steps() == 0  # no long pause yet
+    taught(profile, 1)
+    assert store.adaptation_steps() == 4  # SAVE_AT_MOST: at once
+    taught(profile, 2)
+    monkeypatch.setattr(adaptation, "SAVE_PAUSE_S", 0.05)
+    profile.learn("我们去看看。")
+    profile.learn("今天天气很好。")  # hands the one before to the thread, which wakes
+    deadline = time.monotonic() + 10
+    while store.adaptation_steps() != 7 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.adaptation_steps() == 7  # its step, then the pause: the seven are saved
+    profile.close()
+    assert UserStore(tmp_path / "u.db").adaptation_steps() == 8  # and the last at close
+
+
 def test_forget_starts_the_adaptation_again(predictor, tmp_path):
     path = tmp_path / "u.db"
     profile = Profile.open(predictor.scorer, path)

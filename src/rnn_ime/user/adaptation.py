@@ -11,9 +11,10 @@ A commit is trained on once the next commit comes (or the profile closes, or `fl
 Backspace right after a commit (`undo`) drops it before it taught anything. Training runs in a
 thread of its own, once the typist pauses (PAUSE_S without a commit or a ranking), so that
 neither committing nor the next keystrokes wait for it. The weights are
-saved into the user's file (the `adaptation` table, keyed by the base model they adapt) every
-SAVE_EVERY steps and when the profile closes; a file made for another model keeps its row and
-this model starts afresh.
+saved into the user's file (the `adaptation` table, keyed by the base model they adapt) once
+SAVE_EVERY steps are unsaved and the typist pauses longer (SAVE_PAUSE_S: a save writes
+megabytes, which slows the commit after it), at the latest after SAVE_AT_MOST steps, and when
+the profile closes; a file made for another model keeps its row and this model starts afresh.
 
 Only a recurrent model run by torch adapts (alone or in the mixture with the n-gram); an n-gram
 or an ONNX model has no adaptation, and the counts do all the learning.
@@ -49,7 +50,9 @@ from .store import UserStore, UserStoreError
 ADAPT_LR = 1e-3
 CLIP = 1.0  # gradient norm, as in training
 CONTEXT_WORDS = 20  # words before a commit read for its context (not trained on)
-SAVE_EVERY = 20  # steps between saves into the user file (and at close)
+SAVE_EVERY = 20  # unsaved steps after which the weights are saved into the user file …
+SAVE_PAUSE_S = 2.0  # … once the typist pauses this long (a save's megabytes of writing slow
+SAVE_AT_MOST = 200  # the next commit), or at once past this many; and when the profile closes
 MAX_WAITING = 512  # commits waiting for the thread; past it the oldest are dropped, counted
 CONTEXT_ENTRIES = 128  # states the adapted model's context cache keeps (V floats each: 16 MB)
 PAUSE_S = 0.3  # seconds without a commit or a ranking before a step is taken
@@ -102,6 +105,9 @@ def _copy_sharing_embedding(model: nn.Module) -> nn.Module:
     return clone.eval()
 
 
+_SAVE = object()  # the thread's work: a save (else a _Lesson)
+
+
 @dataclass(frozen=True)
 class _Lesson:
     ids: tuple[int, ...]  # <s>, the context's last words, the commit's words
@@ -127,6 +133,7 @@ class ModelAdaptation:
         self.dropped = 0  # commits dropped for a full queue
         self.failed = 0  # steps that failed (skipped)
         self._saved_steps = 0
+        self._tried = -1  # the steps when a save was last tried
         self._newest: _Lesson | None = None  # the last commit, held back for undo
         self._ready: deque[_Lesson] = deque()
         self._busy = False
@@ -263,6 +270,7 @@ class ModelAdaptation:
     def _save_or_note(self) -> None:
         """save(), a refusal kept in `save_problem` (the next save, or the one at close,
         writes it)."""
+        self._tried = self.steps  # a save refused is tried again after more steps
         try:
             self.save()
         except UserStoreError as error:
@@ -292,32 +300,42 @@ class ModelAdaptation:
         torch.set_num_threads(self._threads)
         while True:
             with self._wake:
-                while not self._stopping:
-                    if self._ready and self._urgent:
-                        break
-                    if not self._ready:
-                        self._wake.wait()
-                        continue
-                    left = self._last_use + PAUSE_S - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
-                if not self._ready:
+                work = self._wait_for_work()
+                if work is None:
                     return
-                lesson = self._ready.popleft()
                 self._busy = True
             try:
-                self._step(lesson)
-                if not self._ready:  # the last of the pause's steps
-                    self._warm()
-                if self.steps - self._saved_steps >= SAVE_EVERY:
+                if work is _SAVE:
                     self._save_or_note()
+                else:
+                    self._step(work)
+                    if not self._ready:  # the last of the pause's steps
+                        self._warm()
+                    if self.steps - self._saved_steps >= SAVE_AT_MOST:
+                        self._save_or_note()
             except Exception:  # noqa: BLE001 — a step that fails is skipped, the typing goes on
                 self.failed += 1
             finally:
                 with self._wake:
                     self._busy = False
                     self._wake.notify_all()
+
+    def _wait_for_work(self) -> _Lesson | object | None:
+        """(under self._wake) The next commit to train on, once the typist pauses; _SAVE, once
+        SAVE_EVERY steps are unsaved and the typist pauses longer; None when stopping."""
+        while not self._stopping:
+            now = time.monotonic()
+            if self._ready:
+                if self._urgent or now >= self._last_use + PAUSE_S:
+                    return self._ready.popleft()
+                self._wake.wait(self._last_use + PAUSE_S - now)
+            elif self.steps - self._saved_steps >= SAVE_EVERY and self.steps != self._tried:
+                if now >= self._last_use + SAVE_PAUSE_S:
+                    return _SAVE
+                self._wake.wait(self._last_use + SAVE_PAUSE_S - now)
+            else:
+                self._wake.wait()
+        return None
 
     def _step(self, lesson: _Lesson) -> None:
         ids = torch.tensor([lesson.ids[:-1]])
