@@ -130,6 +130,22 @@ def test_the_weights_are_saved_once_the_typist_pauses_longer(predictor, tmp_path
     assert UserStore(tmp_path / "u.db").adaptation_steps() == 8  # and the last at close
 
 
+def test_a_step_that_fails_is_skipped_and_shown(predictor, monkeypatch):
+    """A step that raises is skipped (the typing goes on, the counts learned the commit) and
+    counted in the profile's stats."""
+    profile = Profile.in_memory(predictor.scorer)
+
+    def broken(lesson):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(profile.adaptation, "_step", broken)
+    taught(profile, 2)
+    stats = profile.stats()
+    assert stats["model_steps"] == 0 and stats["model_skipped"] == 2
+    assert profile.model.counts.unigram["图书馆"] > 0
+    profile.close()
+
+
 def test_forget_starts_the_adaptation_again(predictor, tmp_path):
     path = tmp_path / "u.db"
     profile = Profile.open(predictor.scorer, path)

@@ -319,6 +319,9 @@ class StatsResponse(BaseModel):
     model_steps: int = Field(description="steps the profile's copy of the model has taken on "
                              "its commits (0: none yet, or a model that does not adapt; with "
                              "--no-adapt, the newest adaptation saved in its file)")
+    model_skipped: int = Field(0, description="commits the profile's copy of the model could "
+                               "not train on since it was opened (a step that failed, or more "
+                               "waiting than it keeps); they still count in the user's counts")
     max_words: int
     learn: bool
 

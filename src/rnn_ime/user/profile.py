@@ -173,6 +173,8 @@ class Profile:
         found = self.model.stats()
         if self.adaptation is not None:
             found["model_steps"] = self.adaptation.steps
+            # commits it could not train on: the queue overflowed, or a step failed
+            found["model_skipped"] = self.adaptation.dropped + self.adaptation.failed
         return found
 
     def close(self) -> None:
