@@ -100,6 +100,7 @@ class OutsideWords:
     def __init__(self, inside: Container[str]) -> None:
         self.inside = inside
         self.top: dict[str, float] = {}
+        self._order: list[str] | None = None  # `top` sorted, most frequent first (None: stale)
         self._seen: tuple[Any, int, int] = (None, -1, 0)  # counts, generation, changes applied
 
     def first(self, counts: Counts, k: int) -> list[str]:
@@ -109,12 +110,15 @@ class OutsideWords:
                 or not self._apply(counts, changes[applied:]):
             self._build(counts)
         self._seen = (counts, counts.generation, len(changes))
-        return sorted(self.top, key=lambda w: (-self.top[w], w))[:k]
+        if self._order is None:
+            self._order = sorted(self.top, key=lambda w: (-self.top[w], w))
+        return self._order[:k]
 
     def _build(self, counts: Counts) -> None:
         outside = (w for w in counts.unigram if w not in self.inside)
         self.top = {w: counts.unigram[w]
                     for w in heapq.nlargest(self.KEEP, outside, key=counts.unigram.__getitem__)}
+        self._order = None
 
     def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> bool:
         """Whether the changes could be applied (else the list is built anew)."""
@@ -127,8 +131,10 @@ class OutsideWords:
                 if value < top[word]:  # a word not kept may now pass it
                     return False
                 top[word] = value
+                self._order = None
             elif value > 0.0 and (len(top) < self.KEEP or value > min(top.values())):
                 top[word] = value  # below KEEP words, every word outside is kept
+                self._order = None
                 if len(top) > self.KEEP:
                     del top[min(top, key=top.__getitem__)]
         return True
