@@ -255,6 +255,7 @@ class ModelAdaptation:
                     param.copy_(base[name])
                 self.optimizer = None
                 self.steps = self._saved_steps = 0
+                self._tried = -1
                 self.version += 1
         if self.store is not None:  # a save that ran while forget wrote is taken back too
             self._forgets = self.store.forgets()
@@ -270,7 +271,7 @@ class ModelAdaptation:
     def _save_or_note(self) -> None:
         """save(), a refusal kept in `save_problem` (the next save, or the one at close,
         writes it)."""
-        self._tried = self.steps  # a save refused is tried again after more steps
+        self._tried = self.steps
         try:
             self.save()
         except UserStoreError as error:
@@ -311,7 +312,7 @@ class ModelAdaptation:
                     self._step(work)
                     if not self._ready:  # the last of the pause's steps
                         self._warm()
-                    if self.steps - self._saved_steps >= SAVE_AT_MOST:
+                    if self._unsaved() >= SAVE_AT_MOST:
                         self._save_or_note()
             except Exception:  # noqa: BLE001 — a step that fails is skipped, the typing goes on
                 self.failed += 1
@@ -319,6 +320,11 @@ class ModelAdaptation:
                 with self._wake:
                     self._busy = False
                     self._wake.notify_all()
+
+    def _unsaved(self) -> int:
+        """Steps since the weights were saved, or since a save was last tried (one the file
+        refused is tried again only after as many more)."""
+        return self.steps - max(self._saved_steps, self._tried)
 
     def _wait_for_work(self) -> _Lesson | object | None:
         """(under self._wake) The next commit to train on, once the typist pauses; _SAVE, once
@@ -329,7 +335,7 @@ class ModelAdaptation:
                 if self._urgent or now >= self._last_use + PAUSE_S:
                     return self._ready.popleft()
                 self._wake.wait(self._last_use + PAUSE_S - now)
-            elif self.steps - self._saved_steps >= SAVE_EVERY and self.steps != self._tried:
+            elif self._unsaved() >= SAVE_EVERY:
                 if now >= self._last_use + SAVE_PAUSE_S:
                     return _SAVE
                 self._wake.wait(self._last_use + SAVE_PAUSE_S - now)

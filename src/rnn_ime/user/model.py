@@ -163,16 +163,16 @@ class Counts:
         else:
             self.unigram[word] = value
         self.total = max(0.0, self.total + weight)
-        self.note_change(word, value - before)
+        self._note_change(word, value - before)
 
     def remove(self, word: str) -> float:
         """Drop `word` from the unigram; its internal value (0 when it was not there)."""
         value = self.unigram.pop(word, 0.0)
         self.total = max(0.0, self.total - value)
-        self.note_change(word, -value)
+        self._note_change(word, -value)
         return value
 
-    def note_change(self, word: str, delta: float) -> None:
+    def _note_change(self, word: str, delta: float) -> None:
         """Record that `word`'s unigram value moved by `delta` (internal units)."""
         if len(self.changes) >= MAX_CHANGES:
             self._restart_changes()

@@ -50,25 +50,42 @@ def _positions(position: Mapping[str, int], words: Sequence[str]) -> list[int]:
     return [get(w, -1) for w in words]
 
 
-class WordArray:
+class _FollowsCounts:
+    """Something worked out from the user's unigram, kept in step with it: the changes since
+    it last looked (`Counts.changes`) are applied; a new Counts object (a reload), a new
+    generation, or changes `_apply` cannot take build it anew."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[Any, int, int] = (None, -1, 0)  # counts, generation, changes applied
+
+    def _follow(self, counts: Counts) -> None:
+        held, generation, applied = self._seen
+        changes = counts.changes
+        if held is not counts or generation != counts.generation or applied > len(changes) \
+                or not self._apply(counts, changes[applied:]):
+            self._build(counts)
+        self._seen = (counts, counts.generation, len(changes))
+
+    def _build(self, counts: Counts) -> None:
+        raise NotImplementedError
+
+    def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> bool:
+        """Whether the changes could be applied (else it is built anew)."""
+        raise NotImplementedError
+
+
+class WordArray(_FollowsCounts):
     """The user's unigram counts (internal units) at each word's place in an index (the
-    vocabulary, or a lexicon), kept in step with the counts: a commit updates the few words it
-    changed (`Counts.changes`); a new Counts object (a reload) or generation builds it anew."""
+    vocabulary, or a lexicon): a commit updates the few words it changed."""
 
     def __init__(self, size: int, places: Callable[[Sequence[str]], list[int]],
                  shared: int | None = None) -> None:
+        super().__init__()
         self.size, self.places, self.shared = size, places, shared  # shared: many words' place
         self.array = np.zeros(size)
-        self._seen: tuple[Any, int, int] = (None, -1, 0)  # counts, generation, changes applied
 
     def current(self, counts: Counts) -> np.ndarray:
-        held, generation, applied = self._seen
-        if held is not counts or generation != counts.generation \
-                or applied > len(counts.changes):
-            self._build(counts)
-        elif applied < len(counts.changes):
-            self._apply(counts, counts.changes[applied:])
-        self._seen = (counts, counts.generation, len(counts.changes))
+        self._follow(counts)
         return self.array
 
     def _build(self, counts: Counts) -> None:
@@ -78,7 +95,7 @@ class WordArray:
         listed = places >= 0
         self.array = np.bincount(places[listed], weights=values[listed], minlength=self.size)
 
-    def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> None:
+    def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> bool:
         array = self.array
         for (word, delta), place in zip(changes, self.places([w for w, _ in changes]),
                                         strict=True):
@@ -88,28 +105,24 @@ class WordArray:
                 array[place] = max(0.0, array[place] + delta)
             else:
                 array[place] = counts.unigram.get(word, 0.0)
+        return True
 
 
-class OutsideWords:
-    """The user's most frequent words outside the vocabulary (the `KEEP` first), kept in step
-    with the counts: a commit's new or grown words enter if they pass the last one kept; a kept
-    word that fell (an undo, a forget) or a new Counts object or generation rebuilds the list."""
+class OutsideWords(_FollowsCounts):
+    """The user's most frequent words outside the vocabulary (the `KEEP` first): a commit's
+    new or grown words enter if they pass the last one kept; a kept word that fell (an undo, a
+    forget) builds the list anew."""
 
     KEEP = 2 * MAX_K  # more than any suggestion asks for
 
     def __init__(self, inside: Container[str]) -> None:
+        super().__init__()
         self.inside = inside
         self.top: dict[str, float] = {}
         self._order: list[str] | None = None  # `top` sorted, most frequent first (None: stale)
-        self._seen: tuple[Any, int, int] = (None, -1, 0)  # counts, generation, changes applied
 
     def first(self, counts: Counts, k: int) -> list[str]:
-        held, generation, applied = self._seen
-        changes = counts.changes
-        if held is not counts or generation != counts.generation or applied > len(changes) \
-                or not self._apply(counts, changes[applied:]):
-            self._build(counts)
-        self._seen = (counts, counts.generation, len(changes))
+        self._follow(counts)
         if self._order is None:
             self._order = sorted(self.top, key=lambda w: (-self.top[w], w))
         return self._order[:k]
@@ -121,7 +134,6 @@ class OutsideWords:
         self._order = None
 
     def _apply(self, counts: Counts, changes: Sequence[tuple[str, float]]) -> bool:
-        """Whether the changes could be applied (else the list is built anew)."""
         top = self.top
         for word, _ in changes:
             if word in self.inside:
@@ -432,13 +444,12 @@ class UserScorer(Scorer[UserState]):
         if not all(state.unmixed for state in states):
             return super().lexicon_log_probs_batch(states, log_probs, lexicon, words)
         unigram, extra_outside, extra_inside = self._lexicon_arrays(lexicon)
-        total = self.model.counts.total
         step = lexicon.step_id[words]
         # a word outside the vocabulary: its share of the base's <unk>, and the user's part
         base = np.stack([lp[step] for lp in log_probs]) + extra_outside[words]
         mixings = [self.mixing(state.prev, state.prev2) for state in states]
         keep = np.array([m.keep for m in mixings])[:, None]
-        share = np.array([m.unigram / total if total > 0 else 0.0 for m in mixings])
+        share = np.array([self._unigram_share(m) for m in mixings])
         user = share[:, None] * unigram[words]
         for row, state, mixing in zip(user, states, mixings, strict=True):
             self._add_context(row, lexicon, words, state.prev, state.prev2, mixing)
@@ -449,9 +460,7 @@ class UserScorer(Scorer[UserState]):
         """The user's part of p(word | prev2, prev) for lexicon words (0 for a word the user
         never typed), vectorised: the unigram over the lexicon kept per lexicon and version of
         the counts, the words typed after `prev` and `prev2 prev` looked up by position."""
-        total = self.model.counts.total
-        found = self._lexicon_arrays(lexicon)[0][words] * \
-            (mixing.unigram / total if total > 0 else 0.0)
+        found = self._lexicon_arrays(lexicon)[0][words] * self._unigram_share(mixing)
         self._add_context(found, lexicon, words, prev, prev2, mixing)
         return found
 
@@ -465,6 +474,12 @@ class UserScorer(Scorer[UserState]):
             where = np.minimum(np.searchsorted(positions, words), len(positions) - 1)
             hit = positions[where] == words
             found[hit] += part[where[hit]]
+
+    def _unigram_share(self, mixing: Mixing) -> float:
+        """What a word's count (`_lexicon_arrays`, internal units) is multiplied by for its
+        unigram part: the unigram's weight over the counts' total."""
+        total = self.model.counts.total
+        return mixing.unigram / total if total > 0 else 0.0
 
     def _lexicon_arrays(self, lexicon: WordTable) -> tuple[np.ndarray, ...]:
         """Over the lexicon: p_uni of every word (kept as counts: its share of `total` is
