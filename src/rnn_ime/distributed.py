@@ -64,5 +64,8 @@ def gather_tensors(tensors: list[torch.Tensor], group: ProcessGroup) -> list[lis
 
 
 def shutdown(group: ProcessGroup) -> None:
+    """Leave together: a rank that tears gloo down while its peer still writes files could
+    abort ("terminate called without an active exception") as its threads were destroyed."""
     if group.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

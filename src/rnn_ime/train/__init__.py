@@ -17,6 +17,7 @@ end like the CLI; nothing here imports one.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import signal
@@ -452,6 +453,11 @@ class Trainer:
         }
         if self.group.is_main:
             self._write_metrics(summary)
+        if self.group.active:
+            # DDP's reducer holds the process group: free it now, not at interpreter exit, where
+            # gloo's threads could abort the process as its tensors are torn down
+            self.loss_of_batch = LossOfBatch(self.model)
+            gc.collect()
         distributed.shutdown(self.group)
         if interrupted:
             raise KeyboardInterrupt
