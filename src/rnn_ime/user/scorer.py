@@ -23,7 +23,7 @@ import math
 from collections import ChainMap, defaultdict
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -102,10 +102,36 @@ class WordArray(_FollowsCounts):
             if place < 0:
                 continue
             if place == self.shared:  # a sum of many words: moved by the change
-                array[place] = max(0.0, array[place] + delta)
+                self._set(place, max(0.0, array[place] + delta))
             else:
-                array[place] = counts.unigram.get(word, 0.0)
+                self._set(place, counts.unigram.get(word, 0.0))
         return True
+
+    def _set(self, place: int, value: float) -> None:
+        self.array[place] = value
+
+
+class LogWordArray(WordArray):
+    """A WordArray with the log of every count beside it (float32, −inf where there is none):
+    mixing over the whole vocabulary then needs no log over it after each commit."""
+
+    def __init__(self, size: int, places: Callable[[Sequence[str]], list[int]],
+                 shared: int | None = None) -> None:
+        super().__init__(size, places, shared)
+        self.logs = torch.full((size,), -math.inf)
+
+    def current_logs(self, counts: Counts) -> torch.Tensor:
+        self._follow(counts)
+        return self.logs
+
+    def _build(self, counts: Counts) -> None:
+        super()._build(counts)
+        with np.errstate(divide="ignore"):
+            self.logs = torch.from_numpy(np.log(self.array)).float()
+
+    def _set(self, place: int, value: float) -> None:
+        self.array[place] = value
+        self.logs[place] = math.log(value) if value > 0.0 else -math.inf
 
 
 class OutsideWords(_FollowsCounts):
@@ -195,7 +221,6 @@ class UserScorer(Scorer[UserState]):
         self.base, self.model, self.weights = base, model, weights
         self.vocab = base.vocab
         self.name = f"{base.name}+user"
-        self._dense: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._outside = OutsideWords(self.vocab)
         self._memo: tuple[int, dict[tuple, Any]] = (-1, {})
         self._arrays: dict[int | None, tuple[WordTable | None, WordArray]] = {}
@@ -243,24 +268,11 @@ class UserScorer(Scorer[UserState]):
             found += mixing.trigram * counts.trigram_probability(word, prev2, prev)
         return found
 
-    def _unigram(self) -> torch.Tensor:
-        """(V,) p_uni over the vocabulary, <unk> holding the user's words outside it (rebuilt
-        when the counts change)."""
-        return self._unigrams()[0]
-
-    def _log_unigram(self) -> torch.Tensor:
-        """log of `_unigram()` (−inf for a word the user never typed)."""
-        return self._unigrams()[1]
-
-    def _unigrams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = self.model.counts
-        if self._dense is None or self._dense[0] != counts.version:
-            dense = np.zeros(len(self.vocab))
-            if counts.total > 0:
-                dense = self._word_array(None).current(counts) / counts.total
-            unigram = torch.from_numpy(dense).float()
-            self._dense = (counts.version, unigram, torch.log(unigram))
-        return self._dense[1], self._dense[2]
+    def _vocabulary_counts(self) -> LogWordArray:
+        """The user's unigram counts over the vocabulary (internal units, <unk> holding the
+        words outside it) and their logs, updated at the words each commit changed: p_uni is
+        a count's share of `total`, taken where it is used."""
+        return cast(LogWordArray, self._word_array(None))
 
     def _word_array(self, lexicon: WordTable | None) -> WordArray:
         """The user's unigram counts over the vocabulary (words outside it at <unk>) or, with
@@ -275,7 +287,7 @@ class UserScorer(Scorer[UserState]):
                     ids = [self.vocab.id(w) for w in words]
                     return [i if i >= len(SPECIALS) else UNK_ID for i in ids]
 
-                array = WordArray(len(self.vocab), places, shared=UNK_ID)
+                array = LogWordArray(len(self.vocab), places, shared=UNK_ID)
             else:
                 position = lexicon.position
                 array = WordArray(len(lexicon.words), lambda words: _positions(position, words))
@@ -338,13 +350,15 @@ class UserScorer(Scorer[UserState]):
         if mixing.keep >= 1.0:
             return log_probs
         kept = log_probs.float() + math.log(mixing.keep)
-        mixed = torch.logaddexp(kept, self._log_unigram() + math.log(mixing.unigram)) \
-            if mixing.unigram > 0.0 else kept
+        share = self._unigram_share(mixing)
+        counts = self._vocabulary_counts()
+        logs = counts.current_logs(self.model.counts)
+        mixed = torch.logaddexp(kept, logs + math.log(share)) if share > 0.0 else kept
         context = self._context_part(prev, prev2, mixing)
         if context is not None:
             ids, part = context
-            mixed[ids] = torch.log(kept[ids].exp() + mixing.unigram * self._unigram()[ids]
-                                   + part)
+            unigram = torch.from_numpy(counts.array[ids.numpy()] * share).float()
+            mixed[ids] = torch.log(kept[ids].exp() + unigram + part)
         return mixed.to(log_probs.dtype)
 
     def _context_part(self, prev: str | None, prev2: str | None, mixing: Mixing
