@@ -351,20 +351,22 @@ class UserScorer(Scorer[UserState]):
             return log_probs
         kept = log_probs.float() + math.log(mixing.keep)
         share = self._unigram_share(mixing)
-        counts = self._vocabulary_counts()
-        logs = counts.current_logs(self.model.counts)
-        mixed = torch.logaddexp(kept, logs + math.log(share)) if share > 0.0 else kept
+        if share > 0.0:
+            logs = self._vocabulary_counts().current_logs(self.model.counts)
+            mixed = torch.logaddexp(kept, logs + math.log(share))
+        else:
+            mixed = kept
         context = self._context_part(prev, prev2, mixing)
         if context is not None:
             ids, part = context
-            unigram = torch.from_numpy(counts.array[ids.numpy()] * share).float()
-            mixed[ids] = torch.log(kept[ids].exp() + unigram + part)
+            mixed[ids] = torch.log(kept[ids].exp() + part)
         return mixed.to(log_probs.dtype)
 
     def _context_part(self, prev: str | None, prev2: str | None, mixing: Mixing
                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(vocabulary ids, the user's bigram and trigram part at them) after `prev2 prev`, the
-        words outside the vocabulary at <unk>; None when neither weighs anything."""
+        """(vocabulary ids, the user's whole part at them: unigram, bigram and trigram) after
+        `prev2 prev`, the words outside the vocabulary at <unk>; None when neither the bigram
+        nor the trigram weighs anything."""
         if mixing.bigram <= 0.0 and mixing.trigram <= 0.0:
             return None
         memo = self._memoised()
@@ -375,8 +377,11 @@ class UserScorer(Scorer[UserState]):
                 return word_id if word_id >= len(SPECIALS) else UNK_ID
 
             ids, part = self._context_by_index(prev, prev2, mixing, vocabulary_id)
+            unigram = self._vocabulary_counts().current(self.model.counts)[ids]
             found = memo[("context", prev, prev2)] = (
-                torch.tensor(ids, dtype=torch.long), torch.tensor(part, dtype=torch.float32))
+                torch.tensor(ids, dtype=torch.long),
+                torch.from_numpy(np.asarray(part) + self._unigram_share(mixing) * unigram
+                                 ).float())
         return found
 
     def _context_by_index(self, prev: str | None, prev2: str | None, mixing: Mixing,
